@@ -1,0 +1,142 @@
+"""Build a zoo model in PyTorch with the weights the user asked for."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resnext_deploy.errors import UsageError, WeightsError
+from resnext_deploy.files import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+
+    from resnext_deploy.zoo import ModelSpec
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the weights came from, and a hash that identifies them."""
+
+    origin: str
+    kind: str  # "pretrained" | "file" | "random"
+    sha256: str
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"random": self.is_random}
+
+
+def build_model(spec: ModelSpec, weights: str = "pretrained") -> tuple[torch.nn.Module, WeightsInfo]:
+    """Create ``spec``'s architecture in eval mode with ``weights``: pretrained, random or a file path."""
+    if weights == "pretrained":
+        model = _create_pretrained(spec)
+        info = WeightsInfo(f"timm:{spec.timm_pretrained_name}", "pretrained", state_dict_sha256(model))
+    elif weights == "random":
+        model = _create(spec, pretrained=False)
+        info = WeightsInfo("random initialisation (accuracy is meaningless)", "random", state_dict_sha256(model))
+    else:
+        path = Path(weights).expanduser()
+        model = _create(spec, pretrained=False)
+        load_checkpoint(model, path)
+        info = WeightsInfo(f"file:{path.resolve()}", "file", sha256_file(path))
+    return model.eval(), info
+
+
+def _create(spec: ModelSpec, pretrained: bool) -> torch.nn.Module:
+    import timm
+
+    name = spec.timm_pretrained_name if pretrained else spec.timm_name
+    return timm.create_model(name, pretrained=pretrained, num_classes=spec.num_classes, **spec.timm_kwargs)
+
+
+def _create_pretrained(spec: ModelSpec) -> torch.nn.Module:
+    try:
+        return _create(spec, pretrained=True)
+    except Exception as exc:  # hub, network and cache errors come in many types
+        raise WeightsError(
+            f"cannot load pretrained weights {spec.timm_pretrained_name} for {spec.name}: "
+            f"{type(exc).__name__}: {exc}",
+            hint="without network access, pass --weights PATH to a local .pth/.pt/.safetensors state dict, "
+            "or --weights random for a smoke run (accuracy then means nothing); a warm timm / Hugging Face "
+            "cache (HF_HOME) also works offline",
+        ) from None
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """Read a state dict from a checkpoint file, unwrapping training checkpoints and DDP prefixes."""
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}", hint="check the path passed to --weights")
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise UsageError(
+            f"unsupported checkpoint type '{path.suffix}' for {path}",
+            hint=f"use a state dict saved as one of {', '.join(CHECKPOINT_SUFFIXES)}, or --weights pretrained|random",
+        )
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
+            hint="save weights with torch.save(model.state_dict(), path) or safetensors; whole pickled models "
+            "are not loaded, for safety",
+        ) from None
+    for key in _WRAPPER_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{path} does not hold a state dict", hint="save model.state_dict(), not the model")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    """Load a state dict into ``model``; any missing, unexpected or misshaped key is an error."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or misshaped:
+        raise WeightsError(
+            f"checkpoint {path} does not fit {type(model).__name__}: "
+            + "; ".join(
+                f"{label} ({len(keys)}): {_preview(keys)}"
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
+                if keys
+            ),
+            hint="check that the checkpoint is for this model (see `resnext-deploy models`) and its class count",
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _preview(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """A content hash of the model's parameters and buffers, in key order."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

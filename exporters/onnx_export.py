@@ -1,0 +1,92 @@
+"""torch -> ONNX export, checker, shape inference and onnxsim simplification."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
+from resnext_deploy.errors import DeployError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # per-channel QuantizeLinear (axis) needs opset 13
+
+
+def export_to_onnx(model: torch.nn.Module, input_size: int, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export with a named input/output and a dynamic batch axis, then check and infer shapes."""
+    import onnx
+    import torch
+
+    if opset < MIN_OPSET:
+        raise DeployError(f"opset {opset} is too old", hint=f"use --opset {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    buffer = io.BytesIO()
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto, full_check=True)
+    return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+
+
+@dataclass
+class SimplifyResult:
+    """What onnxsim did, and whether its graph was kept."""
+
+    applied: bool
+    nodes_before: int
+    nodes_after: int
+    max_abs_diff: float | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def simplify(proto: onnx.ModelProto, input_size: int, seed: int = 0) -> tuple[onnx.ModelProto, SimplifyResult]:
+    """Simplify with onnxsim; keep the original graph if onnxsim fails or changes the outputs."""
+    import onnx
+    import onnxsim
+
+    before = len(proto.graph.node)
+    try:
+        simplified, checked = onnxsim.simplify(proto, check_n=0)
+    except Exception as exc:  # onnxsim surfaces C++ errors as plain exceptions
+        return proto, SimplifyResult(False, before, before, None, f"onnxsim failed: {exc}; kept the unsimplified graph")
+    if not checked:
+        return proto, SimplifyResult(False, before, before, None, "onnxsim check failed; kept the unsimplified graph")
+    onnx.checker.check_model(simplified, full_check=True)
+    x = random_inputs(2, input_size, seed)
+    (reference,) = ort_session(proto.SerializeToString()).run(None, {INPUT_NAME: x})
+    (candidate,) = ort_session(simplified.SerializeToString()).run(None, {INPUT_NAME: x})
+    diff, _, bound = compare(reference, candidate, DEFAULT_ATOL, DEFAULT_RTOL)
+    if not np.isfinite(diff) or diff > bound:
+        reason = f"onnxsim changed outputs (max abs diff {diff:.3g} > {bound:.3g}); kept the unsimplified graph"
+        return proto, SimplifyResult(False, before, before, diff, reason)
+    return simplified, SimplifyResult(True, before, len(simplified.graph.node), diff, "simplified")
+
+
+def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
+    """How many nodes of each op type the graph holds."""
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
