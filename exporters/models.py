@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,17 +60,75 @@ def _create(spec: ModelSpec, pretrained: bool) -> torch.nn.Module:
     return timm.create_model(name, pretrained=pretrained, num_classes=spec.num_classes, **spec.timm_kwargs)
 
 
+_OFFLINE_HINT = (
+    "without network access, pass --weights PATH to a local .pth/.pt/.safetensors state dict, "
+    "or --weights random for a smoke run (accuracy then means nothing); a warm timm / Hugging Face "
+    "cache (HF_HOME) also works offline"
+)
+
+
 def _create_pretrained(spec: ModelSpec) -> torch.nn.Module:
+    """timm's own pretrained loading, from a warm cache when there is one, else from the hub."""
+    import timm
+
+    cached = cached_pretrained_file(spec)
+    if cached is None and not _hub_reachable():
+        raise WeightsError(
+            f"pretrained weights {spec.timm_pretrained_name} for {spec.name} are not in the local cache "
+            "and the Hugging Face Hub cannot be reached",
+            hint=_OFFLINE_HINT,
+        )
+    overlay = {"file": str(cached)} if cached else None
     try:
-        return _create(spec, pretrained=True)
+        return timm.create_model(
+            spec.timm_pretrained_name, pretrained=True, pretrained_cfg_overlay=overlay,
+            num_classes=spec.num_classes, **spec.timm_kwargs,
+        )
     except Exception as exc:  # hub, network and cache errors come in many types
         raise WeightsError(
             f"cannot load pretrained weights {spec.timm_pretrained_name} for {spec.name}: "
             f"{type(exc).__name__}: {exc}",
-            hint="without network access, pass --weights PATH to a local .pth/.pt/.safetensors state dict, "
-            "or --weights random for a smoke run (accuracy then means nothing); a warm timm / Hugging Face "
-            "cache (HF_HOME) also works offline",
+            hint=_OFFLINE_HINT,
         ) from None
+
+
+def _hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
+def cached_pretrained_file(spec: ModelSpec) -> Path | None:
+    """The weights file timm would download, if the Hugging Face or torch hub cache already holds it."""
+    import timm
+    import torch
+
+    cfg = timm.models.get_pretrained_cfg(spec.timm_pretrained_name)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=_hf_cache_dir())
+            if isinstance(found, str):
+                return Path(found)
+    if cfg.url:
+        candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Fail in seconds, not after a minute of retries, when the machine is offline."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:

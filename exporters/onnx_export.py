@@ -74,6 +74,7 @@ def simplify(proto: onnx.ModelProto, input_size: int, seed: int = 0) -> tuple[on
     if not checked:
         return proto, SimplifyResult(False, before, before, None, "onnxsim check failed; kept the unsimplified graph")
     onnx.checker.check_model(simplified, full_check=True)
+    _drop_onnxsim_metadata(simplified)
     x = random_inputs(2, input_size, seed)
     (reference,) = ort_session(proto.SerializeToString()).run(None, {INPUT_NAME: x})
     (candidate,) = ort_session(simplified.SerializeToString()).run(None, {INPUT_NAME: x})
@@ -82,6 +83,13 @@ def simplify(proto: onnx.ModelProto, input_size: int, seed: int = 0) -> tuple[on
         reason = f"onnxsim changed outputs (max abs diff {diff:.3g} > {bound:.3g}); kept the unsimplified graph"
         return proto, SimplifyResult(False, before, before, diff, reason)
     return simplified, SimplifyResult(True, before, len(simplified.graph.node), diff, "simplified")
+
+
+def _drop_onnxsim_metadata(proto: onnx.ModelProto) -> None:
+    """onnxsim records ~20 bookkeeping props; the report already says what it did."""
+    kept = [p for p in proto.metadata_props if not p.key.startswith("onnxsim.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
 
 
 def op_counts(proto: onnx.ModelProto) -> dict[str, int]:

@@ -1,0 +1,42 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision first, pinned: on the project's machines pip takes them from local disk.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench bench-export bench-quant bench-engines clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) $(TORCH_SPEC)
+	$(PIP_INSTALL) -e '.[test]'
+	touch $@
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/bench_all.py
+
+bench-export: install
+	$(PY) bench/bench_export.py
+
+bench-quant: install
+	$(PY) bench/bench_quant.py
+
+bench-engines: install
+	$(PY) bench/bench_engines.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

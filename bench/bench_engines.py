@@ -1,0 +1,91 @@
+"""ONNX Runtime latency and start-up per artifact in an export folder.
+
+Usage: ``python bench/bench_engines.py DIR [--iterations N] [--warmup N] [--threads N]``.
+For each of ``model.onnx``, ``model.fp16.onnx``, ``model.int8.onnx`` in DIR: batch-1 and batch-8
+latency (p50/p99 of the runner's own pure-inference timing) and session start-up, cold (full graph
+optimization) vs from the saved optimized graph, side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engines import BuildOptions
+from engines.onnxruntime import OnnxRuntimeBackend
+from engines.onnxruntime.backend import _create_session, session_options
+from engines.onnxruntime.environment import session_providers
+
+ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def startup_seconds(path: Path, options: BuildOptions, *, optimize: bool, repeats: int) -> float:
+    """Median time to create a ready session (graph load + optimization + kernel setup)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session = _create_session(path, session_options(options, optimize=optimize), session_providers())
+        times.append(time.perf_counter() - start)
+        del session
+    return statistics.median(times)
+
+
+def latency(runner, shape: tuple[int, ...], warmup: int, iterations: int) -> tuple[float, float]:
+    """(p50, p99) milliseconds of pure inference on random input of ``shape``."""
+    feed = {"input": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    for _ in range(warmup):
+        runner.infer(feed)
+    times = []
+    for _ in range(iterations):
+        runner.infer(feed)
+        times.append(runner.last_inference_time * 1e3)
+    return _percentile(times, 50), _percentile(times, 99)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--startup-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    options = BuildOptions(threads=args.threads)
+    backend = OnnxRuntimeBackend()
+    found = [args.dir / name for name in ARTIFACTS if (args.dir / name).is_file()]
+    if not found:
+        print(f"no {', '.join(ARTIFACTS)} in {args.dir}", file=sys.stderr)
+        return 2
+    print(f"ONNX Runtime providers {list(session_providers())}, {options.intra_op_threads} intra-op threads")
+    header = f"{'artifact':<18}{'b1 p50':>9}{'b1 p99':>9}{'b8 p50':>9}{'b8 p99':>9}{'start cold':>12}{'start saved':>12}{'speed-up':>9}"
+    rows = []
+    for path in found:
+        artifact = backend.build(path, options)
+        cold = startup_seconds(path, options, optimize=True, repeats=args.startup_repeats)
+        saved = startup_seconds(artifact.path, options, optimize=False, repeats=args.startup_repeats)
+        with backend.load(artifact, options) as runner:
+            assert runner.start_mode == "saved-optimized", runner.start_reason
+            shape = tuple(d if d > 0 else 1 for d in runner.input_specs["input"].shape)
+            b1 = latency(runner, shape, args.warmup, args.iterations)
+            b8 = latency(runner, (8, *shape[1:]), args.warmup, max(args.iterations // 3, 5))
+        rows.append(
+            f"{path.name:<18}{b1[0]:>7.1f}ms{b1[1]:>7.1f}ms{b8[0]:>7.1f}ms{b8[1]:>7.1f}ms"
+            f"{cold * 1e3:>10.0f}ms{saved * 1e3:>10.0f}ms{cold / saved:>8.1f}x"
+        )
+    print(header)
+    print("\n".join(rows))
+    print("start-up: median session creation; target saved >= 2x faster than cold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The one interface every backend implements: build options, built artifacts, runners.
+
+Modelled on Polygraphy's loader/runner split (``polygraphy/backend/base``): a backend *builds*
+an artifact from an ONNX file once, then *loads* it into a runner, a context manager that checks
+its feed and times pure inference. Nothing here imports a backend library.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from resnext_deploy.errors import InputError, UsageError
+
+PRECISION_SUFFIXES = ("fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """How to build and run an artifact; each backend reads the fields that apply to it."""
+
+    precision: str | None = None  # informational: the graph carries its own types; None = from the file name
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 32
+    workspace_mb: int | None = None
+    threads: int | None = None  # ONNX Runtime intra-op threads; None = every core this process may use
+    builder_optimization_level: int = 3
+    timing_cache: Path | None = None
+    hardware_compatible: bool = False
+    version_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise UsageError(
+                f"batch range must satisfy 1 <= min <= opt <= max, got "
+                f"min={self.min_batch} opt={self.opt_batch} max={self.max_batch}",
+                hint="pass e.g. --min-batch 1 --opt-batch 8 --max-batch 32",
+            )
+        if self.workspace_mb is not None and self.workspace_mb <= 0:
+            raise UsageError(f"workspace must be positive, got {self.workspace_mb} MiB")
+        if self.threads is not None and self.threads <= 0:
+            raise UsageError(f"threads must be positive, got {self.threads}", hint="omit --threads to use all cores")
+        if not 0 <= self.builder_optimization_level <= 5:
+            raise UsageError(
+                f"builder optimization level must be 0..5, got {self.builder_optimization_level}"
+            )
+        if self.precision is not None and self.precision not in PRECISION_SUFFIXES:
+            raise UsageError(
+                f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISION_SUFFIXES)}"
+            )
+
+    @property
+    def intra_op_threads(self) -> int:
+        """Threads for ONNX Runtime's intra-op pool: the option, else every usable core."""
+        if self.threads is not None:
+            return self.threads
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view, as recorded in sidecars."""
+        values = dataclasses.asdict(self)
+        values["timing_cache"] = str(self.timing_cache) if self.timing_cache is not None else None
+        return values
+
+
+def precision_of(onnx_path: Path, options: BuildOptions) -> str:
+    """The artifact's precision: the option, else the ``model.<precision>.onnx`` suffix, else fp32."""
+    if options.precision is not None:
+        return options.precision
+    suffix = Path(onnx_path.stem).suffix.lstrip(".")
+    return suffix if suffix in PRECISION_SUFFIXES else "fp32"
+
+
+def model_base(onnx_path: Path) -> str:
+    """``model.int8.onnx`` -> ``model``: the file name without extension and precision suffix."""
+    stem = Path(onnx_path.stem)
+    return stem.stem if stem.suffix.lstrip(".") in PRECISION_SUFFIXES else str(stem)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltArtifact:
+    """What a build left on disk: the runnable file, its source and its metadata sidecar."""
+
+    backend: str
+    path: Path
+    source_onnx: Path
+    sidecar: Path
+    metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view for manifests and reports."""
+        return {
+            "backend": self.backend,
+            "path": str(self.path),
+            "source_onnx": str(self.source_onnx),
+            "sidecar": str(self.sidecar),
+            "metadata": self.metadata,
+        }
+
+
+class TensorSpec(NamedTuple):
+    """Shape (``-1`` for a dynamic dimension) and numpy dtype of one input."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """``(-1, 3, 224, 224)`` -> ``(N, 3, 224, 224)`` for messages."""
+    return "(" + ", ".join("N" if dim < 0 else str(dim) for dim in shape) + ")"
+
+
+class Runner(abc.ABC):
+    """A loaded artifact: a context manager whose ``infer`` checks its feed and times the backend call."""
+
+    backend: str = "base"
+
+    def __init__(self) -> None:
+        self.last_inference_time: float | None = None
+        self.is_active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        self.is_active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.is_active = False
+        self.deactivate()
+
+    def activate(self) -> None:
+        """Acquire backend resources (sessions, contexts, device memory)."""
+
+    def deactivate(self) -> None:
+        """Release what ``activate`` acquired."""
+
+    @property
+    @abc.abstractmethod
+    def input_specs(self) -> dict[str, TensorSpec]:
+        """Input name -> (shape with -1 for dynamic dims, dtype)."""
+
+    @property
+    @abc.abstractmethod
+    def output_names(self) -> list[str]:
+        """Output names in graph order."""
+
+    @abc.abstractmethod
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backend call alone, on an already checked feed."""
+
+    def check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raise ``InputError`` naming expected and given when ``feed`` does not fit the inputs."""
+        specs = self.input_specs
+        if set(feed) != set(specs):
+            missing, extra = sorted(set(specs) - set(feed)), sorted(set(feed) - set(specs))
+            raise InputError(
+                f"{self.backend} runner expects inputs {sorted(specs)}, given {sorted(feed)}"
+                + (f" (missing {missing})" if missing else "")
+                + (f" (unexpected {extra})" if extra else ""),
+                hint="name the feed after the model's inputs",
+            )
+        checked: dict[str, np.ndarray] = {}
+        for name, spec in specs.items():
+            array = feed[name]
+            if not isinstance(array, np.ndarray):
+                raise InputError(f"input {name!r} must be a numpy array, given {type(array).__name__}")
+            if array.dtype != spec.dtype:
+                raise InputError(
+                    f"input {name!r} expects dtype {spec.dtype}, given {array.dtype}",
+                    hint=f"convert with array.astype(np.{spec.dtype})",
+                )
+            fits = array.ndim == len(spec.shape) and all(
+                want < 0 or want == got for want, got in zip(spec.shape, array.shape)
+            )
+            if not fits:
+                raise InputError(
+                    f"input {name!r} expects shape {format_shape(spec.shape)}, given {tuple(array.shape)}"
+                )
+            checked[name] = np.ascontiguousarray(array)
+        self.check_batch(checked)
+        return checked
+
+    def check_batch(self, feed: dict[str, np.ndarray]) -> None:
+        """Backend-specific limits on dynamic dims (e.g. an optimization profile); none by default."""
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; ``last_inference_time`` is the backend call alone, in seconds."""
+        if not self.is_active:
+            raise UsageError(f"{self.backend} runner used outside its `with` block")
+        checked = self.check_feed(feed)
+        start = time.perf_counter()
+        outputs = self._run(checked)
+        self.last_inference_time = time.perf_counter() - start
+        return outputs
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Builds artifacts from ONNX and loads them into runners."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this machine can run the backend, and why not."""
+        ...
+
+    def build(self, onnx_path: Path, options: BuildOptions, output_dir: Path | None = None) -> BuiltArtifact:
+        """Turn an ONNX file into this backend's artifact plus sidecar, written atomically."""
+        ...
+
+    def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> Runner:
+        """A runner (not yet active) for a built artifact or a path to one."""
+        ...
+
+
+def require_onnx_file(onnx_path: str | os.PathLike[str]) -> Path:
+    """The ONNX path as ``Path``, or ``InputError`` when it is missing or empty."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise InputError(f"ONNX file not found: {path}", hint="run `resnext-deploy export` first")
+    if path.stat().st_size == 0:
+        raise InputError(f"ONNX file is empty: {path}", hint="re-export it")
+    return path

@@ -1,0 +1,114 @@
+"""What an ONNX Runtime optimized graph depends on: ORT version, providers and the CPU.
+
+ORT's docs warn that a graph saved after ``ORT_ENABLE_ALL`` (layout and NCHWc transforms) is
+specific to the hardware it was optimized on, so the sidecar records these and a load compares them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import platform
+from pathlib import Path
+from typing import Any
+
+from engines.cuda import has_cuda_device
+
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+@functools.cache
+def cpu_fingerprint() -> dict[str, str]:
+    """Machine, CPU model and a digest of the CPU feature flags (``/proc/cpuinfo`` on Linux)."""
+    model, flags = platform.processor(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Processor", "cpu model") and not model:
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "model": model,
+        "flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
+    }
+
+
+def _probe_model() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "provider_probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@functools.cache
+def session_providers() -> tuple[str, ...]:
+    """Providers for real sessions: GPU ones only when a session really gets them, CPU always.
+
+    The onnxruntime-gpu wheel lists CUDA and TensorRT in ``get_available_providers()`` on machines
+    without a GPU, so each is tried on a one-node session and kept only if ``get_providers()``
+    shows it. Without a CUDA device the (noisy, failing) probe is skipped.
+    """
+    import onnxruntime as ort
+
+    listed = [name for name in GPU_PROVIDERS if name in ort.get_available_providers()]
+    if not listed or not has_cuda_device():
+        return (CPU_PROVIDER,)
+    probe, options = _probe_model(), ort.SessionOptions()
+    options.log_severity_level = 3
+    working = []
+    for name in listed:
+        try:
+            session = ort.InferenceSession(probe, options, providers=[name, CPU_PROVIDER])
+        except Exception:  # a provider whose libraries are missing may raise instead of falling back
+            continue
+        if name in session.get_providers():
+            working.append(name)
+    return (*working, CPU_PROVIDER)
+
+
+@dataclasses.dataclass(frozen=True)
+class OrtEnvironment:
+    """The runtime facts a saved optimized graph must match."""
+
+    onnxruntime_version: str
+    providers: tuple[str, ...]
+    cpu: dict[str, str]
+
+    @classmethod
+    def current(cls) -> OrtEnvironment:
+        """This process's ORT version, working providers and CPU."""
+        import onnxruntime as ort
+
+        return cls(ort.__version__, session_providers(), cpu_fingerprint())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view for the sidecar."""
+        return {"onnxruntime_version": self.onnxruntime_version, "providers": list(self.providers), "cpu": self.cpu}
+
+    def mismatch(self, recorded: dict[str, Any]) -> str | None:
+        """Why a sidecar's environment differs from this one, or None when it matches."""
+        if recorded.get("onnxruntime_version") != self.onnxruntime_version:
+            return f"ONNX Runtime {recorded.get('onnxruntime_version')} optimized it, this is {self.onnxruntime_version}"
+        if list(recorded.get("providers", [])) != list(self.providers):
+            return f"it was optimized for providers {recorded.get('providers')}, this machine has {list(self.providers)}"
+        cpu = recorded.get("cpu", {})
+        if cpu != self.cpu:
+            return f"it was optimized on another CPU ({cpu.get('model') or cpu.get('machine')!s})"
+        return None

@@ -1,0 +1,148 @@
+"""Engine sidecars: what an engine was built with, checked before TensorRT ever sees the file.
+
+A serialized engine only runs on the TensorRT version and GPU architecture it was built for
+(unless built version- or hardware-compatible); TensorRT's own error for a mismatch is a raw
+deserialization failure, so the loader compares the sidecar first and says how to rebuild.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
+from resnext_deploy.errors import InputError, NotAvailableError
+from resnext_deploy.files import atomic_open, write_json
+
+SIDECAR_FORMAT = "resnext-deploy/tensorrt-engine/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrtEnvironment:
+    """The TensorRT version and GPU an engine is built on or loaded on."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+    @classmethod
+    def current(cls) -> TrtEnvironment:
+        """This process's TensorRT and first visible CUDA device."""
+        import tensorrt as trt
+
+        from engines.cuda import cuda_devices
+
+        devices = cuda_devices()
+        if not devices:
+            raise NotAvailableError("no CUDA device", hint="run TensorRT engines on a machine with an NVIDIA GPU")
+        return cls(trt.__version__, devices[0].name, devices[0].compute_capability)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view for the sidecar."""
+        return {"tensorrt_version": self.tensorrt_version, "gpu": {"name": self.gpu_name, "compute_capability": self.compute_capability}}
+
+
+def sidecar_path_for(engine_path: Path) -> Path:
+    """``model.int8.engine`` -> ``model.int8.engine.json``."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def rebuild_hint(engine_path: Path) -> str:
+    """How to make a fresh engine for this machine."""
+    onnx_name = engine_path.name.removesuffix(".engine") + ".onnx"
+    return (
+        f"rebuild it on this machine: `resnext-deploy build {onnx_name} --backend tensorrt` "
+        "(or re-export with `--backend tensorrt`)"
+    )
+
+
+def save_engine(engine_path: Path, engine_chunks: Iterable[Any], sidecar: dict[str, Any]) -> dict[str, Any]:
+    """Write the engine atomically while hashing it, then its sidecar; return the sidecar written.
+
+    An exception while the engine is produced leaves neither file behind, and an old sidecar
+    next to a new engine fails the sha256 check, so nothing half-built ever looks finished.
+    """
+    digest, size = hashlib.sha256(), 0
+    with atomic_open(engine_path, "wb") as handle:
+        for chunk in engine_chunks:
+            view = memoryview(chunk).cast("B")
+            handle.write(view)
+            digest.update(view)
+            size += view.nbytes
+    if size == 0:
+        engine_path.unlink(missing_ok=True)
+        raise InputError(f"TensorRT produced an empty engine for {engine_path.name}")
+    record = {**sidecar, "engine": {"path": engine_path.name, "sha256": digest.hexdigest(), "size": size}}
+    write_json(sidecar_path_for(engine_path), record)
+    return record
+
+
+def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    """The engine's sidecar, or ``InputError`` when the engine or sidecar is missing or unreadable."""
+    sidecar_path = sidecar_path_for(engine_path)
+    if not engine_path.is_file():
+        raise InputError(f"TensorRT engine not found: {engine_path}", hint=rebuild_hint(engine_path))
+    if not sidecar_path.is_file():
+        raise InputError(
+            f"engine {engine_path.name} has no sidecar {sidecar_path.name}, so it cannot be checked against this machine",
+            hint=rebuild_hint(engine_path),
+        )
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        if sidecar.get("format") != SIDECAR_FORMAT:
+            raise ValueError("wrong format")
+        sidecar["engine"]["sha256"], sidecar["gpu"]["compute_capability"], sidecar["tensorrt_version"]  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"engine sidecar {sidecar_path} is unreadable or incomplete", hint=rebuild_hint(engine_path)) from None
+    return sidecar
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _cc(text: str) -> tuple[int, ...]:
+    return _version(text)
+
+
+def check_engine(engine_path: Path, sidecar: dict[str, Any], env: TrtEnvironment, engine_bytes: bytes) -> None:
+    """Raise a clear error when ``engine_bytes`` or ``env`` do not fit the sidecar; return when they do."""
+    recorded = sidecar["engine"]
+    if len(engine_bytes) != recorded.get("size") or hashlib.sha256(engine_bytes).hexdigest() != recorded["sha256"]:
+        raise InputError(
+            f"engine {engine_path.name} does not match its sidecar sha256 (truncated, damaged or replaced)",
+            hint=rebuild_hint(engine_path),
+        )
+    built_version = str(sidecar["tensorrt_version"])
+    if built_version != env.tensorrt_version:
+        later = _version(env.tensorrt_version) >= _version(built_version)
+        if not (sidecar.get("options", {}).get("version_compatible") and later):
+            raise NotAvailableError(
+                f"engine {engine_path.name} was built with TensorRT {built_version}; this machine has "
+                f"TensorRT {env.tensorrt_version}"
+                + ("" if sidecar.get("options", {}).get("version_compatible") else " and it is not version-compatible"),
+                hint=rebuild_hint(engine_path) + ", or build with --version-compatible to run on later TensorRT releases",
+            )
+    built_cc = str(sidecar["gpu"]["compute_capability"])
+    if built_cc != env.compute_capability:
+        hardware_ok = (
+            sidecar.get("options", {}).get("hardware_compatible")
+            and _cc(built_cc) >= MIN_HARDWARE_COMPATIBLE_CC
+            and _cc(env.compute_capability) >= MIN_HARDWARE_COMPATIBLE_CC
+        )
+        if not hardware_ok:
+            raise NotAvailableError(
+                f"engine {engine_path.name} was built for {sidecar['gpu'].get('name')} (compute capability {built_cc}); "
+                f"this GPU is {env.gpu_name} (compute capability {env.compute_capability})",
+                hint=rebuild_hint(engine_path) + ", or build with --hardware-compatible (Ampere and newer)",
+            )

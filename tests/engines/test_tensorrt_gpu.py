@@ -1,0 +1,55 @@
+"""TensorRT on a real GPU: build, load, infer and agree with ONNX Runtime (skipped without one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engines_testlib import batch, tensorrt_and_gpu
+
+from engines import BuildOptions
+from engines.onnxruntime import OnnxRuntimeBackend
+from engines.tensorrt import TensorRTBackend
+from resnext_deploy.errors import InputError
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def _needs_tensorrt_and_gpu() -> None:
+    ok, why = tensorrt_and_gpu()
+    if not ok:
+        pytest.skip(why)
+
+
+def _ort(onnx_path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
+    with OnnxRuntimeBackend().load(onnx_path) as runner:
+        return runner.infer(feed)["logits"]
+
+
+def test_build_infer_and_match_onnxruntime(onnx_copy: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "timing.cache"
+    options = BuildOptions(min_batch=1, opt_batch=4, max_batch=8, workspace_mb=1024, timing_cache=cache)
+    artifact = TensorRTBackend().build(onnx_copy, options)
+    assert artifact.path.name == "model.fp32.engine" and artifact.sidecar.is_file()
+    assert cache.is_file() and cache.stat().st_size > 0
+    assert artifact.metadata["profile"]["input"]["max"] == [8, 3, 32, 32]
+    feed = batch(4)
+    with TensorRTBackend().load(artifact) as runner:
+        out = runner.infer(feed)["logits"]
+        assert runner.last_inference_time is not None and runner.last_inference_time > 0
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            runner.infer(batch(9))
+    np.testing.assert_allclose(out, _ort(onnx_copy, feed), rtol=1e-2, atol=1e-2)
+
+
+def test_int8_qdq_engine_runs(tiny_int8_onnx: Path, tmp_path: Path) -> None:
+    artifact = TensorRTBackend().build(tiny_int8_onnx, BuildOptions(max_batch=4), output_dir=tmp_path)
+    assert artifact.path.name == "model.int8.engine"
+    feed = batch(2)
+    with TensorRTBackend().load(artifact.path) as runner:
+        out = runner.infer(feed)["logits"]
+    assert out.shape == (2, 10) and np.isfinite(out).all()
+    reference = _ort(tiny_int8_onnx, feed)
+    assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.9

@@ -1,0 +1,132 @@
+"""Zoo table vs the real timm models, and every way of loading weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from exporters.models import build_model, cached_pretrained_file, state_dict_sha256
+from resnext_deploy.errors import UsageError, WeightsError
+from resnext_deploy.zoo import SEED_MODELS, get_model_spec
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SEED_MODELS, ids=lambda s: s.name)
+def test_seed_models_match_the_table(spec):
+    """Parameter counts to the table's 0.01M precision; MACs within 5% of the table at 224."""
+    import timm
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, info = build_model(spec, "random")
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(params - spec.params_m) < 0.006
+    assert info.is_random
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, spec.preprocess.input_size, spec.preprocess.input_size))
+    gmacs = counter.get_total_flops() / 2e9
+    assert gmacs == pytest.approx(spec.gmacs, rel=0.05)
+    cfg = timm.models.get_pretrained_cfg(spec.timm_pretrained_name)
+    assert cfg.input_size == (3, spec.preprocess.input_size, spec.preprocess.input_size)
+    assert cfg.crop_pct == spec.preprocess.crop_pct
+    assert cfg.interpolation == spec.preprocess.interpolation
+    assert tuple(cfg.mean) == spec.preprocess.mean and tuple(cfg.std) == spec.preprocess.std
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UsageError) as err:
+        get_model_spec("resnext50_32x4")
+    assert "resnext50_32x4d" in err.value.hint
+
+
+def _save(model: torch.nn.Module, path: Path, wrap: bool = False) -> Path:
+    state = model.state_dict()
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}} if wrap else state, path)
+    return path
+
+
+@pytest.mark.parametrize("name,wrap", [("w.pth", False), ("w.pt", True), ("w.safetensors", False)])
+def test_checkpoint_round_trip(tiny_spec, tmp_path, name, wrap):
+    source, _ = build_model(tiny_spec, "random")
+    path = _save(source, tmp_path / name, wrap)
+    loaded, info = build_model(tiny_spec, str(path))
+    assert state_dict_sha256(loaded) == state_dict_sha256(source)
+    assert info.kind == "file" and not info.is_random and len(info.sha256) == 64
+
+
+def test_torchvision_checkpoint_loads_into_tv_model(tmp_path):
+    import torchvision
+
+    tv = torchvision.models.resnext50_32x4d(weights=None)
+    path = _save(tv, tmp_path / "tv.pth")
+    model, _ = build_model(get_model_spec("tv_resnext50_32x4d"), str(path))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), tv.eval()(x), atol=1e-5)
+
+
+def test_mismatched_checkpoint_names_missing_and_unexpected_keys(tiny_spec, tmp_path):
+    state = build_model(tiny_spec, "random")[0].state_dict()
+    state.pop("fc.weight")
+    state["head.extra"] = torch.zeros(1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError) as err:
+        build_model(tiny_spec, str(tmp_path / "bad.pth"))
+    assert "missing (1): fc.weight" in err.value.message and "unexpected (1): head.extra" in err.value.message
+
+
+def test_checkpoint_of_wrong_class_count_names_shapes(tiny_spec, tmp_path):
+    import timm
+
+    other = timm.create_model(tiny_spec.timm_name, num_classes=7, **tiny_spec.timm_kwargs)
+    torch.save(other.state_dict(), tmp_path / "seven.pth")
+    with pytest.raises(WeightsError, match="wrong shape .*fc.weight"):
+        build_model(tiny_spec, str(tmp_path / "seven.pth"))
+
+
+@pytest.mark.parametrize(
+    "content,name,error",
+    [(None, "missing.pth", WeightsError), (b"not a checkpoint", "garbage.pth", WeightsError), (b"x", "w.onnx", UsageError)],
+)
+def test_unreadable_checkpoints(tiny_spec, tmp_path, content, name, error):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error):
+        build_model(tiny_spec, str(path))
+
+
+def test_offline_pretrained_fails_fast_with_both_alternatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError) as err:
+        build_model(get_model_spec("resnext50d_32x4d"), "pretrained")
+    assert "--weights PATH" in err.value.hint and "--weights random" in err.value.hint
+
+
+def test_pretrained_loads_from_a_warm_hub_cache(tmp_path, monkeypatch):
+    """timm's pretrained path, offline, from a Hugging Face cache laid out as the hub writes it."""
+    from safetensors.torch import save_file
+
+    spec = get_model_spec("tv_resnext50_32x4d")
+    source, _ = build_model(spec, "random")
+    snapshot = tmp_path / "hub" / "models--timm--resnext50_32x4d.tv_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(snapshot / "model.safetensors"))
+    (tmp_path / "hub" / "models--timm--resnext50_32x4d.tv_in1k" / "refs").mkdir()
+    (tmp_path / "hub" / "models--timm--resnext50_32x4d.tv_in1k" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cached_pretrained_file(spec) == snapshot / "model.safetensors"
+    model, info = build_model(spec, "pretrained")
+    assert info.kind == "pretrained" and info.origin == "timm:resnext50_32x4d.tv_in1k"
+    assert state_dict_sha256(model) == state_dict_sha256(source)
