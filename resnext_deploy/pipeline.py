@@ -1,28 +1,51 @@
 """The export pipeline: zoo spec -> torch model -> FP32 ONNX -> precision artifact -> engine -> verify.
 
 Each stage reads the previous stage's artifact from disk, so any stage can be re-run alone.
+This module only orders the stages and records them in report.json; the work lives in
+``exporters``, ``calibration``, ``engines`` and ``resnext_deploy.verification``.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
-from resnext_deploy.errors import NotAvailableError, OutputError, UsageError
+from resnext_deploy.errors import OutputError, UsageError
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
+RECIPES = ("auto", "onnxruntime", "tensorrt")
+CALIB_METHODS = ("entropy", "minmax", "percentile")
 FP32_NAME = "model.onnx"
+CALIBRATION_DIR = "calibration"
+MANIFEST_NAME = "manifest.json"
 
 
 def artifact_name(precision: str) -> str:
     """File name of a precision artifact inside an export directory."""
     return FP32_NAME if precision == "fp32" else f"model.{precision}.onnx"
+
+
+@dataclass
+class CalibrationOptions:
+    """Where the INT8 calibration images come from and how statistics are computed."""
+
+    data: Path | None = None
+    labels_file: Path | None = None
+    size: int = 512
+    manifest: Path | None = None
+    method: str = "entropy"
+    seed: int = 0
+    strict: bool = False
+    keep_grouped_float: bool | None = None
+    cache_dir: Path | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -32,31 +55,41 @@ class ExportOptions:
     model: str
     precision: str = "fp32"
     backend: str = "auto"
+    recipe: str = "auto"
     weights: str = "pretrained"
     output: Path | None = None
     opset: int = 17
     force: bool = False
+    build_engine: bool = True
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def resolved_output(self) -> Path:
         return self.output if self.output is not None else Path("out") / f"{self.model}-{self.precision}"
 
 
+def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {kind} '{value}'", hint=f"use one of: {', '.join(choices)}")
+
+
 def validate(options: ExportOptions) -> ModelSpec:
-    """Check names and values up front; return the zoo spec."""
+    """Check names, values and required inputs up front; return the zoo spec."""
     spec = get_model_spec(options.model)
-    if options.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision '{options.precision}'", hint=f"use one of: {', '.join(PRECISIONS)}")
-    if options.backend not in BACKENDS:
-        raise UsageError(f"unknown backend '{options.backend}'", hint=f"use one of: {', '.join(BACKENDS)}")
-    if options.precision != "fp32":
-        raise NotAvailableError(
-            f"--precision {options.precision} is not yet available in this release",
-            hint="export with --precision fp32 for now",
+    _check_choice("precision", options.precision, PRECISIONS)
+    _check_choice("backend", options.backend, BACKENDS)
+    _check_choice("recipe", options.recipe, RECIPES)
+    calib = options.calibration
+    _check_choice("calibration method", calib.method, CALIB_METHODS)
+    if options.precision == "int8" and calib.data is None:
+        raise UsageError(
+            "--precision int8 needs calibration images",
+            hint="pass --calib-data DIR (an ImageNet train/ or val/ folder; --calib-manifest FILE pins the subset)",
         )
-    if options.backend != "auto":
-        raise NotAvailableError(
-            f"--backend {options.backend} is not yet available in this release", hint="leave --backend at auto"
-        )
+    if calib.manifest is not None and calib.data is None:
+        raise UsageError("--calib-manifest needs --calib-data", hint="pass the image folder the manifest refers to")
+    if calib.size <= 0:
+        raise UsageError(f"--calib-size must be positive, got {calib.size}", hint="NVIDIA recommends >= 500 for CNNs")
     return spec
 
 
@@ -80,15 +113,35 @@ def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> 
 
 def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Run the whole export job; return the output directory and the report written there."""
-    from exporters.export import export_fp32
-    from exporters.models import build_model
+    from engines import resolve_backend
 
     spec = validate(options)
+    backend, backend_reason = resolve_backend(options.backend)
+    recipe = backend.name if options.recipe == "auto" else options.recipe
     output = options.resolved_output()
     prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), "report.json"))
     report = new_report(command or [])
     report["model"] = spec.to_dict()
     report["precision"] = options.precision
+    console.err.print(f"[dim]{backend_reason}[/]")
+
+    _export_fp32(spec, options, output, report)
+    write_report(output, report)
+    artifact = output / artifact_name(options.precision)
+    if options.precision == "fp16":
+        _convert_fp16(output, report)
+    elif options.precision == "int8":
+        _quantize_int8(spec, options.calibration, recipe, output, report)
+    write_report(output, report)
+    if options.build_engine:
+        _build_engine(backend, backend_reason, artifact, options, report)
+        write_report(output, report)
+    return output, report
+
+
+def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: dict[str, Any]) -> None:
+    from exporters.export import export_fp32
+    from exporters.models import build_model
 
     with console.stage(f"build {spec.name} ({options.weights} weights)"):
         model, weights = build_model(spec, options.weights)
@@ -96,7 +149,6 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     if weights.is_random:
         add_warning(report, RANDOM_WEIGHTS_WARNING)
         console.warn(RANDOM_WEIGHTS_WARNING)
-
     metadata = {
         "model_name": spec.name,
         "preprocess": spec.preprocess.to_dict(),
@@ -114,5 +166,88 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     if not exported.simplify.applied:
         add_warning(report, exported.simplify.reason)
         console.warn(exported.simplify.reason)
-    write_report(output, report)
-    return output, report
+
+
+def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
+    from calibration.fp16 import convert_fp16
+
+    with console.stage("convert to FP16 (inputs and outputs stay FP32)"):
+        result = convert_fp16(output / FP32_NAME, output / artifact_name("fp16"))
+    report["quantization"] = result.to_dict() | {"path": artifact_name("fp16")}
+    report["artifacts"]["fp16"] = artifact_name("fp16")
+
+
+def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path, report: dict[str, Any]) -> Any:
+    """Scan, pick (or re-use) the subset, pin it in a manifest, decode it; return (manifest, images)."""
+    from calibration.datasets import scan_images
+    from calibration.manifest import Manifest, select_subset
+    from calibration.preprocess import load_images
+
+    assert calib.data is not None  # validate() guarantees it
+    if calib.manifest is not None:
+        manifest = Manifest.read(calib.manifest)
+        root = Path(calib.data).expanduser().resolve()
+        if manifest.split and (root / manifest.split).is_dir():
+            root = root / manifest.split
+        records = manifest.resolve(root)
+        description = f"{len(records)} images from manifest {calib.manifest}"
+    else:
+        scan = scan_images(calib.data, calib.labels_file, split="train")
+        records = select_subset(scan.records, calib.size, calib.seed)
+        manifest = Manifest.from_records(records, root=scan.root, layout=scan.layout, seed=calib.seed, split=scan.split)
+        description = scan.describe()
+    manifest_path = output / CALIBRATION_DIR / MANIFEST_NAME
+    manifest.write(manifest_path)
+    console.err.print(f"[dim]calibration subset: {len(records)} of {description}[/]")
+    loaded = load_images(records, spec.preprocess, workers=calib.workers, strict=calib.strict)
+    if loaded.skipped:
+        names = ", ".join(name for name, _ in loaded.skipped[:5])
+        console.warn(f"skipped {len(loaded.skipped)} unreadable calibration image(s): {names}")
+    report["calibration"] = {
+        "data": str(manifest.root),
+        "layout": manifest.layout,
+        "split": manifest.split,
+        "requested_size": calib.size,
+        "size": len(loaded),
+        "seed": manifest.seed,
+        "method": calib.method,
+        "manifest_sha256": manifest.sha256,
+        "skipped": len(loaded.skipped),
+        "skipped_files": [{"file": name, "reason": reason} for name, reason in loaded.skipped],
+    }
+    report["artifacts"]["calibration_manifest"] = f"{CALIBRATION_DIR}/{MANIFEST_NAME}"
+    return manifest, loaded
+
+
+def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, output: Path, report: dict[str, Any]) -> None:
+    from calibration.quantize import quantize_int8
+
+    manifest, loaded = _calibration_images(spec, calib, output, report)
+    with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe)"):
+        result = quantize_int8(
+            output / FP32_NAME,
+            output / artifact_name("int8"),
+            loaded.array,
+            manifest_sha256=manifest.sha256,
+            method=calib.method,
+            recipe=recipe,
+            keep_grouped_float=calib.keep_grouped_float,
+            cache_dir=calib.cache_dir,
+            calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
+        )
+    stats_name = f"{CALIBRATION_DIR}/stats-{result.stats_file.name}"
+    shutil.copyfile(result.stats_file, output / stats_name)
+    report["quantization"] = result.to_dict() | {"path": artifact_name("int8"), "stats_file": stats_name}
+    report["artifacts"]["int8"] = artifact_name("int8")
+    report["artifacts"]["calibration_stats"] = stats_name
+
+
+def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:
+    from engines import BuildOptions
+
+    build_options = BuildOptions(precision=options.precision, **options.engine_options)
+    with console.stage(f"build the {backend.name} engine for {artifact.name}"):
+        built = backend.build(artifact, build_options)
+    report["engine"] = {"backend": backend.name, "reason": reason, "artifact": built.to_dict()}
+    report["artifacts"]["engine"] = built.path.name
+    report["artifacts"]["engine_manifest"] = built.sidecar.name

@@ -6,10 +6,13 @@ import sys
 
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import (
-    Backend, BackendOpt, ForceOpt, ModelArg, OpsetOpt, OutputDirOpt, Precision, PrecisionOpt, WeightsOpt,
+    Backend, BackendOpt, CacheDirOpt, CalibDataOpt, CalibManifestOpt, CalibMethod, CalibMethodOpt, CalibSizeOpt,
+    ForceOpt, GroupedOpt, HardwareCompatOpt, LabelsFileOpt, MaxBatchOpt, MinBatchOpt, ModelArg, NoEngineOpt,
+    OpsetOpt, OptBatchOpt, OutputDirOpt, Precision, PrecisionOpt, Recipe, RecipeOpt, SeedOpt, StrictOpt,
+    ThreadsOpt, TimingCacheOpt, VersionCompatOpt, WeightsOpt, WorkspaceOpt,
 )
 from resnext_deploy.cli.summary import print_export_summary
-from resnext_deploy.pipeline import ExportOptions, run_export
+from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
 
 
 @handles_errors
@@ -21,11 +24,39 @@ def export(
     output: OutputDirOpt = None,
     opset: OpsetOpt = 17,
     force: ForceOpt = False,
+    calib_data: CalibDataOpt = None,
+    labels_file: LabelsFileOpt = None,
+    calib_size: CalibSizeOpt = 512,
+    calib_manifest: CalibManifestOpt = None,
+    calib_method: CalibMethodOpt = CalibMethod.entropy,
+    seed: SeedOpt = 0,
+    strict: StrictOpt = False,
+    recipe: RecipeOpt = Recipe.auto,
+    keep_grouped_float: GroupedOpt = None,
+    cache_dir: CacheDirOpt = None,
+    threads: ThreadsOpt = None,
+    min_batch: MinBatchOpt = 1,
+    opt_batch: OptBatchOpt = 1,
+    max_batch: MaxBatchOpt = 32,
+    workspace_mb: WorkspaceOpt = None,
+    timing_cache: TimingCacheOpt = None,
+    hardware_compatible: HardwareCompatOpt = False,
+    version_compatible: VersionCompatOpt = False,
+    no_engine: NoEngineOpt = False,
 ) -> None:
-    """Export MODEL to ONNX (BN folded, simplified, parity-checked) and build its deployable artifact."""
+    """Export MODEL to ONNX (BN folded, simplified, parity-checked), make its FP16/INT8 artifact and engine."""
     options = ExportOptions(
-        model=model, precision=precision.value, backend=backend.value, weights=weights,
-        output=output, opset=opset, force=force,
+        model=model, precision=precision.value, backend=backend.value, recipe=recipe.value, weights=weights,
+        output=output, opset=opset, force=force, build_engine=not no_engine,
+        calibration=CalibrationOptions(
+            data=calib_data, labels_file=labels_file, size=calib_size, manifest=calib_manifest,
+            method=calib_method.value, seed=seed, strict=strict, keep_grouped_float=keep_grouped_float,
+            cache_dir=cache_dir,
+        ),
+        engine_options=dict(
+            threads=threads, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace_mb,
+            timing_cache=timing_cache, hardware_compatible=hardware_compatible, version_compatible=version_compatible,
+        ),
     )
     directory, report = run_export(options, command=sys.argv)
     print_export_summary(directory, report)

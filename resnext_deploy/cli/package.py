@@ -1,0 +1,42 @@
+"""`resnext-deploy package`: an export directory -> an edge bundle (.tar.gz) or a Triton model repository."""
+
+from __future__ import annotations
+
+from resnext_deploy import console
+from resnext_deploy.cli._errors import handles_errors
+from resnext_deploy.cli._options import (
+    BundleFormat, BundleFormatOpt, BundleOutputOpt, ExportDirArg, ForceOpt, TritonPlanOpt,
+)
+
+
+@handles_errors
+def package(
+    directory: ExportDirArg,
+    output: BundleOutputOpt,
+    format: BundleFormatOpt = BundleFormat.tar,  # noqa: A002 - the option is --format
+    plan: TritonPlanOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Pack export DIRECTORY (ONNX, precision artifact, engines, calibration records, report) with a checksummed manifest."""
+    if format is BundleFormat.triton:
+        from resnext_deploy.bundle.triton import package_triton
+
+        with console.stage(f"write Triton model repository {output}"):
+            result = package_triton(directory, output, plan=plan, force=force)
+        console.out.print(f"Triton model [bold]{result.model_name}[/] ({result.platform}, max_batch_size {result.max_batch_size})")
+        console.out.print(f"  repository: {result.repository}")
+        console.out.print(f"  serve with: tritonserver --model-repository {result.repository}")
+        return
+    from resnext_deploy.bundle import package_directory
+
+    if plan:
+        console.warn("--plan only applies to --format triton; ignored")
+    with console.stage(f"pack {directory} into {output}"):
+        result = package_directory(directory, output, force=force)
+    manifest = result.manifest
+    console.out.print(f"bundle [bold]{result.path}[/] ({result.size / 1e6:.1f} MB, {len(manifest['files']) + 1} files)")
+    console.out.print(f"  model: {manifest['model']['name']} {manifest['precision']}; "
+                      f"targets: {', '.join(t['backend'] for t in manifest['targets']) or 'none (build on the device)'}")
+    console.out.print(f"  sha256: {result.sha256}")
+    if manifest["model"].get("random_weights"):
+        console.warn("the bundled model has RANDOM weights: its predictions mean nothing")

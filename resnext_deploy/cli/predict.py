@@ -1,0 +1,32 @@
+"""`resnext-deploy predict`: the bundle's model on image files, with its own preprocessing; top-k classes."""
+
+from __future__ import annotations
+
+import json
+
+from resnext_deploy import console
+from resnext_deploy.cli._errors import handles_errors
+from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, ImagesArg, JsonOpt, TopOpt
+
+
+@handles_errors
+def predict(
+    bundle: BundleArg, images: ImagesArg, top: TopOpt = 5, json_output: JsonOpt = False, backend: BackendOpt = Backend.auto,
+) -> None:
+    """Classify IMAGES with BUNDLE (checksums verified first) and print the top classes with softmax probabilities."""
+    from resnext_deploy.bundle import open_bundle, predict_images
+
+    with open_bundle(bundle) as opened:
+        result = predict_images(opened, images, top=top, backend=backend.value)
+    for warning in result.warnings:
+        console.warn(warning)
+    if json_output:
+        payload = {"bundle": str(bundle), "backend": result.backend, "backend_reason": result.reason,
+                   "warnings": result.warnings, "predictions": [p.to_dict() for p in result.predictions]}
+        console.out.print_json(json.dumps(payload))
+        return
+    console.err.print(f"[dim]{result.reason}[/]")
+    for prediction in result.predictions:
+        console.out.print(f"[bold]{prediction.image}[/]")
+        for rank, (index, label, probability) in enumerate(prediction.top, start=1):
+            console.out.print(f"  {rank}. {probability:7.2%}  {label} [dim](class {index})[/]")
