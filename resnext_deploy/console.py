@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 # Pipes and CI logs get a wide console so tables are never cut to 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -24,4 +25,4 @@ def stage(title: str) -> Iterator[None]:
 
 
 def warn(message: str) -> None:
-    err.print(f"[bold yellow]warning:[/] {message}")
+    err.print(f"[bold yellow]warning:[/] {escape(message)}")

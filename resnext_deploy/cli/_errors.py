@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from resnext_deploy.console import err
 from resnext_deploy.errors import DeployError
@@ -22,9 +23,9 @@ def handles_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except DeployError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(exc.message)}")
             if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", markup=True, highlight=False)
+                err.print(f"[bold]hint:[/] {escape(exc.hint)}")
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,204 @@
+"""On the target device: build (or reuse) the engine for this machine, and predict on image files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnext_deploy.bundle.manifest import MANIFEST_NAME, REPACK_HINT, file_record, read_manifest, target_of, verify_bundle
+from resnext_deploy.bundle.open import OpenedBundle, check_result
+from resnext_deploy.bundle.unpack import safe_extract
+from resnext_deploy.errors import DeployError, InputError, NotAvailableError, UsageError
+from resnext_deploy.files import sha256_file, write_json
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def unpacked_dir_for(archive: Path) -> Path:
+    """``dir/name.tar.gz`` -> ``dir/name`` (the ``BUNDLE_DIR`` next to the tarball)."""
+    name = archive.name
+    for suffix in TARBALL_SUFFIXES:
+        if name.endswith(suffix):
+            return archive.with_name(name[: -len(suffix)])
+    return archive.with_name(name + ".d")
+
+
+def unpack_for_device(bundle: Path, output: Path | None = None) -> Path:
+    """The unpacked bundle folder for ``bundle``: itself when a folder, else its (new or earlier) unpacking."""
+    bundle = Path(bundle)
+    if bundle.is_dir():
+        if output is not None and output.resolve() != bundle.resolve():
+            raise UsageError("--output only applies to a .tar.gz bundle", hint="build in the unpacked folder itself")
+        return bundle
+    if not bundle.is_file():
+        raise InputError(f"bundle not found: {bundle}", hint="pass a .tar.gz written by `resnext-deploy package` or its unpacked folder")
+    target = output if output is not None else unpacked_dir_for(bundle)
+    if (target / MANIFEST_NAME).is_file():
+        return target  # unpacked earlier; verified below like any folder
+    return safe_extract(bundle, target)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What `build` did: reused a recorded engine or built one, for which backend, and why."""
+
+    directory: Path
+    backend: str
+    backend_reason: str
+    action: str  # "reused" or "built"
+    reason: str
+    artifact: str
+    sidecar: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+
+
+def _recorded(manifest: dict[str, Any], backend: str) -> dict[str, Any] | None:
+    for target in manifest.get("targets", []):
+        if target.get("backend") == backend and target.get("precision") == manifest.get("precision"):
+            return target
+    return None
+
+
+def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any] | None) -> str | None:
+    """Why the engine recorded for ``backend`` cannot run here, or None when it can be reused (engines' sidecar checks)."""
+    if recorded is None or not recorded.get("artifact"):
+        return f"the bundle has no {backend} engine for precision {bundle.manifest.get('precision')}"
+    sidecar_path = bundle.listed(recorded["sidecar"])
+    bundle.listed(recorded["artifact"])
+    sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    source_sha = (sidecar.get("source_onnx") or {}).get("sha256")
+    if source_sha != sha256_file(bundle.artifact("model")):
+        return f"{recorded['artifact']} was built from another ONNX file than {bundle.manifest['artifacts']['model']}"
+    if backend == "onnxruntime":
+        from engines.onnxruntime.environment import OrtEnvironment
+
+        return OrtEnvironment.current().mismatch(sidecar)
+    from engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+
+    engine = bundle.directory / recorded["artifact"]
+    try:
+        check_engine(engine, read_sidecar(engine), TrtEnvironment.current(), engine.read_bytes())
+    except DeployError as exc:
+        return exc.message
+    return None
+
+
+def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str]) -> dict[str, Any]:
+    """Re-record every listed file plus ``added`` ones, and the targets their sidecars describe; write atomically."""
+    names = sorted({f["path"] for f in manifest["files"]} | set(added))
+    manifest["files"] = [file_record(directory, name) for name in names]
+    manifest["targets"] = [t for name in names if name.endswith((".onnxruntime.json", ".engine.json")) if (t := target_of(directory, name))]
+    write_json(directory / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def build_bundle(bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None) -> BuildResult:
+    """Build the engine for this machine from the bundle's ONNX, or reuse the recorded one when its target matches."""
+    from engines import BuildOptions, resolve_backend
+
+    directory = unpack_for_device(Path(bundle), output)
+    opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle))
+    chosen, why = resolve_backend(backend)
+    recorded = _recorded(opened.manifest, chosen.name)
+    mismatch = target_mismatch(opened, chosen.name, recorded)
+    if mismatch is None and recorded is not None:
+        return BuildResult(directory, chosen.name, why, "reused", "the recorded target matches this machine",
+                           recorded["artifact"], recorded["sidecar"])
+    built = chosen.build(opened.artifact("model"), options or BuildOptions(), output_dir=directory)
+    added = [built.path.relative_to(directory).as_posix(), built.sidecar.relative_to(directory).as_posix()]
+    _refresh_manifest(directory, opened.manifest, added)
+    return BuildResult(directory, chosen.name, why, "built", str(mismatch), added[0], added[1])
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one image: (class index, name, probability), best first."""
+
+    image: str
+    top: list[tuple[int, str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "top": [{"index": i, "label": n, "probability": p} for i, n, p in self.top]}
+
+
+@dataclass
+class PredictResult:
+    """Predictions plus how the model ran."""
+
+    backend: str
+    reason: str
+    predictions: list[Prediction] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: max subtracted first)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def load_image(path: Path, cfg: Any) -> np.ndarray:
+    """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing or unreadable files."""
+    from calibration.preprocess import preprocess_image
+
+    if not path.is_file():
+        raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")
+    try:
+        return preprocess_image(path, cfg)
+    except DeployError:
+        raise
+    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError... for damaged files
+        raise InputError(f"cannot read image {path}: {exc}", hint="the file is damaged or not an image; pass a JPEG or PNG") from None
+
+
+def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
+    """(runner, backend name, reason, max batch) for the bundle's model on this machine."""
+    from engines import get_backend, resolve_backend
+
+    chosen, why = resolve_backend(backend)
+    if chosen.name == "tensorrt":
+        recorded = _recorded(bundle.manifest, "tensorrt")
+        mismatch = target_mismatch(bundle, "tensorrt", recorded)
+        if mismatch is None and recorded is not None:
+            profile = next(iter((recorded.get("profile") or {}).values()), {})
+            max_batch = int((profile.get("max") or [32])[0])
+            return chosen.load(bundle.directory / recorded["artifact"]), chosen.name, why, max_batch
+        if backend == "tensorrt":
+            raise NotAvailableError(f"no TensorRT engine in the bundle runs here: {mismatch}",
+                                    hint="run `resnext-deploy build BUNDLE --backend tensorrt` on this machine first")
+        why = f"auto: onnxruntime (TensorRT is here but {mismatch}; run `resnext-deploy build` for an engine)"
+        chosen = get_backend("onnxruntime")
+    return chosen.load(bundle.artifact("model")), chosen.name, why, 32
+
+
+def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backend: str = "auto") -> PredictResult:
+    """Top-``top`` classes and softmax probabilities of each image, with the bundle's preprocessing and model."""
+    if not images:
+        raise UsageError("no images given", hint="pass one or more image files: resnext-deploy predict BUNDLE IMAGE...")
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    cfg, names = bundle.preprocess(), bundle.class_names()
+    batch = np.stack([load_image(Path(p), cfg) for p in images])
+    input_name = bundle.manifest["input"]["name"]
+    output_name = bundle.manifest["output"]["name"]
+    runner, name, why, max_batch = _runner(bundle, backend)
+    with runner:
+        logits = np.concatenate([
+            runner.infer({input_name: batch[i : i + max_batch]})[output_name] for i in range(0, len(batch), max_batch)
+        ])
+    probabilities = softmax(logits)
+    k = min(top, probabilities.shape[1])
+    result = PredictResult(name, why, warnings=list(bundle.warnings))
+    if bundle.manifest.get("model", {}).get("random_weights"):
+        result.warnings.append("RANDOM WEIGHTS: this bundle's model was not trained; its predictions mean nothing")
+    for path, row in zip(images, probabilities):
+        order = np.argsort(-row, kind="stable")[:k]
+        result.predictions.append(Prediction(str(path), [(int(i), names[i], float(row[i])) for i in order]))
+    return result

@@ -1,0 +1,189 @@
+"""manifest.json: what a bundle holds (every file with size and sha256) and what its model expects.
+
+The manifest is the bundle's single source of truth: readers load only files it lists, and
+:func:`verify_bundle` checks every listed file before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.errors import InputError
+from resnext_deploy.files import sha256_file
+
+SCHEMA = "resnext-deploy/bundle"
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PREPROCESS_NAME = "preprocess.json"
+CLASSES_NAME = "classes.txt"
+REPACK_HINT = "re-create the bundle with `resnext-deploy package EXPORT_DIR --output BUNDLE.tar.gz`"
+
+
+def check_relative(name: str, where: str) -> str:
+    """``name`` as a normalized POSIX path inside the bundle, or ``InputError`` when it could escape."""
+    if not name or "\\" in name or "\x00" in name:
+        raise InputError(f"{where}: invalid path {name!r} in the bundle", hint=REPACK_HINT)
+    normalized = posixpath.normpath(name)
+    if posixpath.isabs(name) or normalized == ".." or normalized.startswith("../") or normalized == ".":
+        raise InputError(f"{where}: path {name!r} escapes the bundle directory", hint="do not use this bundle; " + REPACK_HINT)
+    return normalized
+
+
+def file_record(root: Path, name: str) -> dict[str, Any]:
+    """``{path, size, sha256}`` of ``root/name``."""
+    path = root / name
+    return {"path": name, "size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+@dataclass
+class CheckResult:
+    """Outcome of a bundle check: files verified, and warnings that did not make it fail."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    verified: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def read_manifest(directory: Path, label: str | None = None) -> dict[str, Any]:
+    """Read and check ``directory/manifest.json`` (schema, version, file list); ``InputError`` names the file.
+
+    ``label`` names the bundle in messages (the tarball, not the temporary folder it was unpacked into).
+    """
+    path = str(Path(directory) / MANIFEST_NAME) if label is None else f"{label}: {MANIFEST_NAME}"
+    try:
+        text = (Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path} not found: this is not a resnext-deploy bundle", hint=REPACK_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} cannot be read ({exc})", hint=REPACK_HINT) from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc})", hint=REPACK_HINT) from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        schema = manifest.get("schema") if isinstance(manifest, dict) else None
+        raise InputError(f"{path} has unknown schema {schema!r}, expected {SCHEMA!r}", hint=REPACK_HINT)
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(
+            f"{path} has {SCHEMA} version {manifest.get('schema_version')!r}; this resnext-deploy reads version {SCHEMA_VERSION}",
+            hint="use the resnext-deploy release that wrote the bundle, or " + REPACK_HINT,
+        )
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+        for f in files
+    ):
+        raise InputError(f"{path}: 'files' must list {{path, size, sha256}} records", hint=REPACK_HINT)
+    for record in files:
+        check_relative(record["path"], str(path))
+    return manifest
+
+
+def _present_files(directory: Path) -> set[str]:
+    """Every regular file under ``directory`` (POSIX relative paths), links and specials included as names."""
+    names: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=False):
+        base = Path(dirpath)
+        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
+            names.add((base / name).relative_to(directory).as_posix())
+    return names
+
+
+def verify_bundle(
+    directory: Path, manifest: dict[str, Any] | None = None, *, extra: str = "warn", label: str | None = None
+) -> CheckResult:
+    """Check every file the manifest lists (present, regular, size, sha256); raise ``InputError`` naming the first bad ones.
+
+    Unlisted files are an error when ``extra == "error"`` (a packed tarball is a closed set), else a
+    warning (an unpacked directory may gain editor or OS files; nothing unlisted is ever loaded).
+    """
+    directory = Path(directory)
+    manifest = manifest if manifest is not None else read_manifest(directory, label)
+    result = CheckResult(directory, manifest)
+    problems: list[str] = []
+    listed = {MANIFEST_NAME}
+    for record in manifest["files"]:
+        name = record["path"]
+        listed.add(name)
+        path = directory / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            problems.append(f"{name}: not a regular file")
+        elif not path.exists():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != record["size"]:
+            problems.append(f"{name}: size {path.stat().st_size} bytes, manifest says {record['size']} (truncated or modified)")
+        elif sha256_file(path) != record["sha256"]:
+            problems.append(f"{name}: sha256 does not match the manifest (modified)")
+        else:
+            result.verified.append(name)
+    unlisted = sorted(_present_files(directory) - listed)
+    if unlisted:
+        message = f"files not listed in {MANIFEST_NAME}: {', '.join(unlisted)}"
+        if extra == "error":
+            problems.append(message)
+        else:
+            result.warnings.append(message + " (ignored)")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise InputError(f"bundle {label or directory} failed its checksum check: {shown}", hint="do not deploy it; " + REPACK_HINT)
+    return result
+
+
+def tensor_specs(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(input spec, output spec) of the graph's first input and output: name, shape (dim names for dynamic), dtype."""
+    import onnx
+
+    model = onnx.load(os.fspath(onnx_path), load_external_data=False)
+
+    def spec(value: Any) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        shape = [d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        return {"name": value.name, "shape": shape, "dtype": dtype}
+
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    return spec(inputs[0]), spec(model.graph.output[0])
+
+
+def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:
+    """The target an engine sidecar records (backend, versions, CPU or GPU), or None for a file that is no sidecar."""
+    try:
+        sidecar = json.loads((directory / sidecar_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(sidecar, dict):
+        return None
+    if sidecar.get("backend") == "onnxruntime":
+        return {
+            "backend": "onnxruntime",
+            "artifact": (sidecar.get("optimized_graph") or {}).get("path"),
+            "sidecar": sidecar_name,
+            "precision": sidecar.get("precision"),
+            "onnxruntime_version": sidecar.get("onnxruntime_version"),
+            "providers": sidecar.get("providers"),
+            "cpu": sidecar.get("cpu"),
+        }
+    if sidecar.get("backend") == "tensorrt":
+        engine = (sidecar.get("engine") or {}).get("path")
+        return {
+            "backend": "tensorrt",
+            "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,
+            "sidecar": sidecar_name,
+            "precision": sidecar.get("precision"),
+            "tensorrt_version": sidecar.get("tensorrt_version"),
+            "gpu": sidecar.get("gpu"),
+            "profile": sidecar.get("profile"),
+            "hardware_compatibility_level": sidecar.get("hardware_compatibility_level"),
+            "version_compatible": (sidecar.get("options") or {}).get("version_compatible", False),
+        }
+    return None

@@ -1,0 +1,105 @@
+"""Accuracy of target vs baseline on the same preprocessed images: top-k, agreement, cosine, SQNR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import Runner
+from resnext_deploy.zoo import PreprocessConfig
+
+NO_LABELS_NOTE = "accuracy was not measured: the evaluation images have no labels; only agreement, cosine and SQNR vs the baseline are reported"
+RANDOM_INPUTS_NOTE = "NO EVALUATION DATA: agreement, cosine and SQNR were measured on random inputs, which says little about accuracy on real images; pass --eval-data"
+
+
+@dataclass
+class EvalSet:
+    """Preprocessed evaluation images (N,3,H,W), their labels (or None) and where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: dict[str, Any]
+
+
+def load_eval_set(
+    eval_data: Path | None, labels_file: Path | None, size: int, seed: int, cfg: PreprocessConfig,
+    calibration_manifest: Path | None, random_size: int, progress: bool,
+) -> EvalSet:
+    """A deterministic, calibration-disjoint subset of ``eval_data``; random inputs when there is none."""
+    if eval_data is None:
+        rng = np.random.default_rng(seed)
+        count = min(size, random_size)
+        images = rng.standard_normal((count, 3, cfg.input_size, cfg.input_size), dtype=np.float32)
+        return EvalSet(images, None, {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE})
+
+    from calibration.datasets import scan_images
+    from calibration.manifest import Manifest, check_disjoint, select_subset
+    from calibration.preprocess import load_images
+
+    scan = scan_images(eval_data, labels_file=labels_file)
+    subset = select_subset(scan.records, size, seed)
+    disjoint_from = None
+    if calibration_manifest is not None and calibration_manifest.is_file():
+        check_disjoint(Manifest.read(calibration_manifest), subset)
+        disjoint_from = str(calibration_manifest)
+    loaded = load_images(subset, cfg, progress=progress)
+    source = {
+        "kind": "images", "root": str(scan.root), "layout": scan.layout, "split": scan.split,
+        "labels_file": str(scan.labels_file) if scan.labels_file else None, "available": len(scan.records),
+        "requested": size, "seed": seed, "count": len(loaded), "skipped": [name for name, _ in loaded.skipped],
+        "labelled": loaded.labels is not None, "checked_disjoint_from": disjoint_from,
+    }
+    return EvalSet(loaded.array, loaded.labels, source)
+
+
+def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+def run_logits(runner: Runner, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits (float32) of ``runner`` over ``images``, in batches the runner accepts."""
+    spec = next(iter(runner.input_specs.values()))
+    name = next(iter(runner.input_specs))
+    out = [np.asarray(next(iter(runner.infer({name: batch.astype(spec.dtype, copy=False)}).values())), dtype=np.float32)
+           for batch in _batches(images, batch_size)]
+    return np.concatenate(out)
+
+
+def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return float(100.0 * np.mean((top == labels[:, None]).any(axis=1)))
+
+
+def compare_logits(reference: np.ndarray, target: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    """Agreement, cosine and SQNR always; top-1/top-5 (percent) and the drop when labels exist."""
+    ref, tgt = reference.astype(np.float64), target.astype(np.float64)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(tgt, axis=1)
+    cosine = np.where(norms > 0, (ref * tgt).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
+    noise = float(np.sum((ref - tgt) ** 2))
+    signal = float(np.sum(ref**2))
+    sqnr = float("inf") if noise == 0 else float(10.0 * np.log10(signal / noise)) if signal > 0 else float("-inf")
+    result: dict[str, Any] = {
+        "images": int(len(ref)),
+        "top1_agreement": float(np.mean(ref.argmax(1) == tgt.argmax(1))),
+        "mean_cosine": float(cosine.mean()),
+        "min_cosine": float(cosine.min()),
+        "sqnr_db": sqnr,
+        "max_abs_diff": float(np.max(np.abs(ref - tgt))),
+        "accuracy_measured": labels is not None,
+    }
+    if labels is None:
+        result.update(baseline_top1=None, baseline_top5=None, target_top1=None, target_top5=None,
+                      top1_delta_pp=None, top1_drop_pp=None)
+        return result
+    b1, t1 = _topk(reference, labels, 1), _topk(target, labels, 1)
+    result.update(
+        baseline_top1=b1, baseline_top5=_topk(reference, labels, 5), target_top1=t1,
+        target_top5=_topk(target, labels, 5), top1_delta_pp=t1 - b1, top1_drop_pp=b1 - t1,
+    )
+    return result

@@ -1,0 +1,73 @@
+"""What `resnext-deploy verify` takes, checked before any heavy work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resnext_deploy.errors import UsageError
+
+BASELINES = ("onnx", "torch")
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+
+
+def parse_batch_sizes(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``; anything but positive integers is a ``UsageError``."""
+    if isinstance(text, (list, tuple)):
+        values = list(text)
+    else:
+        parts = [part.strip() for part in str(text).split(",") if part.strip()]
+        try:
+            values = [int(part) for part in parts]
+        except ValueError:
+            values = []
+    if not values or any(not isinstance(v, int) or v <= 0 for v in values):
+        raise UsageError(f"bad batch sizes {text!r}", hint="pass positive integers separated by commas, e.g. --batch-sizes 1,8,32")
+    return tuple(dict.fromkeys(values))
+
+
+@dataclass
+class VerifyOptions:
+    """Evaluation data, baseline/target choice, latency settings and gate thresholds.
+
+    Gate thresholds left at None come from ``gates_file`` or the built-in defaults; a value given
+    here overrides the file.
+    """
+
+    eval_data: Path | None = None
+    labels_file: Path | None = None
+    eval_size: int = 500
+    seed: int = 0
+    baseline: str = "onnx"
+    backend: str | None = None
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    iterations: int = 50
+    warmup: int = 5
+    duration: float | None = None
+    threads: int | None = None
+    eval_batch_size: int = 32
+    random_eval_size: int = 32
+    gates_file: Path | None = None
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    junit: Path | None = None
+    plot: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise UsageError(f"unknown baseline {self.baseline!r}", hint=f"use one of: {', '.join(BASELINES)}")
+        self.batch_sizes = parse_batch_sizes(self.batch_sizes)
+        if self.eval_size <= 0:
+            raise UsageError(f"--eval-size must be positive, got {self.eval_size}", hint="use e.g. --eval-size 500")
+        if self.iterations < 0 or self.warmup < 0:
+            raise UsageError("--iterations and --warmup must not be negative", hint="use --iterations 0 to skip latency")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {self.duration}")
+        if self.threads is not None and self.threads <= 0:
+            raise UsageError(f"--threads must be positive, got {self.threads}", hint="omit --threads to use every core")
+        if self.eval_batch_size <= 0 or self.random_eval_size <= 0:
+            raise UsageError("evaluation batch size and random input count must be positive")
+
+    @property
+    def measures_latency(self) -> bool:
+        return self.duration is not None or self.iterations > 0

@@ -1,0 +1,168 @@
+"""What verification leaves behind: report.md (PR comment), JUnit XML, latency.png, a printed table."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.files import atomic_path, write_bytes, write_text
+
+REPORT_MD = "report.md"
+LATENCY_PNG = "latency.png"
+JUNIT_SUITE = "resnext-deploy gates"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _status_icon(status: str) -> str:
+    return {"passed": "✅", "failed": "❌"}.get(status, "⏭️")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A Markdown summary for a PR comment: accuracy, latency and gate tables."""
+    ver, gates = report["verification"], report["gates"]
+    acc = ver["accuracy"]
+    lines = [
+        f"### resnext-deploy verify: {report['model']['name']} {report['precision']} "
+        f"{'✅ passed' if gates['passed'] else '❌ failed'}",
+        "",
+        "| | |", "|---|---|",
+        f"| model | `{report['model']['name']}` |",
+        f"| precision | {report['precision']} |",
+        f"| backend | {ver['target']['backend']} |",
+        f"| baseline | {ver['baseline']['kind']} on {ver['baseline']['backend']} |",
+        f"| eval images | {acc['images']} ({ver['eval_data']['kind']}) |",
+        "",
+    ]
+    for warning in ver.get("notes", []):
+        lines.append(f"> **note:** {warning}")
+    lines += ["", "#### Accuracy", "", "| metric | baseline | target | delta |", "|---|---|---|---|"]
+    if acc["accuracy_measured"]:
+        lines.append(f"| top-1 % | {_fmt(acc['baseline_top1'])} | {_fmt(acc['target_top1'])} | {_fmt(acc['top1_delta_pp'], 3)} pp |")
+        lines.append(f"| top-5 % | {_fmt(acc['baseline_top5'])} | {_fmt(acc['target_top5'])} | {_fmt(acc['target_top5'] - acc['baseline_top5'], 3)} pp |")
+    else:
+        lines.append("| top-1 % | not measured (no labels) | | |")
+    lines += [
+        f"| top-1 agreement | | {_fmt(acc['top1_agreement'])} | |",
+        f"| mean logits cosine | | {_fmt(acc['mean_cosine'], 6)} | |",
+        f"| SQNR dB | | {_fmt(acc['sqnr_db'])} | |",
+    ]
+    latency = ver.get("latency")
+    if latency and latency.get("per_batch"):
+        lines += ["", "#### Latency (ms, pure inference, random inputs)", "",
+                  "| batch | baseline p50 | target p50 | target p90 | target p99 | target img/s | speedup |",
+                  "|---|---|---|---|---|---|---|"]
+        for batch, row in latency["per_batch"].items():
+            if "skipped" in row:
+                lines.append(f"| {batch} | skipped: {row['skipped']} | | | | | |")
+                continue
+            b, t = row["baseline"], row["target"]
+            lines.append(f"| {batch} | {b['p50_ms']:.2f} | {t['p50_ms']:.2f} | {t['p90_ms']:.2f} | {t['p99_ms']:.2f} "
+                         f"| {_fmt(t['images_per_s'], 4)} | {_fmt(row.get('speedup'), 3)}x |")
+    lines += ["", "#### Gates", "", "| | gate | threshold | measured | margin |", "|---|---|---|---|---|"]
+    for gate in gates["results"]:
+        measured = _fmt(gate["measured"]) if gate["status"] != "skipped" else f"skipped: {gate['reason']}"
+        lines.append(f"| {_status_icon(gate['status'])} | `{gate['name']}` | {_fmt(gate['threshold'])} | {measured} | {_fmt(gate['margin'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(directory: Path, report: dict[str, Any]) -> Path:
+    path = directory / REPORT_MD
+    write_text(path, render_markdown(report))
+    return path
+
+
+def write_junit(path: Path, report: dict[str, Any]) -> Path:
+    """JUnit XML: one ``<testcase>`` per gate in a ``<testsuite name="resnext-deploy gates">``."""
+    results = report["gates"]["results"]
+    classname = f"resnext-deploy.{report['model']['name']}.{report['precision']}"
+    failures = sum(r["status"] == "failed" for r in results)
+    skipped = sum(r["status"] == "skipped" for r in results)
+    root = ET.Element("testsuites")
+    suite = ET.SubElement(root, "testsuite", name=JUNIT_SUITE, tests=str(len(results)), failures=str(failures),
+                          errors="0", skipped=str(skipped))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", name=result["name"], classname=classname)
+        if result["status"] == "failed":
+            failure = ET.SubElement(case, "failure", message=_gate_line(result), type="GateFailed")
+            failure.text = _gate_line(result)
+        elif result["status"] == "skipped":
+            ET.SubElement(case, "skipped", message=result["reason"])
+        else:
+            ET.SubElement(case, "system-out").text = _gate_line(result)
+    ET.indent(root)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    return path
+
+
+def _gate_line(result: dict[str, Any]) -> str:
+    return (f"{result['name']} ({result['metric']}): measured {_fmt(result['measured'])}, threshold "
+            f"{_fmt(result['threshold'])}, margin {_fmt(result['margin'])}")
+
+
+def write_latency_plot(directory: Path, report: dict[str, Any]) -> Path | None:
+    """``latency.png``: p50 baseline vs target by batch size (matplotlib Agg); None when nothing to plot."""
+    per_batch = {b: r for b, r in (report["verification"].get("latency") or {}).get("per_batch", {}).items() if "skipped" not in r}
+    if not per_batch:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    batches = list(per_batch)
+    x = range(len(batches))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    width = 0.38
+    ver = report["verification"]
+    ax.bar([i - width / 2 for i in x], [per_batch[b]["baseline"]["p50_ms"] for b in batches], width,
+           label=f"baseline ({ver['baseline']['kind']})")
+    ax.bar([i + width / 2 for i in x], [per_batch[b]["target"]["p50_ms"] for b in batches], width,
+           label=f"{report['precision']} ({ver['target']['backend']})")
+    ax.set_xticks(list(x), [f"batch {b}" for b in batches])
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_title(f"{report['model']['name']}: p50 latency, pure inference")
+    ax.legend()
+    fig.tight_layout()
+    path = directory / LATENCY_PNG
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """A rich table of the gates plus the headline numbers, on stdout."""
+    from rich.table import Table
+
+    from resnext_deploy.console import out
+
+    ver, gates = report["verification"], report["gates"]
+    acc = ver["accuracy"]
+    out.print(f"[bold]{report['model']['name']}[/] {report['precision']} on {ver['target']['backend']} "
+              f"vs {ver['baseline']['kind']} baseline, {acc['images']} images ({ver['eval_data']['kind']})")
+    for note in ver.get("notes", []):
+        out.print(f"  [bold yellow]! {note}[/]")
+    if acc["accuracy_measured"]:
+        out.print(f"  top-1 {acc['baseline_top1']:.2f}% -> {acc['target_top1']:.2f}% ({acc['top1_delta_pp']:+.2f} pp)")
+    out.print(f"  agreement {acc['top1_agreement']:.4f}, cosine {acc['mean_cosine']:.6f}, SQNR {_fmt(acc['sqnr_db'])} dB")
+    table = Table(title="gates")
+    for column in ("gate", "threshold", "measured", "margin", "result"):
+        table.add_column(column)
+    for gate in gates["results"]:
+        colour = {"passed": "green", "failed": "red"}.get(gate["status"], "yellow")
+        measured = _fmt(gate["measured"]) if gate["status"] != "skipped" else gate["reason"]
+        table.add_row(gate["name"], _fmt(gate["threshold"]), measured, _fmt(gate["margin"]), f"[{colour}]{gate['status']}[/]")
+    out.print(table)

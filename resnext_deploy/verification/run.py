@@ -1,0 +1,160 @@
+"""verify_directory: read an export directory, measure target vs baseline, gate, write every output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy import console
+from resnext_deploy.errors import GateFailed, InputError
+from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, load_eval_set, run_logits
+from resnext_deploy.verification.gates import GateResult, evaluate_gates, load_gates
+from resnext_deploy.verification.latency import LatencyPlan, measure_latency
+from resnext_deploy.verification.options import VerifyOptions
+
+
+@dataclass
+class VerifyOutcome:
+    """The gate results and where the outputs went; true when every gate passed (skipped ones do not fail)."""
+
+    directory: Path
+    report: dict[str, Any]
+    gates: list[GateResult]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[GateResult]:
+        return [gate for gate in self.gates if gate.failed]
+
+    def __bool__(self) -> bool:
+        return not self.failed
+
+    def raise_for_gates(self) -> None:
+        """``GateFailed`` (exit 1) naming each failing gate and by how much; nothing when all pass."""
+        if self.failed:
+            raise GateFailed(
+                f"{len(self.failed)} gate(s) failed: " + "; ".join(gate.describe() for gate in self.failed),
+                hint=f"see {self.outputs.get('report_md', self.directory / 'report.md')}",
+            )
+
+
+def _preprocess(path: Path) -> Any:
+    from resnext_deploy.metadata import read_metadata
+    from resnext_deploy.zoo import PreprocessConfig
+
+    meta = read_metadata(path)
+    if "preprocess" not in meta:
+        raise InputError(f"{path} carries no preprocess metadata", hint="re-export it with `resnext-deploy export`")
+    return PreprocessConfig.from_dict(meta["preprocess"])
+
+
+def _open_directory(directory: Path) -> dict[str, Any]:
+    from resnext_deploy.report import read_report
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory} is not a directory", hint="pass the output directory of `resnext-deploy export`")
+    report = read_report(directory)
+    for key in ("model", "precision", "artifacts"):
+        if key not in report:
+            raise InputError(f"{directory / 'report.json'} has no {key!r}", hint="re-run `resnext-deploy export`")
+    return report
+
+
+def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
+    """Measure the export in ``directory`` against its FP32 baseline, check the gates, write all outputs.
+
+    Returns a truthy outcome when all gates pass; call ``outcome.raise_for_gates()`` for exit code 1.
+    """
+    from resnext_deploy import environment
+    from resnext_deploy.report import write_report
+    from resnext_deploy.verification import outputs
+    from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
+
+    directory = Path(directory)
+    report = _open_directory(directory)
+    model, precision = report["model"]["name"], report["precision"]
+    gates = load_gates(model, precision, options.thresholds, options.gates_file)
+    artifacts = report["artifacts"]
+    target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", "model.onnx"))
+    if not target_onnx.is_file():
+        raise InputError(f"{target_onnx} is missing from the export directory", hint="re-run `resnext-deploy export`")
+    cfg = _preprocess(target_onnx)
+    manifest = directory / artifacts.get("calibration_manifest", "calibration/manifest.json")
+    eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
+                             manifest, options.random_eval_size, options.progress)
+
+    baseline = (torch_baseline(report, cfg.input_size, options.threads) if options.baseline == "torch"
+                else onnx_baseline(directory, report, options.threads))
+    target = target_side(directory, report, options.backend, options.threads)
+    latency: dict[str, Any] | None = None
+    with baseline.runner as base_runner, target.runner as target_runner:
+        with console.stage(f"accuracy on {len(eval_set.images)} images"):
+            reference = run_logits(base_runner, eval_set.images, options.eval_batch_size)
+            produced = run_logits(target_runner, eval_set.images, options.eval_batch_size)
+        accuracy = compare_logits(reference, produced, eval_set.labels)
+        if options.measures_latency:
+            plan = LatencyPlan(options.batch_sizes, options.warmup, options.iterations, options.duration, options.seed)
+            latency = measure_latency(base_runner, target_runner, plan, progress=options.progress)
+        target.description.update(_runner_facts(target_runner))
+        baseline.description.update(_runner_facts(base_runner))
+
+    notes: list[str] = []
+    if eval_set.source["kind"] == "random":
+        notes.append(eval_set.source["note"])
+        console.warn(eval_set.source["note"])
+    elif not accuracy["accuracy_measured"]:
+        notes.append(NO_LABELS_NOTE)
+        accuracy["accuracy_note"] = NO_LABELS_NOTE
+    if eval_set.source["kind"] == "random":
+        accuracy["accuracy_note"] = eval_set.source["note"]
+    if latency is not None:
+        notes.append(latency["note"])
+    if (report.get("weights") or {}).get("random"):
+        notes.append("RANDOM WEIGHTS: accuracy numbers of an untrained model mean nothing")
+
+    results = evaluate_gates(gates, accuracy, latency)
+    from engines import BuildOptions
+
+    report["verification"] = {
+        "accuracy": accuracy,
+        "latency": latency,
+        "eval_data": eval_set.source,
+        "baseline": baseline.description,
+        "target": target.description,
+        "backend": target.description["backend"],
+        "threads": options.threads or BuildOptions().intra_op_threads,
+        "environment": environment.describe(),
+        "notes": notes,
+    }
+    report["gates"] = {
+        **gates.to_dict(),
+        "passed": not any(r.failed for r in results),
+        "failed": [r.name for r in results if r.failed],
+        "skipped": [r.name for r in results if r.status == "skipped"],
+        "results": [r.to_dict() for r in results],
+    }
+    outcome = VerifyOutcome(directory, report, results)
+    outcome.outputs["report_json"] = write_report(directory, report)
+    outcome.outputs["report_md"] = outputs.write_markdown(directory, report)
+    if options.junit is not None:
+        outcome.outputs["junit"] = outputs.write_junit(options.junit, report)
+    if options.plot and latency is not None:
+        try:
+            plot = outputs.write_latency_plot(directory, report)
+        except ImportError:
+            console.warn("matplotlib is not installed; latency.png was not written (pip install matplotlib)")
+        else:
+            if plot is not None:
+                outcome.outputs["latency_png"] = plot
+    return outcome
+
+
+def _runner_facts(runner: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for name in ("start_mode", "start_reason", "providers"):
+        value = getattr(runner, name, None)
+        if value is not None:
+            facts[name] = value
+    return facts

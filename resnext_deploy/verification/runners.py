@@ -1,0 +1,134 @@
+"""The two sides of a comparison, both behind the engines ``Runner`` interface.
+
+Baseline: ``model.onnx`` on ONNX Runtime, or the PyTorch model rebuilt from the report's weights.
+Target: the precision artifact on the backend recorded in the report (or the one asked for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import Runner, TensorSpec
+from resnext_deploy.errors import InputError, UsageError
+
+
+@dataclass
+class Side:
+    """A runner (not yet entered) with what the report says about it."""
+
+    runner: Runner
+    description: dict[str, Any]
+
+
+class TorchRunner(Runner):
+    """A PyTorch module in eval mode, fed and timed like every other runner."""
+
+    backend = "torch"
+
+    def __init__(self, model: Any, input_size: int, threads: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.input_size = input_size
+        self.threads = threads
+
+    def activate(self) -> None:
+        import torch
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    @property
+    def input_specs(self) -> dict[str, TensorSpec]:
+        return {"input": TensorSpec((-1, 3, self.input_size, self.input_size), np.dtype(np.float32))}
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits"]
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            return {"logits": self.model(torch.from_numpy(feed["input"])).numpy()}
+
+
+def torch_weights_argument(report: dict[str, Any]) -> str:
+    """The ``build_model`` weights argument that reproduces the report's weights, or a ``UsageError``."""
+    weights = report.get("weights") or {}
+    kind, origin = weights.get("kind"), str(weights.get("origin", ""))
+    if kind == "pretrained":
+        return "pretrained"
+    if kind == "file" and origin.startswith("file:"):
+        path = Path(origin[len("file:"):])
+        if not path.is_file():
+            raise InputError(f"the checkpoint this export was made from is gone: {path}", hint="use --baseline onnx")
+        return str(path)
+    if kind == "random":
+        raise UsageError(
+            "--baseline torch cannot rebuild a model exported with random weights (they were never saved)",
+            hint="use --baseline onnx (the FP32 export of the same weights)",
+        )
+    raise InputError(f"report.json does not say where the weights came from ({weights!r})", hint="use --baseline onnx")
+
+
+def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None) -> Side:
+    """The PyTorch model rebuilt from report["model"]["name"] and the recorded weights."""
+    from exporters.models import build_model
+    from resnext_deploy.zoo import get_model_spec
+
+    weights = torch_weights_argument(report)
+    spec = get_model_spec(report["model"]["name"])
+    model, info = build_model(spec, weights)
+    recorded = (report.get("weights") or {}).get("sha256")
+    if recorded and info.sha256 != recorded:
+        raise InputError(
+            f"the weights at {info.origin} changed since the export (sha256 {info.sha256[:12]} != {recorded[:12]})",
+            hint="re-export, or use --baseline onnx",
+        )
+    return Side(TorchRunner(model, input_size, threads), {"kind": "torch", "backend": "torch", "weights": info.origin})
+
+
+def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) -> Side:
+    """``model.onnx`` on ONNX Runtime (CPU unless the environment offers more)."""
+    from engines import BuildOptions, get_backend
+
+    name = report.get("artifacts", {}).get("fp32", "model.onnx")
+    path = _existing(directory / name)
+    runner = get_backend("onnxruntime").load(path, BuildOptions(precision="fp32", threads=threads))
+    return Side(runner, {"kind": "onnx", "backend": "onnxruntime", "artifact": name, "precision": "fp32"})
+
+
+def target_side(directory: Path, report: dict[str, Any], backend: str | None, threads: int | None) -> Side:
+    """The precision artifact on ``backend`` (default: the one recorded in report["engine"])."""
+    from engines import BuildOptions, resolve_backend
+
+    precision = report.get("precision", "fp32")
+    artifacts = report.get("artifacts", {})
+    onnx_name = artifacts.get(precision) or ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
+    onnx_path = _existing(directory / onnx_name)
+    recorded = (report.get("engine") or {}).get("backend")
+    chosen, reason = resolve_backend(backend or recorded or "onnxruntime")
+    options = BuildOptions(precision=precision, threads=threads)
+    load_from: Path = onnx_path
+    engine_name = artifacts.get("engine")
+    if chosen.name != "onnxruntime":
+        if engine_name and recorded == chosen.name:
+            load_from = _existing(directory / engine_name)
+        else:
+            load_from = chosen.build(onnx_path, options).path
+    runner = chosen.load(load_from, options)
+    description = {
+        "kind": "artifact", "backend": chosen.name, "backend_reason": reason if backend else f"recorded: {recorded or 'none'}",
+        "artifact": onnx_name, "precision": precision,
+    }
+    return Side(runner, description)
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise InputError(f"{path} is missing from the export directory", hint="re-run `resnext-deploy export` for it")
+    return path
