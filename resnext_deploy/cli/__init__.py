@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from resnext_deploy.cli.build import build
 from resnext_deploy.cli.export import export
+from resnext_deploy.cli.inspect_bundle import inspect_bundle
 from resnext_deploy.cli.models import models
+from resnext_deploy.cli.package import package
+from resnext_deploy.cli.predict import predict
+from resnext_deploy.cli.verify import verify
 
 app = typer.Typer(
     name="resnext-deploy",
@@ -17,6 +22,11 @@ app = typer.Typer(
 )
 app.command()(models)
 app.command()(export)
+app.command()(verify)
+app.command()(package)
+app.command("inspect")(inspect_bundle)
+app.command()(build)
+app.command()(predict)
 
 
 def main() -> None:

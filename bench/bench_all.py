@@ -1,0 +1,163 @@
+"""End-to-end side-by-side benchmark: PyTorch eager FP32 vs our ONNX Runtime FP32 / FP16 / INT8 artifacts.
+
+Usage: ``python bench/bench_all.py [--model resnext50d_32x4d] [--iterations 20] [--threads N] [--work DIR]``.
+Builds the model once with random weights (saved to a checkpoint so every artifact has the same weights),
+exports FP32, FP16 and INT8 with ``run_export`` (INT8 calibrated on generated natural-ish images), then
+times batch 1 and 8 with each runner's pure-inference clock in one run, and writes ``bench/RESULTS.md``.
+Targets: INT8 batch-1 >= 3x faster than eager FP32 and >= 2.2x faster than our FP32 ONNX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engines import BuildOptions, get_backend  # noqa: E402
+from resnext_deploy import environment  # noqa: E402
+from resnext_deploy.files import write_text  # noqa: E402
+from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
+from resnext_deploy.verification.latency import LatencyPlan, _feed, _measure, summarize  # noqa: E402
+from resnext_deploy.verification.runners import TorchRunner  # noqa: E402
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+BATCHES = (1, 8)
+
+
+def natural_images(folder: Path, count: int, size: int = 256, seed: int = 0) -> Path:
+    """JPEGs with 1/f-like spectra (smooth blobs + texture + edges): closer to photos than white noise."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        image = np.zeros((size, size, 3), np.float32)
+        for scale, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (size, 0.1)):
+            layer = Image.fromarray((rng.random((scale, scale, 3)) * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+            image += weight * np.asarray(layer, np.float32)
+        image = image / 1.85
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"img_{index:04d}.jpg", quality=90)
+    return folder
+
+
+def export_all(model: str, work: Path, calib_size: int, method: str) -> tuple[Path, dict[str, Path]]:
+    """Random weights saved once, then FP32/FP16/INT8 exports of exactly those weights."""
+    import torch
+
+    from exporters.models import build_model
+    from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
+    from resnext_deploy.zoo import get_model_spec
+
+    checkpoint = work / "random.pth"
+    if not checkpoint.is_file():
+        torch.manual_seed(0)
+        net, _ = build_model(get_model_spec(model), "random")
+        torch.save(net.state_dict(), checkpoint)
+    images = work / "images"
+    if not images.is_dir():
+        natural_images(images, max(calib_size, 16))
+    dirs: dict[str, Path] = {}
+    for precision in ("fp32", "fp16", "int8"):
+        out = work / precision
+        if not (out / "report.json").is_file():
+            started = time.perf_counter()
+            run_export(ExportOptions(
+                model=model, precision=precision, backend="onnxruntime", weights=str(checkpoint), output=out, force=True,
+                calibration=CalibrationOptions(data=images if precision == "int8" else None, size=calib_size, method=method,
+                                               cache_dir=work / "cache"),
+            ), command=["bench_all.py"])
+            print(f"export {precision}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        dirs[precision] = out / ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
+    return checkpoint, dirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnext50d_32x4d")
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--calib-size", type=int, default=32)
+    parser.add_argument("--calib-method", default="minmax", help="minmax by default: latency does not depend on it")
+    parser.add_argument("--work", type=Path, default=None, help="keep exports here (reused when present)")
+    args = parser.parse_args()
+
+    import torch
+
+    from exporters.models import build_model
+    from resnext_deploy.zoo import get_model_spec
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-all."))
+    work.mkdir(parents=True, exist_ok=True)
+    spec = get_model_spec(args.model)
+    checkpoint, artifacts = export_all(args.model, work, args.calib_size, args.calib_method)
+    threads = args.threads or BuildOptions().intra_op_threads
+    torch.set_num_threads(threads)
+    net, _ = build_model(spec, str(checkpoint))
+    size = spec.preprocess.input_size
+    ort = get_backend("onnxruntime")
+    runners = {"PyTorch eager FP32": TorchRunner(net, size, threads)}
+    for precision, path in artifacts.items():
+        runners[f"ORT {precision.upper()}"] = ort.load(path, BuildOptions(precision=precision, threads=threads))
+    check = np.random.default_rng(1).standard_normal((8, 3, size, size), dtype=np.float32)
+    plan = LatencyPlan(BATCHES, args.warmup, args.iterations, None)
+    rows: dict[str, dict] = {}
+    reference = None
+    for name, runner in runners.items():
+        with runner:
+            logits = run_logits(runner, check, 8)
+            reference = logits if reference is None else reference
+            ref64, got = reference.astype(np.float64), logits.astype(np.float64)
+            cosine = float(np.mean((ref64 * got).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got, axis=1))))
+            rows[name] = {"cosine": cosine}
+            for batch in BATCHES:
+                feed = _feed(runner, batch, np.random.default_rng(batch))
+                rows[name][batch] = summarize(_measure(runner, feed, plan, lambda n: None), batch)
+                print(f"{name} batch {batch}: p50 {rows[name][batch]['p50_ms']:.1f} ms", file=sys.stderr)
+    eager = rows["PyTorch eager FP32"]
+    lines = [
+        f"# bench_all: {args.model} (random weights), {dt.date.today().isoformat()}",
+        "",
+        "Command: `python bench/bench_all.py "
+        + " ".join(a for a in sys.argv[1:]) + "` (`make bench`). Pure inference time from each runner's clock, "
+        f"random inputs, {args.warmup} warm-up + {args.iterations} timed runs per cell, {threads} intra-op threads. "
+        f"INT8: Q/DQ, onnxruntime recipe, {args.calib_method} calibration on {args.calib_size} generated images.",
+        "",
+        "| runtime | batch 1 p50 ms | speedup vs eager | batch 8 p50 ms | speedup vs eager | img/s (b8) | logits cosine vs PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row[1]['p50_ms']:.1f} | {eager[1]['p50_ms'] / row[1]['p50_ms']:.2f}x | {row[8]['p50_ms']:.1f} "
+            f"| {eager[8]['p50_ms'] / row[8]['p50_ms']:.2f}x | {row[8]['images_per_s']:.1f} | {row['cosine']:.6f} |"
+        )
+    int8, fp32 = rows["ORT INT8"][1]["p50_ms"], rows["ORT FP32"][1]["p50_ms"]
+    vs_eager, vs_fp32 = eager[1]["p50_ms"] / int8, fp32 / int8
+    env = environment.describe()
+    lines += [
+        "",
+        f"Targets (batch 1): INT8 vs eager FP32 {vs_eager:.2f}x (target >= 3x: {'met' if vs_eager >= 3 else 'NOT met'}), "
+        f"INT8 vs ORT FP32 {vs_fp32:.2f}x (target >= 2.2x: {'met' if vs_fp32 >= 2.2 else 'NOT met'}).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {env['cpu']}, {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable by this process",
+        f"- Python {env['python']} on {env['platform']}",
+        "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "- Note: the CPU may be shared with other jobs while this ran; compare ratios within one run, not absolute times across runs.",
+        "",
+    ]
+    write_text(RESULTS, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Deterministic, class-stratified image subsets and their manifests (relative path + sha256).
+
+A manifest pins exactly which images calibration used, so CI calibrates on the same bytes every
+time and evaluation can prove it never overlaps the calibration images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibration.datasets import ImageRecord
+from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.files import sha256_file, write_json
+
+MANIFEST_SCHEMA = "resnext-deploy/calibration-manifest"
+MANIFEST_VERSION = 1
+
+
+def select_subset(
+    records: Sequence[ImageRecord], size: int, seed: int, exclude: Iterable[str] = ()
+) -> list[ImageRecord]:
+    """Pick ``size`` records, class-stratified and reproducible from ``seed`` alone.
+
+    Each class (unlabelled images form one class) is sorted by relative path and shuffled with
+    a per-class seed; classes then take turns in a seeded order, so class counts differ by at
+    most one and the result does not depend on filesystem listing order. Relative paths in
+    ``exclude`` are never picked. Fewer records than ``size`` means all of them are returned.
+    """
+    if size <= 0:
+        raise UsageError(f"subset size must be positive, got {size}", hint="use e.g. --calib-size 512")
+    excluded = set(exclude)
+    by_class: dict[int | None, list[ImageRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.relpath):
+        if record.relpath not in excluded:
+            by_class[record.label].append(record)
+    classes = sorted(by_class, key=lambda label: (label is None, label or 0))
+    for label in classes:
+        random.Random(f"{seed}/{label}").shuffle(by_class[label])
+    random.Random(f"{seed}/classes").shuffle(classes)
+    picked: list[ImageRecord] = []
+    depth = 0
+    while len(picked) < size and any(depth < len(by_class[c]) for c in classes):
+        for label in classes:
+            if depth < len(by_class[label]) and len(picked) < size:
+                picked.append(by_class[label][depth])
+        depth += 1
+    return picked
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One pinned image: path relative to the image root, content sha256 and size, class index."""
+
+    relpath: str
+    sha256: str
+    label: int | None
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"relpath": self.relpath, "sha256": self.sha256, "size": self.size, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An image subset pinned by content; ``root`` is informational, entries are portable."""
+
+    root: str
+    layout: str
+    seed: int
+    entries: tuple[ManifestEntry, ...]
+    split: str | None = None
+
+    @classmethod
+    def from_records(
+        cls, records: Sequence[ImageRecord], *, root: Path, layout: str, seed: int, split: str | None = None
+    ) -> Manifest:
+        """Hash each record's file and pin the list."""
+        entries = tuple(ManifestEntry(r.relpath, sha256_file(r.path), r.label, r.path.stat().st_size) for r in records)
+        return cls(root=str(Path(root).resolve()), layout=layout, seed=seed, entries=entries, split=split)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the canonical JSON of the entries (not of the root), the cache-key part."""
+        canonical = json.dumps([e.to_dict() for e in self.entries], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def relpaths(self) -> set[str]:
+        return {e.relpath for e in self.entries}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": MANIFEST_SCHEMA,
+            "version": MANIFEST_VERSION,
+            "sha256": self.sha256,
+            "root": self.root,
+            "layout": self.layout,
+            "split": self.split,
+            "seed": self.seed,
+            "count": len(self.entries),
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def write(self, path: str | Path) -> Path:
+        """Write the manifest as JSON, atomically; returns the path."""
+        write_json(path, self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        """Read and validate a manifest written by :meth:`write`."""
+        path = Path(path)
+        hint = "pass a manifest written by resnext-deploy (calibration_manifest.json)"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"manifest {path} does not exist", hint=hint) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"manifest {path} is not readable JSON: {exc}", hint=hint) from None
+        if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+            raise InputError(f"{path} is not a calibration manifest", hint=hint)
+        if data.get("version") != MANIFEST_VERSION:
+            raise InputError(f"manifest {path} has version {data.get('version')}, expected {MANIFEST_VERSION}", hint="re-create it with this release")
+        try:
+            entries = tuple(
+                ManifestEntry(
+                    str(e["relpath"]), str(e["sha256"]), None if e["label"] is None else int(e["label"]), int(e["size"])
+                )
+                for e in data["entries"]
+            )
+            manifest = cls(
+                root=str(data["root"]), layout=str(data["layout"]), seed=int(data["seed"]),
+                entries=entries, split=data.get("split"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"manifest {path} is malformed ({exc!r})", hint=hint) from None
+        if not entries:
+            raise InputError(f"manifest {path} lists no images", hint=hint)
+        if data.get("sha256") not in (None, manifest.sha256):
+            raise InputError(f"manifest {path} was edited: its sha256 does not match its entries", hint="re-create the manifest instead of editing it")
+        return manifest
+
+    def resolve(self, root: str | Path) -> list[ImageRecord]:
+        """Records under ``root`` for every entry, checking each file exists and matches its sha256."""
+        root = Path(root).expanduser().resolve()
+        missing: list[str] = []
+        changed: list[str] = []
+        records: list[ImageRecord] = []
+        for entry in self.entries:
+            path = root / entry.relpath
+            if not path.is_file():
+                missing.append(entry.relpath)
+            elif sha256_file(path) != entry.sha256:
+                changed.append(entry.relpath)
+            else:
+                records.append(ImageRecord(path=path, relpath=entry.relpath, label=entry.label))
+        if missing:
+            raise InputError(
+                f"{len(missing)} manifest image(s) are missing under {root}: {', '.join(missing[:5])}",
+                hint=f"point at the image folder the manifest was made from (it was {self.root})",
+            )
+        if changed:
+            raise InputError(
+                f"{len(changed)} manifest image(s) differ from the manifest (sha256 mismatch): {', '.join(changed[:5])}",
+                hint="the images changed since the manifest was written; re-create it or restore the files",
+            )
+        return records
+
+
+def check_disjoint(calib: Manifest, eval_records: Sequence[ImageRecord]) -> None:
+    """Raise :class:`InputError` if any evaluation image is one of the calibration images.
+
+    An image overlaps when it is the same file (the manifest root joined with its relative
+    path) or has the same content sha256, so renamed or copied files are caught too. Only
+    files whose size matches a calibration image are hashed.
+    """
+    calib_paths = {(Path(calib.root) / e.relpath).resolve(): e.relpath for e in calib.entries}
+    calib_hashes = {e.sha256: e.relpath for e in calib.entries}
+    calib_sizes = {e.size for e in calib.entries}
+    overlaps: list[str] = []
+    for record in eval_records:
+        resolved = record.path.resolve()
+        if resolved in calib_paths:
+            overlaps.append(record.relpath)
+            continue
+        if resolved.stat().st_size not in calib_sizes:
+            continue
+        twin = calib_hashes.get(sha256_file(resolved))
+        if twin is not None:
+            overlaps.append(f"{record.relpath} (same content as {twin})")
+    if overlaps:
+        raise InputError(
+            f"{len(overlaps)} evaluation image(s) are also calibration images: {', '.join(overlaps[:5])}",
+            hint="evaluate on other images, or make the calibration manifest from a different folder or seed",
+        )

@@ -1,0 +1,227 @@
+"""The model's eval transform in PIL + numpy, and parallel decoding of image lists.
+
+:func:`preprocess_image` reproduces timm's eval transform (``create_transform(...,
+is_training=False)``: shorter side to floor(size / crop_pct) with the model's interpolation,
+center crop, to tensor, normalize) without torch, so calibration and evaluation on a device
+only need PIL and numpy. A test checks it against timm's own transform within 1e-6.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from calibration.datasets import ImageRecord
+from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.zoo import PreprocessConfig
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+EXECUTORS = ("thread", "process")
+
+
+def _resample(interpolation: str) -> int:
+    from PIL import Image
+
+    modes = {
+        "nearest": Image.Resampling.NEAREST,
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "lanczos": Image.Resampling.LANCZOS,
+        "box": Image.Resampling.BOX,
+        "hamming": Image.Resampling.HAMMING,
+    }
+    try:
+        return int(modes[interpolation])
+    except KeyError:
+        raise UsageError(f"unknown interpolation '{interpolation}'", hint=f"use one of {', '.join(modes)}") from None
+
+
+def _resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
+    """Output (w, h) when the shorter side becomes ``shorter``, rounded like torchvision."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shorter, int(shorter * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def preprocess_pil(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
+    """Eval-transform an already opened PIL image into a float32 (3, H, W) array."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    new_size = _resized_size(*image.size, cfg.resize_size)
+    if new_size != image.size:
+        image = image.resize(new_size, resample=_resample(cfg.interpolation))
+    pixels = np.asarray(image, dtype=np.uint8)
+    crop = cfg.input_size
+    height, width = pixels.shape[:2]
+    if height < crop or width < crop:
+        pad_h, pad_w = max(crop - height, 0), max(crop - width, 0)
+        pixels = np.pad(pixels, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+        height, width = pixels.shape[:2]
+    top = int(round((height - crop) / 2.0))
+    left = int(round((width - crop) / 2.0))
+    chw = pixels[top : top + crop, left : left + crop].transpose(2, 0, 1).astype(np.float32)
+    chw /= np.float32(255)
+    chw -= np.asarray(cfg.mean, dtype=np.float32)[:, None, None]
+    chw /= np.asarray(cfg.std, dtype=np.float32)[:, None, None]
+    return chw
+
+
+def preprocess_image(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
+    """Decode an image file (converted to RGB) and apply the model's eval transform."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return preprocess_pil(image, cfg)
+
+
+def _decode_or_reason(path: Path, cfg: PreprocessConfig) -> np.ndarray | str:
+    """Top-level (picklable) worker: the array, or why the image could not be read."""
+    try:
+        return preprocess_image(path, cfg)
+    except UsageError:
+        raise
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class LoadResult:
+    """Decoded images in input order, with the records kept and those skipped (and why)."""
+
+    array: np.ndarray
+    labels: np.ndarray | None
+    records: list[ImageRecord]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def default_workers() -> int:
+    """Worker count: the CPUs this process may use, at most 8."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count() or 1
+    return max(1, min(8, available))
+
+
+def _make_executor(kind: str, workers: int) -> Executor:
+    if kind not in EXECUTORS:
+        raise UsageError(f"unknown executor '{kind}'", hint=f"use one of {', '.join(EXECUTORS)}")
+    if kind == "process":
+        return ProcessPoolExecutor(max_workers=workers)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+
+def _progress(enabled: bool, total: int, description: str):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not (enabled and console.is_terminal),
+    )
+    return progress, progress.add_task(description, total=total)
+
+
+def _decode_all(
+    records: Sequence[ImageRecord], cfg: PreprocessConfig, pool: Executor, advance: Callable[[], None]
+) -> LoadResult:
+    size = cfg.input_size
+    array = np.empty((len(records), 3, size, size), dtype=np.float32)
+    reasons: dict[int, str] = {}
+    futures = deque(pool.submit(_decode_or_reason, r.path, cfg) for r in records)
+    for index in range(len(records)):
+        result = futures.popleft().result()
+        if isinstance(result, str):
+            reasons[index] = result
+        else:
+            array[index] = result
+        advance()
+    keep = [i for i in range(len(records)) if i not in reasons]
+    if reasons:
+        array = array[keep]
+    kept = [records[i] for i in keep]
+    labels = None
+    if kept and all(r.label is not None for r in kept):
+        labels = np.asarray([r.label for r in kept], dtype=np.int64)
+    skipped = [(records[i].relpath, reason) for i, reason in sorted(reasons.items())]
+    return LoadResult(array=array, labels=labels, records=kept, skipped=skipped)
+
+
+def _check(result: LoadResult, total: int, strict: bool) -> LoadResult:
+    if result.skipped and (strict or not result.records):
+        names = ", ".join(f"{name} ({reason})" for name, reason in result.skipped[:5])
+        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+        what = "every image" if not result.records else f"{len(result.skipped)} of {total} images"
+        raise InputError(
+            f"could not read {what}: {names}{more}",
+            hint="remove or replace the corrupt files" + ("" if not strict else ", or drop --strict to skip them"),
+        )
+    return result
+
+
+def load_images(
+    records: Sequence[ImageRecord],
+    cfg: PreprocessConfig,
+    workers: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    executor: str = "thread",
+) -> LoadResult:
+    """Decode and preprocess ``records`` in parallel into one (N, 3, H, W) float32 array, in order.
+
+    Unreadable images are skipped and listed in :attr:`LoadResult.skipped`; ``strict`` makes
+    them an :class:`InputError`, as is a list where no image can be read. The progress bar
+    shows only when ``progress`` is on and stderr is a terminal.
+    """
+    if not records:
+        raise InputError("no images to load", hint="check the image folder and the subset size")
+    workers = workers or default_workers()
+    bar, task = _progress(progress, len(records), "decoding images")
+    with bar, _make_executor(executor, workers) as pool:
+        result = _decode_all(records, cfg, pool, lambda: bar.advance(task))
+    return _check(result, len(records), strict)
+
+
+def iter_batches(
+    records: Sequence[ImageRecord],
+    cfg: PreprocessConfig,
+    batch_size: int,
+    workers: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    executor: str = "thread",
+) -> Iterator[LoadResult]:
+    """Like :func:`load_images` but yields batches, so large evaluation sets need not fit in memory."""
+    if batch_size <= 0:
+        raise UsageError(f"batch size must be positive, got {batch_size}")
+    if not records:
+        raise InputError("no images to load", hint="check the image folder and the subset size")
+    workers = workers or default_workers()
+    bar, task = _progress(progress, len(records), "decoding images")
+    kept = 0
+    all_skipped: list[tuple[str, str]] = []
+    with bar, _make_executor(executor, workers) as pool:
+        for start in range(0, len(records), batch_size):
+            batch = _decode_all(records[start : start + batch_size], cfg, pool, lambda: bar.advance(task))
+            if strict and batch.skipped:
+                _check(batch, len(batch.skipped) + len(batch), strict=True)
+            kept += len(batch)
+            all_skipped += batch.skipped
+            if len(batch):
+                yield batch
+    if not kept:
+        _check(LoadResult(np.empty((0,)), None, [], all_skipped), len(records), strict)

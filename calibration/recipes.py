@@ -1,0 +1,107 @@
+"""INT8 Q/DQ recipes: where Q/DQ nodes go and with which types, chosen by the target backend.
+
+Both recipes read the same calibration statistics and differ only in quantizer settings:
+
+* ``onnxruntime`` (CPU): unsigned INT8 activations (ORT's x86 kernels are u8s8), per-channel
+  symmetric INT8 weights, every op ORT has a QDQ fusion for, grouped convolutions left in float
+  (ORT's float grouped conv beats its int8 one; measured by ``bench/bench_quant.py``).
+* ``tensorrt``: symmetric signed INT8 activations and per-channel symmetric weights, Q/DQ only on
+  the inputs of Conv/Gemm and of the residual Add (NVIDIA's explicit-quantization placement:
+  quantize the inputs of weighted layers and the skip connection, not their outputs, so
+  TensorRT fuses Conv+bias+Add+ReLU+Q), float bias; optionally grouped 3x3 convs left unquantized
+  (TensorRT's INT8 grouped conv is slower than FP16: NVIDIA/TensorRT issues 4529 and 1409).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnext_deploy.errors import UsageError
+
+RECIPES = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Quantizer settings for ``onnxruntime.quantization.quantize_static`` (QDQ format)."""
+
+    name: str
+    activation_type: str  # a QuantType member name: "QUInt8" or "QInt8"
+    weight_type: str
+    per_channel: bool
+    keep_grouped_float: bool
+    op_types_to_quantize: tuple[str, ...] | None = None
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def activation_symmetric(self) -> bool:
+        return bool(self.extra_options.get("ActivationSymmetric", False))
+
+    def quant_types(self) -> tuple[Any, Any]:
+        """(activation, weight) as ``QuantType`` members."""
+        from onnxruntime.quantization import QuantType
+
+        return QuantType[self.activation_type], QuantType[self.weight_type]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["op_types_to_quantize"] = list(self.op_types_to_quantize) if self.op_types_to_quantize else None
+        return data
+
+
+def onnxruntime_recipe(keep_grouped_float: bool = True) -> Recipe:
+    """ORT CPU: QUInt8 activations, per-channel symmetric QInt8 weights, int32 bias (QLinearConv fusion)."""
+    return Recipe(
+        name="onnxruntime",
+        activation_type="QUInt8",
+        weight_type="QInt8",
+        per_channel=True,
+        keep_grouped_float=keep_grouped_float,
+        extra_options={
+            "ActivationSymmetric": False,
+            "WeightSymmetric": True,
+            "QuantizeBias": True,
+            "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
+        },
+    )
+
+
+def tensorrt_recipe(keep_grouped_float: bool = False) -> Recipe:
+    """TensorRT: symmetric QInt8 everywhere, Q/DQ on Conv/Gemm/MatMul and residual Add inputs only."""
+    return Recipe(
+        name="tensorrt",
+        activation_type="QInt8",
+        weight_type="QInt8",
+        per_channel=True,
+        keep_grouped_float=keep_grouped_float,
+        op_types_to_quantize=("Conv", "Gemm", "MatMul", "Add"),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "MatMul", "Add"],
+        },
+    )
+
+
+def get_recipe(name: str, keep_grouped_float: bool | None = None) -> Recipe:
+    """The named recipe; ``keep_grouped_float=None`` takes the recipe's default (ORT: True, TensorRT: False)."""
+    if name == "onnxruntime":
+        return onnxruntime_recipe() if keep_grouped_float is None else onnxruntime_recipe(keep_grouped_float)
+    if name == "tensorrt":
+        return tensorrt_recipe() if keep_grouped_float is None else tensorrt_recipe(keep_grouped_float)
+    raise UsageError(f"unknown quantization recipe {name!r}", hint=f"choose one of: {', '.join(RECIPES)}")
+
+
+def grouped_conv_nodes(model: Any) -> list[str]:
+    """Names of the Conv nodes with ``group > 1`` in an ``onnx.ModelProto`` (ResNeXt's 3x3 convs)."""
+    names = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+        if group > 1:
+            names.append(node.name)
+    return names

@@ -1,0 +1,153 @@
+"""Content-keyed cache of calibration statistics, so calibration runs once per model and subset.
+
+An entry is keyed by (FP32 ONNX sha256, manifest sha256, method, method parameters) and holds
+the activation ranges in ONNX Runtime's own calibration-cache JSON (``save_tensors_data``
+format, readable by ``quantize_static(calibration_cache_path=...)``) plus a ``resnext_deploy``
+record of the key. Histogram methods also keep their raw histograms in an ``.npz`` side file
+keyed without the threshold parameter, so another percentile is recomputed without inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnext_deploy.files import atomic_path, write_text
+
+CACHE_ENV = "RESNEXT_DEPLOY_CACHE"
+STATS_FORMAT = 1
+THRESHOLD_PARAMS = frozenset({"percentile", "num_quantized_bins"})
+
+
+def default_cache_dir() -> Path:
+    """``$RESNEXT_DEPLOY_CACHE``, else ``$XDG_CACHE_HOME/resnext-deploy``, else ``~/.cache/resnext-deploy``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "resnext-deploy"
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+@dataclass(frozen=True)
+class StatsKey:
+    """What calibration statistics depend on: the graph, the images, the method and its parameters."""
+
+    model_sha256: str
+    manifest_sha256: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    onnxruntime_version: str = field(default_factory=_onnxruntime_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": STATS_FORMAT, **asdict(self)}
+
+    def digest(self) -> str:
+        """sha256 of the whole key: names the ranges file."""
+        return _digest(self.to_dict())
+
+    def histogram_digest(self) -> str:
+        """sha256 of the key without threshold parameters: names the histogram file."""
+        data = self.to_dict()
+        data["params"] = {k: v for k, v in self.params.items() if k not in THRESHOLD_PARAMS}
+        return _digest(data)
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedStats:
+    """Ranges loaded from (or just written to) the cache, with where they live."""
+
+    tensors: Any  # onnxruntime.quantization.calibrate.TensorsData
+    path: Path
+    image_count: int
+
+
+class StatsCache:
+    """Ranges as ``<root>/calibration/<method>-<digest>.json``, histograms as ``...-hist-<digest>.npz``."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.folder = self.root / "calibration"
+
+    def stats_path(self, key: StatsKey) -> Path:
+        return self.folder / f"{key.method}-{key.digest()[:24]}.json"
+
+    def histogram_path(self, key: StatsKey) -> Path:
+        return self.folder / f"{key.method}-hist-{key.histogram_digest()[:24]}.npz"
+
+    def load(self, key: StatsKey) -> CachedStats | None:
+        """The cached ranges for ``key``, or None on a miss (a damaged or foreign file is a miss)."""
+        from onnxruntime.quantization.calibrate import TensorsData
+
+        path = self.stats_path(key)
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            record = payload["resnext_deploy"]
+            if record["key"] != key.to_dict():
+                return None
+            return CachedStats(TensorsData.from_dict(payload), path, int(record["image_count"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, key: StatsKey, tensors: Any, image_count: int) -> CachedStats:
+        """Write ranges for ``key`` atomically in ORT's cache JSON (histograms stripped) and return them."""
+        from onnxruntime.quantization.calibrate import CalibrationCacheEncoder, TensorData, TensorsData
+
+        ranges = TensorsData(
+            tensors.calibration_method,
+            {name: TensorData(lowest=d.range_value[0], highest=d.range_value[1]) for name, d in tensors.items()},
+        )
+        payload = ranges.to_dict()
+        payload["smooth_quant"] = False
+        payload["resnext_deploy"] = {"key": key.to_dict(), "image_count": int(image_count)}
+        path = self.stats_path(key)
+        write_text(path, json.dumps(payload, cls=CalibrationCacheEncoder, indent=1) + "\n")
+        return CachedStats(ranges, path, int(image_count))
+
+    def load_histograms(self, key: StatsKey) -> tuple[dict[str, tuple[np.ndarray, ...]], int] | None:
+        """Raw histograms collected for ``key`` (any threshold parameter) and their image count, or None."""
+        path = self.histogram_path(key)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                names = [str(n) for n in data["names"]]
+                arity = int(data["arity"])
+                histograms = {
+                    name: tuple(data[f"t{i}_{j}"] for j in range(arity)) for i, name in enumerate(names)
+                }
+                return histograms, int(data["image_count"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save_histograms(self, key: StatsKey, histograms: dict[str, tuple[Any, ...]], image_count: int) -> Path:
+        """Write raw histograms atomically as npz (no pickles)."""
+        arrays: dict[str, np.ndarray] = {}
+        arity = len(next(iter(histograms.values()))) if histograms else 0
+        for i, values in enumerate(histograms.values()):
+            for j, value in enumerate(values):
+                arrays[f"t{i}_{j}"] = np.asarray(value)
+        path = self.histogram_path(key)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(
+                    handle,
+                    names=np.array(list(histograms), dtype=str),
+                    arity=np.array(arity),
+                    image_count=np.array(image_count),
+                    **arrays,
+                )
+        return path

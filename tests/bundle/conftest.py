@@ -1,0 +1,74 @@
+"""An exported tiny model with an ONNX Runtime engine, packed once per session into a bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+
+from resnext_deploy.zoo import register_model
+from tests.support.tiny import TINY_SPEC
+
+
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it."""
+    import engines
+    from resnext_deploy.pipeline import ExportOptions, run_export
+
+    register_model(TINY_SPEC)
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    directory, _ = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp32", output=out))
+    if not (directory / "model.onnxruntime.json").is_file():
+        engines.get_backend("onnxruntime").build(directory / "model.onnx", engines.BuildOptions())
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bundle_file(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from resnext_deploy.bundle import package_directory
+
+    return package_directory(export_dir, tmp_path_factory.mktemp("bundle") / "tiny.tar.gz").path
+
+
+@pytest.fixture
+def bundle_copy(bundle_file: Path, tmp_path: Path) -> Path:
+    """A private copy of the bundle tarball, for tests that change or unpack it."""
+    return Path(shutil.copy(bundle_file, tmp_path / "tiny.tar.gz"))
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for index, size in enumerate([(90, 70), (64, 64), (50, 120)]):
+        path = folder / f"img{index}.{'png' if index == 1 else 'jpg'}"
+        Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def cli() -> typer.Typer:
+    """The bundle commands on a Typer app (the same functions `resnext_deploy.cli.app` registers)."""
+    from resnext_deploy.cli.build import build
+    from resnext_deploy.cli.inspect_bundle import inspect_bundle
+    from resnext_deploy.cli.package import package
+    from resnext_deploy.cli.predict import predict
+
+    app = typer.Typer()
+    app.command()(package)
+    app.command("inspect")(inspect_bundle)
+    app.command()(build)
+    app.command()(predict)
+    return app
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,77 @@
+"""Session fixtures shared by every room: synthetic ImageNet folders and a tiny trained ResNeXt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from resnext_deploy.zoo import ModelSpec, register_model
+from tests.support.synthetic import (
+    FlatVal,
+    add_corrupt_jpeg,
+    add_grayscale_jpeg,
+    class_wnids,
+    write_flat_val,
+    write_imagefolder,
+)
+from tests.support.tiny import TINY_SPEC, TrainResult, train_tiny
+
+TRAIN_PER_CLASS = 40
+VAL_PER_CLASS = 20
+FLAT_PER_CLASS = 3
+SEED = 0
+
+
+@dataclass(frozen=True)
+class SyntheticImageNet:
+    """Paths of the generated folders (all real JPEG files, 10 classes = wnid indices 0..9)."""
+
+    root: Path
+    train: Path
+    val: Path
+    flat_kaggle: FlatVal
+    flat_text: FlatVal
+    messy: Path
+    corrupt: Path
+    grayscale: Path
+    train_per_class: int = TRAIN_PER_CLASS
+    val_per_class: int = VAL_PER_CLASS
+
+
+@pytest.fixture(scope="session")
+def synthetic_imagenet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticImageNet:
+    """``root/train`` and ``root/val`` ImageFolders, two flat val folders, and a messy folder.
+
+    The clean folders hold only readable RGB JPEGs; ``messy`` is a small ImageFolder that also
+    holds one truncated JPEG and one grayscale JPEG.
+    """
+    root = tmp_path_factory.mktemp("imagenet")
+    train = write_imagefolder(root, "train", TRAIN_PER_CLASS, SEED)
+    val = write_imagefolder(root, "val", VAL_PER_CLASS, SEED)
+    flat_kaggle = write_flat_val(root / "flat_kaggle", FLAT_PER_CLASS, SEED + 1, labels="kaggle")
+    flat_text = write_flat_val(
+        root / "flat_text", FLAT_PER_CLASS, SEED + 2, labels="text", labels_path=root / "flat_text_labels.txt"
+    )
+    messy = write_imagefolder(tmp_path_factory.mktemp("messy"), "images", 2, SEED + 3)
+    wnids = class_wnids()
+    corrupt = add_corrupt_jpeg(messy / wnids[0] / "corrupt.JPEG")
+    grayscale = add_grayscale_jpeg(messy / wnids[1] / "gray.JPEG", cls=1)
+    return SyntheticImageNet(root, train, val, flat_kaggle, flat_text, messy, corrupt, grayscale)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> ModelSpec:
+    """The tiny ResNeXt zoo entry ``resnext_tiny``, registered in the zoo."""
+    register_model(TINY_SPEC)
+    return TINY_SPEC
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_imagenet: SyntheticImageNet, tiny_spec: ModelSpec
+) -> TrainResult:
+    """A timm-keyed state_dict of ``resnext_tiny`` trained on ``synthetic_imagenet`` (plus its accuracy)."""
+    out = tmp_path_factory.mktemp("tiny") / "resnext_tiny.pth"
+    return train_tiny(synthetic_imagenet.root, out, seed=SEED)

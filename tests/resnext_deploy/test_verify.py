@@ -1,0 +1,172 @@
+"""`resnext-deploy verify` on the tiny trained model: gates pass, fail, skip; reports, JUnit, bad input."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import typer
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from resnext_deploy.cli.verify import verify
+
+pytestmark = pytest.mark.slow
+FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--warmup", "1", "--eval-size", "100"]
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    """The verify command alone (the lead registers it in resnext_deploy.cli.app)."""
+    from resnext_deploy.cli import app as full_app
+
+    if any(getattr(c, "name", None) == "verify" or getattr(c.callback, "__name__", "") == "verify" for c in full_app.registered_commands):
+        return full_app
+    app = typer.Typer()
+    app.command()(verify)
+    app.command("noop")(lambda: None)
+    return app
+
+
+def _invoke(app: typer.Typer, *args: object):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(app, ["verify", *map(str, args)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def _report(directory: Path) -> dict:
+    return json.loads((directory / "report.json").read_text())
+
+
+def _junit(path: Path) -> ET.Element:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "resnext-deploy gates"
+    return suite
+
+
+def test_correct_int8_passes_a_one_point_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "gates.xml"
+    result = _invoke(app, export_dir, "--eval-data", verify_images / "val", "--max-top1-drop", 1.0,
+                     "--min-cosine", 0.99, "--junit", junit, *FAST)
+    assert result.exit_code == 0, result.output
+    report = _report(export_dir)
+    accuracy = report["verification"]["accuracy"]
+    assert accuracy["accuracy_measured"] is True and accuracy["images"] == 100
+    assert accuracy["top1_drop_pp"] <= 1.0 and accuracy["mean_cosine"] > 0.99 and accuracy["sqnr_db"] > 15
+    assert report["verification"]["eval_data"]["checked_disjoint_from"].endswith("manifest.json")
+    assert set(report["verification"]["latency"]["per_batch"]) == {"1", "4"}
+    assert report["verification"]["latency"]["per_batch"]["4"]["target"]["iterations"] == 2
+    assert report["gates"]["passed"] is True
+    assert {g["name"] for g in report["gates"]["results"]} == {"max_top1_drop", "min_cosine"}
+    markdown = (export_dir / "report.md").read_text()
+    assert "| metric | baseline | target | delta |" in markdown and "✅" in markdown and "❌" not in markdown
+    suite = _junit(junit)
+    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    assert (export_dir / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _damage_weight_scales(directory: Path) -> None:
+    """Multiply the scale of every weight DequantizeLinear by 8: a badly broken INT8 artifact."""
+    path = directory / "model.int8.onnx"
+    model = onnx.load(path)
+    inits = {i.name: i for i in model.graph.initializer}
+    damaged = 0
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and node.input[1] in inits:
+            scale = inits[node.input[1]]
+            scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(8), scale.name))
+            damaged += 1
+    assert damaged > 0
+    onnx.save(model, path)
+
+
+def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+    _damage_weight_scales(export_dir)
+    junit = tmp_path / "gates.xml"
+    result = _invoke(app, export_dir, "--eval-data", verify_images / "val", "--max-top1-drop", 1.0,
+                     "--min-agreement", 0.9, "--junit", junit, *FAST)
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "max_top1_drop" in output and "gate(s) failed" in output
+    report = _report(export_dir)
+    assert report["gates"]["passed"] is False
+    assert set(report["gates"]["failed"]) == {"max_top1_drop", "min_agreement"}
+    failed = next(g for g in report["gates"]["results"] if g["name"] == "max_top1_drop")
+    assert failed["measured"] > 1.0 and failed["margin"] < 0 and failed["passed"] is False
+    suite = _junit(junit)
+    failures = {case.get("name"): case.find("failure") for case in suite.iter("testcase")}
+    assert failures["max_top1_drop"] is not None and "max_top1_drop" in failures["max_top1_drop"].get("message")
+    assert "❌" in (export_dir / "report.md").read_text()
+
+
+def test_unlabelled_data_reports_agreement_and_skips_top1_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "gates.xml"
+    result = _invoke(app, export_dir, "--eval-data", verify_images / "flat", "--iterations", 0, "--junit", junit)
+    assert result.exit_code == 0, result.output
+    report = _report(export_dir)
+    accuracy = report["verification"]["accuracy"]
+    assert accuracy["accuracy_measured"] is False and accuracy["target_top1"] is None
+    assert 0.0 <= accuracy["top1_agreement"] <= 1.0 and accuracy["images"] == 30
+    assert any("not measured" in note for note in report["verification"]["notes"])
+    gate = report["gates"]["results"][0]
+    assert gate["name"] == "max_top1_drop" and gate["status"] == "skipped" and "no labels" in gate["reason"]
+    assert report["gates"]["skipped"] == ["max_top1_drop"] and report["verification"]["latency"] is None
+    case = next(_junit(junit).iter("testcase"))
+    assert case.find("skipped") is not None
+
+
+def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+    gates = tmp_path / "gates.toml"
+    gates.write_text(
+        "[defaults]\nmin_agreement = 1.5\nmax_top1_drop = 0.0\n\n"
+        "[models.resnext_tiny.int8]\nmin_agreement = 0.5\nmax_top1_drop = 5.0\n"
+    )
+    common = ["--eval-data", verify_images / "val", "--gates", gates, "--iterations", 0, "--eval-size", 60]
+    result = _invoke(app, export_dir, *common)
+    assert result.exit_code == 0, result.output
+    report = _report(export_dir)
+    thresholds = report["gates"]["thresholds"]
+    assert thresholds == {"max_top1_drop": 5.0, "min_agreement": 0.5}
+    assert report["gates"]["sources"]["min_agreement"] == "gates.toml [models.resnext_tiny.int8]"
+    result = _invoke(app, export_dir, *common, "--min-agreement", 1.5)
+    assert result.exit_code == 1 and "min_agreement" in result.output
+    assert _report(export_dir)["gates"]["sources"]["min_agreement"] == "flag"
+
+
+def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, verify_images: Path) -> None:
+    result = _invoke(app, export_dir, "--eval-data", verify_images / "train", "--eval-size", 240, "--iterations", 0)
+    assert result.exit_code == 2
+    assert "calibration images" in " ".join(result.output.split())
+    assert "verification" not in _report(export_dir)
+
+
+def test_no_eval_data_uses_random_inputs_and_torch_baseline(export_dir: Path) -> None:
+    from resnext_deploy.verification import VerifyOptions, verify_directory
+
+    outcome = verify_directory(export_dir, VerifyOptions(baseline="torch", iterations=1, warmup=0, batch_sizes=(2,), progress=False))
+    ver = outcome.report["verification"]
+    assert ver["eval_data"]["kind"] == "random" and ver["baseline"]["kind"] == "torch"
+    assert any("NO EVALUATION DATA" in note for note in ver["notes"])
+    assert ver["accuracy"]["mean_cosine"] > 0.9
+    assert outcome.gates[0].status == "skipped" and bool(outcome)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-sizes", "0,8"], "bad batch sizes"),
+        (["--gates", "BAD_TOML"], "not valid TOML"),
+        (["--gates", "UNKNOWN_GATE"], "unknown gate"),
+    ],
+)
+def test_bad_options_exit_2(app, int8_export_dir: Path, tmp_path: Path, extra: list[str], message: str) -> None:
+    (tmp_path / "bad.toml").write_text("[defaults\nmax_top1_drop = 1\n")
+    (tmp_path / "unknown.toml").write_text("[defaults]\nmax_top1_dorp = 1\n")
+    extra = [{"BAD_TOML": tmp_path / "bad.toml", "UNKNOWN_GATE": tmp_path / "unknown.toml"}.get(e, e) for e in extra]
+    result = _invoke(app, int8_export_dir, *extra)
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
