@@ -10,6 +10,7 @@ Targets: INT8 batch-1 >= 3x faster than eager FP32 and >= 2.2x faster than our F
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -21,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import BuildOptions, get_backend  # noqa: E402
+from engines import BuildOptions, Runner, get_backend  # noqa: E402
 from resnext_deploy import environment  # noqa: E402
 from resnext_deploy.files import write_text  # noqa: E402
 from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
-from resnext_deploy.verification.latency import LatencyPlan, _feed, _measure, summarize  # noqa: E402
+from resnext_deploy.verification.latency import random_feed, summarize  # noqa: E402
 from resnext_deploy.verification.runners import TorchRunner  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -79,6 +80,30 @@ def export_all(model: str, work: Path, calib_size: int, method: str) -> tuple[Pa
     return checkpoint, dirs
 
 
+def compare(runners: dict[str, Runner], images: np.ndarray) -> dict[str, dict]:
+    """Mean logits cosine of each runner vs the first (PyTorch eager)."""
+    rows: dict[str, dict] = {}
+    reference = None
+    for name, runner in runners.items():
+        logits = run_logits(runner, images, len(images)).astype(np.float64)
+        reference = logits if reference is None else reference
+        cosine = (reference * logits).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(logits, axis=1))
+        rows[name] = {"cosine": float(cosine.mean())}
+    return rows
+
+
+def interleaved_latency(runners: dict[str, Runner], batch: int, warmup: int, iterations: int) -> dict[str, list[float]]:
+    """Round-robin timing (one run of each runner per round), so load from other jobs hits every runner alike."""
+    feeds = {name: random_feed(runner, batch, np.random.default_rng(batch)) for name, runner in runners.items()}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(warmup + iterations):
+        for name, runner in runners.items():
+            runner.infer(feeds[name])
+            if round_index >= warmup:
+                times[name].append(float(runner.last_inference_time or 0.0))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnext50d_32x4d")
@@ -108,19 +133,12 @@ def main() -> None:
     for precision, path in artifacts.items():
         runners[f"ORT {precision.upper()}"] = ort.load(path, BuildOptions(precision=precision, threads=threads))
     check = np.random.default_rng(1).standard_normal((8, 3, size, size), dtype=np.float32)
-    plan = LatencyPlan(BATCHES, args.warmup, args.iterations, None)
-    rows: dict[str, dict] = {}
-    reference = None
-    for name, runner in runners.items():
-        with runner:
-            logits = run_logits(runner, check, 8)
-            reference = logits if reference is None else reference
-            ref64, got = reference.astype(np.float64), logits.astype(np.float64)
-            cosine = float(np.mean((ref64 * got).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got, axis=1))))
-            rows[name] = {"cosine": cosine}
-            for batch in BATCHES:
-                feed = _feed(runner, batch, np.random.default_rng(batch))
-                rows[name][batch] = summarize(_measure(runner, feed, plan, lambda n: None), batch)
+    with contextlib.ExitStack() as stack:
+        active = {name: stack.enter_context(runner) for name, runner in runners.items()}
+        rows = compare(active, check)
+        for batch in BATCHES:
+            for name, times in interleaved_latency(active, batch, args.warmup, args.iterations).items():
+                rows[name][batch] = summarize(times, batch)
                 print(f"{name} batch {batch}: p50 {rows[name][batch]['p50_ms']:.1f} ms", file=sys.stderr)
     eager = rows["PyTorch eager FP32"]
     lines = [
@@ -128,7 +146,8 @@ def main() -> None:
         "",
         "Command: `python bench/bench_all.py "
         + " ".join(a for a in sys.argv[1:]) + "` (`make bench`). Pure inference time from each runner's clock, "
-        f"random inputs, {args.warmup} warm-up + {args.iterations} timed runs per cell, {threads} intra-op threads. "
+        f"random inputs, {args.warmup} warm-up + {args.iterations} timed runs per cell, runtimes interleaved round-robin, "
+        f"{threads} intra-op threads. "
         f"INT8: Q/DQ, onnxruntime recipe, {args.calib_method} calibration on {args.calib_size} generated images.",
         "",
         "| runtime | batch 1 p50 ms | speedup vs eager | batch 8 p50 ms | speedup vs eager | img/s (b8) | logits cosine vs PyTorch |",

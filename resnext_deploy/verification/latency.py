@@ -54,7 +54,8 @@ def _measure(runner: Runner, feed: dict[str, np.ndarray], plan: LatencyPlan, adv
     return times
 
 
-def _feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random float input of ``batch`` images in the runner's own input dtype."""
     name, spec = next(iter(runner.input_specs.items()))
     shape = (batch, *(dim for dim in spec.shape[1:]))
     return {name: rng.standard_normal(shape, dtype=np.float32).astype(spec.dtype, copy=False)}
@@ -79,7 +80,7 @@ def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progres
             for side, runner in (("baseline", baseline), ("target", target)):
                 bar.update(task, description=f"latency {side} batch {batch}")
                 try:
-                    feed = _feed(runner, batch, rng)
+                    feed = random_feed(runner, batch, rng)
                     row[side] = summarize(_measure(runner, feed, plan, lambda n: bar.advance(task, n)), batch)
                 except InputError as exc:
                     row = {"skipped": f"batch {batch}: {exc.message}"}

@@ -1,4 +1,4 @@
-"""Session fixtures for verification tests: synthetic ImageNet folders, the tiny trained model, an INT8 export."""
+"""Verification fixtures: an INT8 export of the shared tiny trained model, and an unlabelled flat folder."""
 
 from __future__ import annotations
 
@@ -7,40 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.synthetic import write_flat_val, write_imagefolder
-from tests.support.tiny import TINY_SPEC, train_tiny
+from tests.support.synthetic import write_flat_val
 
 
 @pytest.fixture(scope="session")
-def verify_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``root/train`` (training + calibration), ``root/val`` (evaluation), ``root/flat`` (unlabelled)."""
-    root = tmp_path_factory.mktemp("verify-images")
-    write_imagefolder(root, "train", n_per_class=20, seed=0)
-    write_imagefolder(root, "val", n_per_class=12, seed=0)
-    write_flat_val(root / "flat", n_per_class=3, seed=5, labels=None)
-    return root
+def unlabelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flat folder of 30 JPEGs with no labels file."""
+    return write_flat_val(tmp_path_factory.mktemp("unlabelled"), n_per_class=3, seed=5, labels=None).folder
 
 
 @pytest.fixture(scope="session")
-def verify_checkpoint(verify_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny ResNeXt trained on the synthetic task, registered in the zoo as ``resnext_tiny``."""
-    from resnext_deploy.zoo import register_model
-
-    register_model(TINY_SPEC)
-    result = train_tiny(verify_images, tmp_path_factory.mktemp("verify-ckpt") / "tiny.pth", epochs=8)
-    return result.checkpoint
-
-
-@pytest.fixture(scope="session")
-def int8_export_dir(verify_images: Path, verify_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_export_dir(synthetic_imagenet, tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """An INT8 export directory of the tiny trained model, calibrated on ``train`` (read-only: copy it)."""
     from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
 
     root = tmp_path_factory.mktemp("verify-export")
     options = ExportOptions(
-        model=TINY_SPEC.name, precision="int8", backend="onnxruntime", weights=str(verify_checkpoint),
+        model="resnext_tiny", precision="int8", backend="onnxruntime", weights=str(tiny_checkpoint.checkpoint),
         output=root / "int8",
-        calibration=CalibrationOptions(data=verify_images / "train", size=50, method="minmax", cache_dir=root / "cache"),
+        calibration=CalibrationOptions(data=synthetic_imagenet.train, size=50, method="minmax", cache_dir=root / "cache"),
     )
     directory, _ = run_export(options, command=["test"])
     return directory

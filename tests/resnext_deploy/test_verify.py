@@ -13,7 +13,6 @@ import typer
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from resnext_deploy.cli.verify import verify
 
 pytestmark = pytest.mark.slow
 FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--warmup", "1", "--eval-size", "100"]
@@ -21,14 +20,8 @@ FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--warmup", "1", "--eval-si
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    """The verify command alone (the lead registers it in resnext_deploy.cli.app)."""
-    from resnext_deploy.cli import app as full_app
+    from resnext_deploy.cli import app
 
-    if any(getattr(c, "name", None) == "verify" or getattr(c.callback, "__name__", "") == "verify" for c in full_app.registered_commands):
-        return full_app
-    app = typer.Typer()
-    app.command()(verify)
-    app.command("noop")(lambda: None)
     return app
 
 
@@ -49,9 +42,9 @@ def _junit(path: Path) -> ET.Element:
     return suite
 
 
-def test_correct_int8_passes_a_one_point_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+def test_correct_int8_passes_a_one_point_gate(app, export_dir: Path, synthetic_imagenet, tmp_path: Path) -> None:
     junit = tmp_path / "gates.xml"
-    result = _invoke(app, export_dir, "--eval-data", verify_images / "val", "--max-top1-drop", 1.0,
+    result = _invoke(app, export_dir, "--eval-data", synthetic_imagenet.val, "--max-top1-drop", 1.0,
                      "--min-cosine", 0.99, "--junit", junit, *FAST)
     assert result.exit_code == 0, result.output
     report = _report(export_dir)
@@ -85,10 +78,10 @@ def _damage_weight_scales(directory: Path) -> None:
     onnx.save(model, path)
 
 
-def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, synthetic_imagenet, tmp_path: Path) -> None:
     _damage_weight_scales(export_dir)
     junit = tmp_path / "gates.xml"
-    result = _invoke(app, export_dir, "--eval-data", verify_images / "val", "--max-top1-drop", 1.0,
+    result = _invoke(app, export_dir, "--eval-data", synthetic_imagenet.val, "--max-top1-drop", 1.0,
                      "--min-agreement", 0.9, "--junit", junit, *FAST)
     assert result.exit_code == 1, result.output
     output = " ".join(result.output.split())
@@ -104,9 +97,9 @@ def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, v
     assert "❌" in (export_dir / "report.md").read_text()
 
 
-def test_unlabelled_data_reports_agreement_and_skips_top1_gate(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+def test_unlabelled_data_reports_agreement_and_skips_top1_gate(app, export_dir: Path, unlabelled_folder: Path, tmp_path: Path) -> None:
     junit = tmp_path / "gates.xml"
-    result = _invoke(app, export_dir, "--eval-data", verify_images / "flat", "--iterations", 0, "--junit", junit)
+    result = _invoke(app, export_dir, "--eval-data", unlabelled_folder, "--iterations", 0, "--junit", junit)
     assert result.exit_code == 0, result.output
     report = _report(export_dir)
     accuracy = report["verification"]["accuracy"]
@@ -120,13 +113,13 @@ def test_unlabelled_data_reports_agreement_and_skips_top1_gate(app, export_dir: 
     assert case.find("skipped") is not None
 
 
-def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Path, verify_images: Path, tmp_path: Path) -> None:
+def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Path, synthetic_imagenet, tmp_path: Path) -> None:
     gates = tmp_path / "gates.toml"
     gates.write_text(
         "[defaults]\nmin_agreement = 1.5\nmax_top1_drop = 0.0\n\n"
         "[models.resnext_tiny.int8]\nmin_agreement = 0.5\nmax_top1_drop = 5.0\n"
     )
-    common = ["--eval-data", verify_images / "val", "--gates", gates, "--iterations", 0, "--eval-size", 60]
+    common = ["--eval-data", synthetic_imagenet.val, "--gates", gates, "--iterations", 0, "--eval-size", 60]
     result = _invoke(app, export_dir, *common)
     assert result.exit_code == 0, result.output
     report = _report(export_dir)
@@ -138,8 +131,8 @@ def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Pat
     assert _report(export_dir)["gates"]["sources"]["min_agreement"] == "flag"
 
 
-def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, verify_images: Path) -> None:
-    result = _invoke(app, export_dir, "--eval-data", verify_images / "train", "--eval-size", 240, "--iterations", 0)
+def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, synthetic_imagenet) -> None:
+    result = _invoke(app, export_dir, "--eval-data", synthetic_imagenet.train, "--eval-size", 100000, "--iterations", 0)
     assert result.exit_code == 2
     assert "calibration images" in " ".join(result.output.split())
     assert "verification" not in _report(export_dir)

@@ -57,12 +57,7 @@ def test_bad_batch_sizes_and_random_weights_baseline() -> None:
 
 
 def test_missing_report_exits_2(tmp_path: Path) -> None:
-    import typer
+    from resnext_deploy.cli import app
 
-    from resnext_deploy.cli.verify import verify
-
-    app = typer.Typer()
-    app.command()(verify)
-    app.command("noop")(lambda: None)
     result = CliRunner().invoke(app, ["verify", str(tmp_path)])
     assert result.exit_code == 2 and "report.json" in result.output

@@ -42,7 +42,7 @@ def _rng(seed: int, split: str, cls: int, index: int) -> np.random.Generator:
 def render(cls: int, rng: np.random.Generator) -> Image.Image:
     """Draw one RGB image of class ``cls`` (palette = cls // 2, orientation = cls % 2)."""
     palette = np.asarray(PALETTES[cls // 2])
-    angle = np.deg2rad(ANGLES[cls % 2] + rng.uniform(-48, 48))
+    angle = np.deg2rad(ANGLES[cls % 2] + rng.uniform(-44, 44))
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     low = rng.uniform(0.15, 0.75, size=(3, 4, 5))
     background = np.stack([np.asarray(Image.fromarray(c.astype(np.float32)).resize((WIDTH, HEIGHT), Image.BILINEAR)) for c in low], -1)
