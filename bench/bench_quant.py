@@ -148,7 +148,7 @@ def main() -> None:
     from calibration.quantize import quantize_int8
     from calibration.recipes import onnxruntime_recipe, tensorrt_recipe
 
-    console = Console()
+    console = Console(width=140)
     size = 224
     with tempfile.TemporaryDirectory(prefix="bench-quant.") as tmp:
         work = Path(tmp)

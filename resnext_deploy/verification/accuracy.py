@@ -83,13 +83,15 @@ def compare_logits(reference: np.ndarray, target: np.ndarray, labels: np.ndarray
     cosine = np.where(norms > 0, (ref * tgt).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
     noise = float(np.sum((ref - tgt) ** 2))
     signal = float(np.sum(ref**2))
-    sqnr = float("inf") if noise == 0 else float(10.0 * np.log10(signal / noise)) if signal > 0 else float("-inf")
+    # identical logits have infinite SQNR: recorded as None plus identical_logits, so report.json stays strict JSON
+    sqnr = None if noise == 0 or signal == 0 else float(10.0 * np.log10(signal / noise))
     result: dict[str, Any] = {
         "images": int(len(ref)),
         "top1_agreement": float(np.mean(ref.argmax(1) == tgt.argmax(1))),
         "mean_cosine": float(cosine.mean()),
         "min_cosine": float(cosine.min()),
         "sqnr_db": sqnr,
+        "identical_logits": noise == 0,
         "max_abs_diff": float(np.max(np.abs(ref - tgt))),
         "accuracy_measured": labels is not None,
     }

@@ -47,8 +47,8 @@ class GateResult:
 
     def describe(self) -> str:
         """``min_agreement: 0.9712 < 0.98 (short by 0.0088)`` style line."""
-        if self.status == "skipped":
-            return f"{self.name}: skipped ({self.reason})"
+        if self.status == "skipped" or self.measured is None:
+            return f"{self.name}: {self.status} ({self.reason})"
         op = "<=" if GATE_KINDS[_kind(self.name)][0] == "max" else ">="
         if self.failed:
             return f"{self.name}: {self.measured:.4g} does not satisfy {op} {self.threshold:g} (off by {abs(self.margin or 0):.4g})"
@@ -161,6 +161,9 @@ def evaluate_gates(gates: Gates, accuracy: Mapping[str, Any], latency: Mapping[s
             drop = accuracy.get("top1_drop_pp")
             reason = "" if drop is not None else accuracy.get("accuracy_note") or "top-1 was not measured (no labels)"
             results.append(_check(name, threshold, drop, reason))
+        elif name == "min_sqnr_db" and accuracy.get("identical_logits"):
+            results.append(GateResult(name, GATE_KINDS[name][1], threshold, None, None, "passed",
+                                      "logits identical to the baseline (SQNR infinite)"))
         elif name in ("min_agreement", "min_cosine", "min_sqnr_db"):
             metric = GATE_KINDS[name][1]
             results.append(_check(name, threshold, accuracy.get(metric)))

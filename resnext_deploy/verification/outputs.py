@@ -24,6 +24,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _sqnr(accuracy: dict[str, Any]) -> str:
+    return "∞ (identical logits)" if accuracy.get("identical_logits") else _fmt(accuracy["sqnr_db"])
+
+
 def _status_icon(status: str) -> str:
     return {"passed": "✅", "failed": "❌"}.get(status, "⏭️")
 
@@ -55,7 +59,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"| top-1 agreement | | {_fmt(acc['top1_agreement'])} | |",
         f"| mean logits cosine | | {_fmt(acc['mean_cosine'], 6)} | |",
-        f"| SQNR dB | | {_fmt(acc['sqnr_db'])} | |",
+        f"| SQNR dB | | {_sqnr(acc)} | |",
     ]
     latency = ver.get("latency")
     if latency and latency.get("per_batch"):
@@ -157,7 +161,7 @@ def print_summary(report: dict[str, Any]) -> None:
         out.print(f"  [bold yellow]! {note}[/]")
     if acc["accuracy_measured"]:
         out.print(f"  top-1 {acc['baseline_top1']:.2f}% -> {acc['target_top1']:.2f}% ({acc['top1_delta_pp']:+.2f} pp)")
-    out.print(f"  agreement {acc['top1_agreement']:.4f}, cosine {acc['mean_cosine']:.6f}, SQNR {_fmt(acc['sqnr_db'])} dB")
+    out.print(f"  agreement {acc['top1_agreement']:.4f}, cosine {acc['mean_cosine']:.6f}, SQNR {_sqnr(acc)} dB")
     table = Table(title="gates")
     for column in ("gate", "threshold", "measured", "margin", "result"):
         table.add_column(column)

@@ -42,7 +42,10 @@ def test_metrics_on_known_logits() -> None:
     assert metrics["top1_agreement"] == 0.5 and metrics["baseline_top1"] == 100.0 and metrics["target_top1"] == 50.0
     assert metrics["top1_drop_pp"] == 50.0
     assert metrics["sqnr_db"] == pytest.approx(10 * np.log10(15.0 / 6.25))
-    assert compare_logits(ref, ref, None)["sqnr_db"] == float("inf")
+    same = compare_logits(ref, ref, None)
+    assert same["sqnr_db"] is None and same["identical_logits"] is True
+    gate = evaluate_gates(load_gates("m", "fp32", {"min_sqnr_db": 30.0}), same, None)[1]
+    assert gate.name == "min_sqnr_db" and gate.passed and "identical" in gate.reason
 
 
 def test_bad_batch_sizes_and_random_weights_baseline() -> None:
