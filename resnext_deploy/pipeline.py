@@ -63,6 +63,7 @@ class ExportOptions:
     build_engine: bool = True
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     engine_options: dict[str, Any] = field(default_factory=dict)
+    verify: Any = None  # a VerifyOptions: the run ends with verification and gates; None skips it
 
     def resolved_output(self) -> Path:
         return self.output if self.output is not None else Path("out") / f"{self.model}-{self.precision}"
@@ -136,7 +137,32 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     if options.build_engine:
         _build_engine(backend, backend_reason, artifact, options, report)
         write_report(output, report)
+    if options.verify is not None:
+        return output, _verify(output, options)
     return output, report
+
+
+def default_eval_data(calib: CalibrationOptions) -> Path | None:
+    """An ImageNet root given for calibration (train/) also holds the evaluation split (val/)."""
+    if calib.data is not None and calib.labels_file is None and (Path(calib.data) / "val").is_dir():
+        return Path(calib.data)
+    return None
+
+
+def _verify(output: Path, options: ExportOptions) -> dict[str, Any]:
+    """Verify the fresh export against its FP32 baseline; a failed gate raises after every output is written."""
+    import dataclasses
+
+    from resnext_deploy.verification import verify_directory
+    from resnext_deploy.verification.outputs import print_summary
+
+    verify_options = options.verify
+    if verify_options.eval_data is None:
+        verify_options = dataclasses.replace(verify_options, eval_data=default_eval_data(options.calibration))
+    outcome = verify_directory(output, verify_options)
+    print_summary(outcome.report)
+    outcome.raise_for_gates()
+    return outcome.report
 
 
 def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: dict[str, Any]) -> None:

@@ -105,13 +105,9 @@ class Baseline(str, enum.Enum):
     torch = "torch"
 
 
-ExportDirArg = Annotated[Path, typer.Argument(help="Export directory (holds report.json).", show_default=False)]
 EvalDataOpt = Annotated[
     Path | None,
     typer.Option("--eval-data", help="Evaluation images (ImageFolder, train/val root or flat folder); random inputs when absent."),
-]
-LabelsFileOpt = Annotated[
-    Path | None, typer.Option("--labels-file", help="Labels for a flat folder (LOC_val_solution.csv or 'file label' lines).")
 ]
 EvalSizeOpt = Annotated[int, typer.Option("--eval-size", help="Images in the deterministic evaluation subset.")]
 EvalSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the evaluation subset and the random inputs.")]
@@ -146,6 +142,7 @@ MinSpeedupOpt = Annotated[
 MaxP99Opt = Annotated[
     float | None, typer.Option("--max-p99-ms", help="Largest target p99 latency in ms, each batch size.", show_default=False)
 ]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip the verification and gates at the end of the export.")]
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write the gates as JUnit XML here.", show_default=False)]
 
 

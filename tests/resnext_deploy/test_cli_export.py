@@ -117,13 +117,19 @@ def test_unwritable_output_exits_2(tiny_spec, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
-def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_spec, tiny_weights, synthetic_imagenet, tmp_path):
+def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, synthetic_imagenet, tmp_path):
     out = tmp_path / "int8"
-    args = ["export", "resnext_tiny", "-p", "int8", "-w", tiny_weights, "--calib-data", synthetic_imagenet.root,
-            "--calib-size", "40", "--cache-dir", tmp_path / "cache", "-o", out]
+    args = ["export", "resnext_tiny", "-p", "int8", "-w", tiny_checkpoint.checkpoint, "--calib-data",
+            synthetic_imagenet.root, "--calib-size", "40", "--cache-dir", tmp_path / "cache", "--iterations", "2",
+            "--max-top1-drop", "1.0", "-o", out]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
+    # The run ends with verification on the root's val/ split, disjoint from the train/ calibration subset.
+    accuracy = report["verification"]["accuracy"]
+    assert accuracy["images"] == 10 * synthetic_imagenet.val_per_class
+    assert abs(accuracy["top1_delta_pp"]) <= 1.0 and accuracy["baseline_top1"] >= 80.0
+    assert report["gates"]["passed"]
     manifest = json.loads((out / "calibration" / "manifest.json").read_text())
     assert manifest["count"] == 40 and manifest["split"] == "train"
     assert report["calibration"]["manifest_sha256"] == manifest["sha256"]
