@@ -46,11 +46,11 @@ def main() -> None:
     write_sample_images(samples / "val", per_class=4, seed=1)
     export = ["export", args.model, "--weights", "random", "--precision", args.precision, "--backend", "onnxruntime",
               "--output", str(export_dir), "--force"]
+    # export ends with verification: it calibrates on samples/train and evaluates on samples/val
+    export += ["--eval-data", str(samples), "--eval-size", "32", "--batch-sizes", "1,8", "--iterations", "10"]
     if args.precision == "int8":
-        export += ["--calib-data", str(samples / "train"), "--calib-size", "32", "--cache-dir", str(work / "cache")]
-    run("export", export)
-    verify = run("verify", ["verify", str(export_dir), "--eval-data", str(samples / "val"), "--eval-size", "32",
-                            "--batch-sizes", "1,8", "--iterations", "10"], ok_codes=(0, 1))
+        export += ["--calib-data", str(samples), "--calib-size", "32", "--cache-dir", str(work / "cache")]
+    verify = run("export and verify", export, ok_codes=(0, 1))
     run("package", ["package", str(export_dir), "--output", str(bundle), "--force"])
     run("inspect", ["inspect", str(bundle)])
     image = sorted((samples / "val").rglob("*.JPEG"))[0]
@@ -62,8 +62,9 @@ def main() -> None:
     print(f"  verification:      {export_dir / 'report.md'}"
           + ("" if verify == 0 else "  (some gates failed, as expected for an untrained model)"))
     print(f"\n{RANDOM_LINE}")
-    print("For real results: resnext-deploy export resnext50d_32x4d --weights pretrained --precision int8 "
-          "--calib-data /path/to/imagenet/train --calib-size 512, then verify with --eval-data /path/to/imagenet/val.")
+    print("For real results (ImageNet root holding train/ and val/; calibrates on train/, verifies on val/):\n"
+          "  resnext-deploy export resnext50d_32x4d --weights pretrained --precision int8 "
+          "--calib-data /path/to/imagenet --calib-size 512 --eval-size 5000")
 
 
 if __name__ == "__main__":
