@@ -27,7 +27,7 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: install
-	$(PY) bench/bench_all.py
+	$(PY) bench/bench_all.py --work out/bench
 
 bench-export: install
 	$(PY) bench/bench_export.py

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines import BuildOptions, Runner, get_backend  # noqa: E402
 from resnext_deploy import environment  # noqa: E402
@@ -34,18 +35,16 @@ BATCHES = (1, 8)
 
 
 def natural_images(folder: Path, count: int, size: int = 256, seed: int = 0) -> Path:
-    """JPEGs with 1/f-like spectra (smooth blobs + texture + edges): closer to photos than white noise."""
+    """JPEGs of proxy_model's natural-statistics images (the distribution its BatchNorms were estimated on)."""
     from PIL import Image
 
+    from proxy_model import MEAN, STD
+    from proxy_model import natural_images as images
+
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        image = np.zeros((size, size, 3), np.float32)
-        for scale, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (size, 0.1)):
-            layer = Image.fromarray((rng.random((scale, scale, 3)) * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
-            image += weight * np.asarray(layer, np.float32)
-        image = image / 1.85
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"img_{index:04d}.jpg", quality=90)
+    pixels = np.clip((images(count, size, seed) * STD + MEAN) * 255.0, 0, 255).astype(np.uint8)
+    for index, image in enumerate(pixels):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"img_{index:04d}.jpg", quality=92)
     return folder
 
 
@@ -57,11 +56,13 @@ def export_all(model: str, work: Path, calib_size: int, method: str) -> tuple[Pa
     from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
     from resnext_deploy.zoo import get_model_spec
 
-    checkpoint = work / "random.pth"
+    checkpoint = work / "proxy.pth"
     if not checkpoint.is_file():
-        torch.manual_seed(0)
-        net, _ = build_model(get_model_spec(model), "random")
-        torch.save(net.state_dict(), checkpoint)
+        from proxy_model import build_proxy
+        from proxy_model import natural_images as bn_images
+
+        size = get_model_spec(model).preprocess.input_size
+        torch.save(build_proxy(bn_images(128, size, seed=5)).state_dict(), checkpoint)
     images = work / "images"
     if not images.is_dir():
         natural_images(images, max(calib_size, 16))
@@ -92,26 +93,42 @@ def compare(runners: dict[str, Runner], images: np.ndarray) -> dict[str, dict]:
     return rows
 
 
-def interleaved_latency(runners: dict[str, Runner], batch: int, warmup: int, iterations: int) -> dict[str, list[float]]:
-    """Round-robin timing (one run of each runner per round), so load from other jobs hits every runner alike."""
+def int8_method(work: Path) -> str:
+    """The calibration method the INT8 export really used (``auto`` resolves per recipe)."""
+    import json
+
+    return json.loads((work / "int8" / "report.json").read_text())["calibration"]["method"]
+
+
+def blocked_latency(
+    runners: dict[str, Runner], batch: int, warmup: int, iterations: int, rounds: int = 4
+) -> dict[str, list[float]]:
+    """Rounds of blocks: each runner warms up then runs alone, so no runtime's idle threads steal another's
+    cores (interleaving single runs does exactly that); rotating the order over the rounds spreads outside
+    load and the after-effects of the previous block evenly."""
     feeds = {name: random_feed(runner, batch, np.random.default_rng(batch)) for name, runner in runners.items()}
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for round_index in range(warmup + iterations):
-        for name, runner in runners.items():
-            runner.infer(feeds[name])
-            if round_index >= warmup:
-                times[name].append(float(runner.last_inference_time or 0.0))
+    per_round = max(1, -(-iterations // rounds))
+    names = list(runners)
+    for round_index in range(rounds):
+        order = names[round_index % len(names):] + names[: round_index % len(names)]  # no runtime always follows another
+        for name in order:
+            runner = runners[name]
+            for index in range(warmup + per_round):
+                runner.infer(feeds[name])
+                if index >= warmup:
+                    times[name].append(float(runner.last_inference_time or 0.0))
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnext50d_32x4d")
-    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--calib-size", type=int, default=32)
-    parser.add_argument("--calib-method", default="minmax", help="minmax by default: latency does not depend on it")
+    parser.add_argument("--calib-size", type=int, default=256)
+    parser.add_argument("--calib-method", default="auto", help="the recipe's default (minmax for onnxruntime)")
     parser.add_argument("--work", type=Path, default=None, help="keep exports here (reused when present)")
     args = parser.parse_args()
 
@@ -132,23 +149,26 @@ def main() -> None:
     runners = {"PyTorch eager FP32": TorchRunner(net, size, threads)}
     for precision, path in artifacts.items():
         runners[f"ORT {precision.upper()}"] = ort.load(path, BuildOptions(precision=precision, threads=threads))
-    check = np.random.default_rng(1).standard_normal((8, 3, size, size), dtype=np.float32)
+    from proxy_model import natural_images as held_out
+
+    check = held_out(32, size, seed=99)
     with contextlib.ExitStack() as stack:
         active = {name: stack.enter_context(runner) for name, runner in runners.items()}
         rows = compare(active, check)
         for batch in BATCHES:
-            for name, times in interleaved_latency(active, batch, args.warmup, args.iterations).items():
+            for name, times in blocked_latency(active, batch, args.warmup, args.iterations).items():
                 rows[name][batch] = summarize(times, batch)
                 print(f"{name} batch {batch}: p50 {rows[name][batch]['p50_ms']:.1f} ms", file=sys.stderr)
     eager = rows["PyTorch eager FP32"]
     lines = [
-        f"# bench_all: {args.model} (random weights), {dt.date.today().isoformat()}",
+        f"# bench_all: {args.model} (proxy weights, see bench/proxy_model.py), {dt.date.today().isoformat()}",
         "",
         "Command: `python bench/bench_all.py "
         + " ".join(a for a in sys.argv[1:]) + "` (`make bench`). Pure inference time from each runner's clock, "
-        f"random inputs, {args.warmup} warm-up + {args.iterations} timed runs per cell, runtimes interleaved round-robin, "
+        f"random inputs for latency, 4 rounds of blocks ({args.warmup} warm-up + {args.iterations // 4} timed runs per runtime each), "
         f"{threads} intra-op threads. "
-        f"INT8: Q/DQ, onnxruntime recipe, {args.calib_method} calibration on {args.calib_size} generated images.",
+        f"INT8: Q/DQ, onnxruntime recipe, {int8_method(work)} calibration on {args.calib_size} generated images; "
+        "cosine on 32 held-out generated images.",
         "",
         "| runtime | batch 1 p50 ms | speedup vs eager | batch 8 p50 ms | speedup vs eager | img/s (b8) | logits cosine vs PyTorch |",
         "|---|---|---|---|---|---|---|",

@@ -1,7 +1,9 @@
 """ONNX Runtime latency and start-up per artifact in an export folder.
 
-Usage: ``python bench/bench_engines.py DIR [--iterations N] [--warmup N] [--threads N]``.
-For each of ``model.onnx``, ``model.fp16.onnx``, ``model.int8.onnx`` in DIR: batch-1 and batch-8
+Usage: ``python bench/bench_engines.py [PATH ...] [--iterations N] [--warmup N] [--threads N]``.
+PATHs are export directories or ONNX files; without any, ``make bench``'s resnext50d_32x4d exports in
+``out/bench`` are used (made by bench_all's ``export_all`` when missing).
+For each of ``model.onnx``, ``model.fp16.onnx``, ``model.int8.onnx`` found: batch-1 and batch-8
 latency (p50/p99 of the runner's own pure-inference timing) and session start-up, cold (full graph
 optimization) vs from the saved optimized graph, side by side in one run.
 """
@@ -51,9 +53,23 @@ def latency(runner, shape: tuple[int, ...], warmup: int, iterations: int) -> tup
     return _percentile(times, 50), _percentile(times, 99)
 
 
+def artifacts(paths: list[Path], work: Path) -> list[Path]:
+    """ONNX artifacts named on the command line (files, or the known names inside directories)."""
+    if not paths:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_all import export_all
+
+        return list(export_all("resnext50d_32x4d", work, calib_size=256, method="auto")[1].values())
+    found: list[Path] = []
+    for path in paths:
+        found += [path / name for name in ARTIFACTS if (path / name).is_file()] if path.is_dir() else [path]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dir", type=Path)
+    parser.add_argument("paths", type=Path, nargs="*", help="export directories or ONNX files")
+    parser.add_argument("--work", type=Path, default=Path("out/bench"), help="where default exports live")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--startup-repeats", type=int, default=3)
@@ -61,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = BuildOptions(threads=args.threads)
     backend = OnnxRuntimeBackend()
-    found = [args.dir / name for name in ARTIFACTS if (args.dir / name).is_file()]
+    found = artifacts(args.paths, args.work)
     if not found:
-        print(f"no {', '.join(ARTIFACTS)} in {args.dir}", file=sys.stderr)
+        print(f"no {', '.join(ARTIFACTS)} in {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
     print(f"ONNX Runtime providers {list(session_providers())}, {options.intra_op_threads} intra-op threads")
     header = f"{'artifact':<18}{'b1 p50':>9}{'b1 p99':>9}{'b8 p50':>9}{'b8 p99':>9}{'start cold':>12}{'start saved':>12}{'speed-up':>9}"

@@ -1,8 +1,8 @@
 """INT8/FP16 quality and ORT CPU latency on resnext50d_32x4d, measured side by side in one run.
 
-Random weights (no download) with BatchNorm statistics re-estimated on generated images with
-natural-image statistics (1/f amplitude spectrum, correlated colour channels, random occluding
-discs: "dead leaves"), so activations have realistic ranges. BN is folded and exported with the
+The model is ``proxy_model.build_proxy``: random weights with trained-like residual scales and
+BatchNorm statistics re-estimated on generated images with natural-image statistics (1/f amplitude
+spectrum, correlated colour channels, random occluding discs: "dead leaves"). BN is folded and exported with the
 project's exporter, calibrated on ``--calib-size`` images (timed), and compared on held-out images.
 
 Run: ``.venv/bin/python bench/bench_quant.py`` (``--quick`` for a small smoke run).
@@ -21,78 +21,22 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
-
-
-def natural_images(count: int, size: int, seed: int) -> np.ndarray:
-    """Normalized (N,3,H,W) float32 images: pink-noise texture plus dead-leaves discs."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    radius = np.sqrt(fx**2 + fy**2)
-    radius[0, 0] = 1.0
-    yy, xx = np.mgrid[0:size, 0:size]
-    mixing = np.array([[1.0, 0.0, 0.0], [0.85, 0.5, 0.0], [0.7, 0.3, 0.6]], dtype=np.float32)
-    out = np.empty((count, 3, size, size), dtype=np.float32)
-    for i in range(count):
-        alpha = rng.uniform(0.8, 1.3)
-        spectrum = (rng.standard_normal((3,) + radius.shape) + 1j * rng.standard_normal((3,) + radius.shape)) / radius**alpha
-        texture = np.fft.irfft2(spectrum, s=(size, size)).astype(np.float32)
-        texture = np.einsum("ij,jhw->ihw", mixing, texture)
-        texture = (texture - texture.mean()) / (texture.std() + 1e-6) * rng.uniform(0.08, 0.2)
-        image = np.broadcast_to(rng.uniform(0.2, 0.8, (3, 1, 1)), (3, size, size)).copy()
-        for _ in range(rng.integers(5, 25)):
-            cy, cx = rng.uniform(0, size, 2)
-            r = size * rng.uniform(0.03, 0.35)
-            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-            image[:, mask] = rng.uniform(0.0, 1.0, (3, 1))
-        out[i] = np.clip(image + texture, 0.0, 1.0)
-    return (out - MEAN) / STD
+from proxy_model import DEFAULT_RESIDUAL_GAMMA, build_proxy, natural_images  # noqa: E402
 
 
-def build_fp32(path: Path, size: int, bn_images: np.ndarray, residual_gamma: float = 0.2) -> str:
-    """resnext50d_32x4d, random weights, BN re-estimated on ``bn_images``, folded and exported.
-
-    ``residual_gamma`` is the scale of each residual branch's last BatchNorm. timm initialises it
-    to 0 (the branches then add nothing and quantizing them is never tested); trained ResNeXts end
-    with small values. At 1.0 every branch adds unit variance to the stream and the random network
-    turns chaotic: even FP16 loses more than 1e-4 of logits cosine there, unlike any trained model.
-    """
+def build_fp32(path: Path, size: int, bn_images: np.ndarray, residual_gamma: float) -> str:
+    """The proxy model (see proxy_model.py), BN folded and exported with the project's exporter."""
     import onnx
-    import timm
-    import torch
 
-    torch.manual_seed(0)
-    model = timm.create_model("resnext50d_32x4d", pretrained=False, zero_init_last=False)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over all batches
-        if type(module).__name__ == "Bottleneck":
-            torch.nn.init.constant_(module.bn3.weight, residual_gamma)
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(bn_images), 32):
-            model(torch.from_numpy(bn_images[start : start + 32]))
-    model.eval()
-    try:
-        from exporters.fold import fold_batchnorm
-        from exporters.onnx_export import export_to_onnx, simplify
+    from exporters.fold import fold_batchnorm
+    from exporters.onnx_export import export_to_onnx, simplify
 
-        proto = export_to_onnx(fold_batchnorm(model).model, size)
-        proto, _ = simplify(proto, size)
-        how = "exporters (fold_batchnorm + export_to_onnx + simplify)"
-    except ImportError:
-        buffer = path.with_suffix(".raw.onnx")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(buffer), input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17, do_constant_folding=True, dynamo=False)
-        proto = onnx.load(str(buffer))
-        how = "torch.onnx.export (eval-mode BN folding)"
+    model = build_proxy(bn_images, residual_gamma)
+    proto, _ = simplify(export_to_onnx(fold_batchnorm(model).model, size), size)
     onnx.save(proto, str(path))
-    return how
+    return "exporters (fold_batchnorm + export_to_onnx + simplify)"
 
 
 def session(path: Path, threads: int):
@@ -145,8 +89,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--residual-gamma", type=float, default=0.2,
-                        help="scale of each residual branch's last BatchNorm (see build_fp32)")
+    parser.add_argument("--residual-gamma", type=float, default=DEFAULT_RESIDUAL_GAMMA,
+                        help="scale of each residual branch's last BatchNorm (see proxy_model.py)")
     parser.add_argument("--variants", action="store_true", help="also time ORT recipe variants")
     parser.add_argument("--quick", action="store_true", help="small smoke run (numbers not meaningful)")
     args = parser.parse_args()

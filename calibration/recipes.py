@@ -34,6 +34,7 @@ class Recipe:
     keep_grouped_float: bool
     op_types_to_quantize: tuple[str, ...] | None = None
     extra_options: dict[str, Any] = field(default_factory=dict)
+    default_method: str = "entropy"  # the calibration method `--calib-method auto` picks for this recipe
 
     @property
     def activation_symmetric(self) -> bool:
@@ -65,6 +66,9 @@ def onnxruntime_recipe(keep_grouped_float: bool = True) -> Recipe:
             "QuantizeBias": True,
             "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
         },
+        # ORT's own default: 0.99921 logits cosine in bench/bench_quant.py (entropy 0.99887, percentile
+        # 0.99935) and 512 images calibrated in 50 s, a quarter of the histogram methods' time
+        default_method="minmax",
     )
 
 
@@ -83,6 +87,9 @@ def tensorrt_recipe(keep_grouped_float: bool = False) -> Recipe:
             "QuantizeBias": False,
             "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "MatMul", "Add"],
         },
+        # symmetric int8 is sensitive to outliers: percentile (99.999) gave the best logits cosine of the
+        # three methods in bench/bench_quant.py (0.99915 vs entropy 0.99863, minmax 0.99870)
+        default_method="percentile",
     )
 
 

@@ -126,7 +126,9 @@ class Runner(abc.ABC):
 
     backend: str = "base"
 
-    def __init__(self) -> None:
+    def __init__(self, input_specs: dict[str, TensorSpec], output_names: list[str]) -> None:
+        self._specs = dict(input_specs)
+        self._outputs = list(output_names)
         self.last_inference_time: float | None = None
         self.is_active = False
 
@@ -146,14 +148,14 @@ class Runner(abc.ABC):
         """Release what ``activate`` acquired."""
 
     @property
-    @abc.abstractmethod
     def input_specs(self) -> dict[str, TensorSpec]:
         """Input name -> (shape with -1 for dynamic dims, dtype)."""
+        return dict(self._specs)
 
     @property
-    @abc.abstractmethod
     def output_names(self) -> list[str]:
         """Output names in graph order."""
+        return list(self._outputs)
 
     @abc.abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ This module only orders the stages and records them in report.json; the work liv
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from resnext_deploy.zoo import ModelSpec, get_model_spec
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 RECIPES = ("auto", "onnxruntime", "tensorrt")
-CALIB_METHODS = ("entropy", "minmax", "percentile")
+CALIB_METHODS = ("auto", "entropy", "minmax", "percentile")
 FP32_NAME = "model.onnx"
 CALIBRATION_DIR = "calibration"
 MANIFEST_NAME = "manifest.json"
@@ -40,7 +41,7 @@ class CalibrationOptions:
     labels_file: Path | None = None
     size: int = 512
     manifest: Path | None = None
-    method: str = "entropy"
+    method: str = "auto"  # the recipe's default
     seed: int = 0
     strict: bool = False
     keep_grouped_float: bool | None = None
@@ -247,7 +248,10 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
 
 def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, output: Path, report: dict[str, Any]) -> None:
     from calibration.quantize import quantize_int8
+    from calibration.recipes import get_recipe
 
+    if calib.method == "auto":
+        calib = dataclasses.replace(calib, method=get_recipe(recipe, calib.keep_grouped_float).default_method)
     manifest, loaded = _calibration_images(spec, calib, output, report)
     with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe)"):
         result = quantize_int8(

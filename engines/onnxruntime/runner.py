@@ -30,29 +30,20 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, session: Any, *, start_mode: str, start_reason: str, startup_seconds: float) -> None:
-        super().__init__()
+        specs = {
+            node.name: TensorSpec(tuple(_dim(d) for d in node.shape), np.dtype(_ORT_TYPES.get(node.type, np.float32)))
+            for node in session.get_inputs()
+        }
+        super().__init__(specs, [node.name for node in session.get_outputs()])
         self.session = session
         self.start_mode = start_mode  # "saved-optimized" or "cold"
         self.start_reason = start_reason
         self.startup_seconds = startup_seconds
-        self._specs = {
-            node.name: TensorSpec(tuple(_dim(d) for d in node.shape), np.dtype(_ORT_TYPES.get(node.type, np.float32)))
-            for node in session.get_inputs()
-        }
-        self._outputs = [node.name for node in session.get_outputs()]
 
     @property
     def providers(self) -> list[str]:
         """Providers the session really uses."""
         return list(self.session.get_providers())
-
-    @property
-    def input_specs(self) -> dict[str, TensorSpec]:
-        return dict(self._specs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self.session.run(self._outputs, feed)))

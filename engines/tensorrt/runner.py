@@ -17,21 +17,14 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_path: Path, engine_bytes: bytes, sidecar: dict[str, Any]) -> None:
-        super().__init__()
+        super().__init__(
+            {i["name"]: TensorSpec(tuple(i["shape"]), np.dtype(i["dtype"])) for i in sidecar["inputs"]},
+            [o["name"] for o in sidecar["outputs"]],
+        )
         self.engine_path = engine_path
         self._engine_bytes = engine_bytes
         self.sidecar = sidecar
-        self._specs = {i["name"]: TensorSpec(tuple(i["shape"]), np.dtype(i["dtype"])) for i in sidecar["inputs"]}
-        self._outputs = [o["name"] for o in sidecar["outputs"]]
         self._trt: Any = None
-
-    @property
-    def input_specs(self) -> dict[str, TensorSpec]:
-        return dict(self._specs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
     @property
     def profile(self) -> dict[str, dict[str, list[int]]]:

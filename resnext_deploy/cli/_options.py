@@ -40,13 +40,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset to export with (13 or newer).")]
 
 
-class Recipe(str, enum.Enum):
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-
-
 class CalibMethod(str, enum.Enum):
+    auto = "auto"
     entropy = "entropy"
     minmax = "minmax"
     percentile = "percentile"
@@ -70,11 +65,15 @@ CalibManifestOpt = Annotated[
     typer.Option("--calib-manifest", help="Re-use a subset manifest (calibration/manifest.json of an earlier run).",
                  rich_help_panel=_CALIB, show_default=False),
 ]
-CalibMethodOpt = Annotated[CalibMethod, typer.Option("--calib-method", help="Activation range method.", rich_help_panel=_CALIB)]
+CalibMethodOpt = Annotated[
+    CalibMethod,
+    typer.Option("--calib-method", help="Activation range method; auto: the recipe's (onnxruntime: minmax, tensorrt: percentile).",
+                 rich_help_panel=_CALIB),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the subset selection.", rich_help_panel=_CALIB)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on unreadable images instead of skipping them.", rich_help_panel=_CALIB)]
 RecipeOpt = Annotated[
-    Recipe,
+    Backend,
     typer.Option("--recipe", help="INT8 Q/DQ recipe; auto follows the backend (tensorrt on CPU makes a portable TensorRT artifact).",
                  rich_help_panel=_CALIB),
 ]

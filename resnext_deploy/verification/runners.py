@@ -30,7 +30,7 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, model: Any, input_size: int, threads: int | None = None) -> None:
-        super().__init__()
+        super().__init__({"input": TensorSpec((-1, 3, input_size, input_size), np.dtype(np.float32))}, ["logits"])
         self.model = model
         self.input_size = input_size
         self.threads = threads
@@ -40,14 +40,6 @@ class TorchRunner(Runner):
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-
-    @property
-    def input_specs(self) -> dict[str, TensorSpec]:
-        return {"input": TensorSpec((-1, 3, self.input_size, self.input_size), np.dtype(np.float32))}
-
-    @property
-    def output_names(self) -> list[str]:
-        return ["logits"]
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

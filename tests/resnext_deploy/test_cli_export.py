@@ -133,6 +133,7 @@ def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, syn
     manifest = json.loads((out / "calibration" / "manifest.json").read_text())
     assert manifest["count"] == 40 and manifest["split"] == "train"
     assert report["calibration"]["manifest_sha256"] == manifest["sha256"]
+    assert report["calibration"]["method"] == "minmax"  # --calib-method auto: the onnxruntime recipe's default
     assert (out / report["artifacts"]["calibration_stats"]).is_file()
     meta = read_metadata(out / "model.int8.onnx")
     assert meta["precision"] == "int8" and meta["calibration"]["manifest_sha256"] == manifest["sha256"]
