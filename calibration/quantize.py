@@ -22,6 +22,7 @@ from calibration.statistics import (
     ort_method,
     thresholds_from_histograms,
 )
+from calibration.qdq_placement import release_conv_side_of_residual_adds
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.metadata import get_metadata, set_metadata
@@ -40,6 +41,7 @@ class QuantizationResult:
     activation_symmetric: bool
     keep_grouped_float: bool
     excluded_nodes: list[str]
+    residual_adds_released: int  # Adds whose conv-side Q/DQ was removed so TensorRT fuses Conv+Add
     quantize_linear_nodes: int
     dequantize_linear_nodes: int
     stats_cache_hit: bool
@@ -112,6 +114,7 @@ def quantize_int8(
         quantized_path = Path(tmp) / "quantized.onnx"
         _quantize(prepared, quantized_path, recipe_obj, method, excluded, stats.path)
         model = onnx.load(quantized_path)
+    released = release_conv_side_of_residual_adds(model) if recipe_obj.release_residual_conv_side else []
 
     del model.metadata_props[:]
     calib_record = {
@@ -139,6 +142,7 @@ def quantize_int8(
         activation_symmetric=recipe_obj.activation_symmetric,
         keep_grouped_float=recipe_obj.keep_grouped_float,
         excluded_nodes=excluded,
+        residual_adds_released=len(released),
         quantize_linear_nodes=ops.count("QuantizeLinear"),
         dequantize_linear_nodes=ops.count("DequantizeLinear"),
         stats_cache_hit=stats_source != "calibrated",

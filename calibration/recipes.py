@@ -35,6 +35,7 @@ class Recipe:
     op_types_to_quantize: tuple[str, ...] | None = None
     extra_options: dict[str, Any] = field(default_factory=dict)
     default_method: str = "entropy"  # the calibration method `--calib-method auto` picks for this recipe
+    release_residual_conv_side: bool = False  # see calibration/qdq_placement.py
 
     @property
     def activation_symmetric(self) -> bool:
@@ -90,6 +91,7 @@ def tensorrt_recipe(keep_grouped_float: bool = False) -> Recipe:
         # symmetric int8 is sensitive to outliers: percentile (99.999) gave the best logits cosine of the
         # three methods in bench/bench_quant.py (0.99915 vs entropy 0.99863, minmax 0.99870)
         default_method="percentile",
+        release_residual_conv_side=True,
     )
 
 

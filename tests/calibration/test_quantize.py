@@ -112,14 +112,15 @@ def test_tensorrt_recipe_graph(trt_int8) -> None:  # type: ignore[no-untyped-def
         zero_point = graph.init[q.input[2]]
         assert zero_point.dtype == np.int8 and not np.any(zero_point)
     adds = graph.of_type("Add")
-    assert adds
+    assert adds and trt_int8.residual_adds_released == len(adds)
     for add in adds:
-        assert [graph.source_op(t) for t in add.input] == ["DequantizeLinear", "DequantizeLinear"]
+        # TensorRT's Conv+Add fusion: the residual branch's conv feeds the Add directly, the shortcut is quantized
+        assert [graph.source_op(t) for t in add.input] == ["Conv", "DequantizeLinear"]
     for conv in graph.of_type("Conv") + graph.of_type("Gemm"):
         assert graph.source_op(conv.input[0]) == "DequantizeLinear"
         assert graph.weight_dq(conv) is not None
         for q in graph.consumers.get(conv.output[0], []):
-            if q.op_type == "QuantizeLinear":  # only where the conv output is a residual Add input
+            if q.op_type == "QuantizeLinear":  # only where the conv output is the shortcut input of a residual Add
                 assert {c.op_type for dq in graph.consumers[q.output[0]] for c in graph.consumers[dq.output[0]]} == {"Add"}
         if len(conv.input) > 2:
             assert conv.input[2] in graph.init  # float bias: TensorRT fuses it

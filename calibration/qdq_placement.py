@@ -1,0 +1,66 @@
+"""Q/DQ placement fix-ups that ONNX Runtime's quantizer cannot express through its options.
+
+TensorRT fuses a convolution with the residual Add that follows it only when the convolution's
+output reaches the Add in high precision and the *other* (shortcut) input is quantized; an extra
+Q/DQ pair between the convolution and the Add "forces the separation of the convolution from the
+elementwise addition" (TensorRT developer guide, Q/DQ placement recommendations; NVIDIA's
+quantization toolkits special-case ResNet residuals the same way). ORT's QDQ quantizer quantizes
+both Add inputs, so the TensorRT recipe releases the convolution side afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+def release_conv_side_of_residual_adds(model: Any) -> list[str]:
+    """Remove the Q/DQ pair between a Conv and each Add it feeds, keeping the other Add input quantized.
+
+    When both Add inputs come from convolutions (a downsampling block) the first input, the residual
+    branch in timm's export order, is released and the shortcut stays quantized. Returns the names
+    of the Add nodes changed.
+    """
+    nodes = list(model.graph.node)
+    producer = {output: node for node in nodes for output in node.output}
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in nodes:
+        for name in node.input:
+            consumers[name].append(node)
+
+    changed: list[str] = []
+    dropped: set[int] = set()
+    for add in (node for node in nodes if node.op_type == "Add" and len(node.input) == 2):
+        sides = [_conv_qdq_side(name, producer, consumers) for name in add.input]
+        quantized = [_is_dequantized(name, producer) for name in add.input]
+        for index, side in enumerate(sides):
+            if side is None or not quantized[1 - index]:
+                continue
+            conv, quantize, dequantize = side
+            add.input[index] = conv.output[0]
+            dropped.update((id(quantize), id(dequantize)))
+            changed.append(add.name)
+            break
+    kept = [node for node in nodes if id(node) not in dropped]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return changed
+
+
+def _is_dequantized(name: str, producer: dict[str, Any]) -> bool:
+    node = producer.get(name)
+    return node is not None and node.op_type == "DequantizeLinear"
+
+
+def _conv_qdq_side(name: str, producer: dict[str, Any], consumers: dict[str, list[Any]]) -> tuple[Any, Any, Any] | None:
+    """(conv, Q, DQ) when ``name`` is Conv -> Q -> DQ used by this Add alone, else None."""
+    dequantize = producer.get(name)
+    if dequantize is None or dequantize.op_type != "DequantizeLinear" or len(consumers[name]) != 1:
+        return None
+    quantize = producer.get(dequantize.input[0])
+    if quantize is None or quantize.op_type != "QuantizeLinear" or len(consumers[quantize.output[0]]) != 1:
+        return None
+    conv = producer.get(quantize.input[0])
+    if conv is None or conv.op_type != "Conv" or len(consumers[conv.output[0]]) != 1:
+        return None
+    return conv, quantize, dequantize
