@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=512)
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--bn-images", type=int, default=256)
-    parser.add_argument("--method", default="entropy")
+    parser.add_argument("--method", default="auto", help="auto: each recipe's own default method")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=10)
@@ -128,13 +128,13 @@ def main() -> None:
             recipes["int8 tensorrt (grouped float)"] = tensorrt_recipe(keep_grouped_float=True)
         for name, recipe in recipes.items():
             out = work / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.onnx"
-            results[name] = quantize_int8(fp32, out, calib, manifest_sha256="bench", method=args.method,
+            method = recipe.default_method if args.method == "auto" else args.method
+            results[name] = quantize_int8(fp32, out, calib, manifest_sha256="bench", method=method,
                                           recipe=recipe, cache_dir=work / "cache", progress=True)
             models[name] = out
-        first = next(iter(results.values()))
-        console.print(f"calibration ({args.method}) of {first.calibration_images} images: "
-                      f"{first.calibration_seconds:.1f}s; quantize with cached stats: "
-                      + ", ".join(f"{n} {r.seconds:.1f}s" for n, r in list(results.items())[1:]))
+        for name, result in results.items():
+            how = "statistics from the cache" if result.stats_cache_hit else f"calibration {result.calibration_seconds:.1f}s"
+            console.print(f"{name}: {result.method} on {result.calibration_images} images, {how}, total {result.seconds:.1f}s")
         t0 = time.perf_counter()
         convert_fp16(fp32, work / "model.fp16.onnx")
         models["fp16"] = work / "model.fp16.onnx"
@@ -147,7 +147,7 @@ def main() -> None:
         lat = latencies(models, args.threads, args.rounds, args.iters)
 
     table = Table(title=f"resnext50d_32x4d (random weights, residual gamma {args.residual_gamma}, BN re-estimated), "
-                        f"{args.method} calibration, ORT CPU batch 1, {args.threads} threads")
+                        f"{args.method} calibration method, ORT CPU batch 1, {args.threads} threads")
     for column in ("model", "cosine vs fp32", "top-1 agree", "latency ms", "ratio vs fp32", "Q/DQ nodes"):
         table.add_column(column, justify="right" if column != "model" else "left")
     for name in models:
