@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,  # help texts show "[default: ...]" and TOML "[tables]" literally
+    rich_markup_mode="markdown",  # help texts show "[default: ...]" and TOML "[tables]" literally
 )
 app.command()(models)
 app.command()(export)
