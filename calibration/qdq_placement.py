@@ -44,7 +44,16 @@ def release_conv_side_of_residual_adds(model: Any) -> list[str]:
     kept = [node for node in nodes if id(node) not in dropped]
     del model.graph.node[:]
     model.graph.node.extend(kept)
+    _drop_unused_initializers(model)
     return changed
+
+
+def _drop_unused_initializers(model: Any) -> None:
+    """The removed pairs leave their scales and zero points behind; ORT would warn about each."""
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    kept = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
 
 
 def _is_dequantized(name: str, producer: dict[str, Any]) -> bool:

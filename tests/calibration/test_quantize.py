@@ -113,6 +113,8 @@ def test_tensorrt_recipe_graph(trt_int8) -> None:  # type: ignore[no-untyped-def
         assert zero_point.dtype == np.int8 and not np.any(zero_point)
     adds = graph.of_type("Add")
     assert adds and trt_int8.residual_adds_released == len(adds)
+    used = {name for node in graph.model.graph.node for name in node.input}
+    assert {init.name for init in graph.model.graph.initializer} <= used  # released pairs leave nothing behind
     for add in adds:
         # TensorRT's Conv+Add fusion: the residual branch's conv feeds the Add directly, the shortcut is quantized
         assert [graph.source_op(t) for t in add.input] == ["Conv", "DequantizeLinear"]
