@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
-from resnext_deploy.errors import OutputError, UsageError
+from resnext_deploy.errors import InputError, OutputError, UsageError
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
@@ -92,6 +92,10 @@ def validate(options: ExportOptions) -> ModelSpec:
         raise UsageError("--calib-manifest needs --calib-data", hint="pass the image folder the manifest refers to")
     if calib.size <= 0:
         raise UsageError(f"--calib-size must be positive, got {calib.size}", hint="NVIDIA recommends >= 500 for CNNs")
+    eval_data = getattr(options.verify, "eval_data", None)
+    for flag, folder in (("--calib-data", calib.data if options.precision == "int8" else None), ("--eval-data", eval_data)):
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{flag} {folder} is not a folder", hint="pass the folder holding your ImageNet images")
     return spec
 
 

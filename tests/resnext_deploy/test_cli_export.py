@@ -68,6 +68,8 @@ def test_models_lists_the_zoo_as_table_and_json():
         (["export", "resnext50d_32x4d", "--precision", "int4"], "int4"),
         (["export", "resnext50d_32x4d", "--backend", "coreml"], "coreml"),
         (["export", "resnext50d_32x4d", "--precision", "int8"], "--calib-data"),
+        (["export", "resnext50d_32x4d", "-p", "int8", "--calib-data", "/nonexistent"], "is not a folder"),
+        (["export", "resnext50d_32x4d", "--eval-data", "/nonexistent"], "is not a folder"),
         (["export", "resnext50d_32x4d", "--backend", "tensorrt"], "resnext-deploy[tensorrt]"),
     ],
 )
