@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +18,50 @@ RANDOM_INPUTS_NOTE = "NO EVALUATION DATA: agreement, cosine and SQNR were measur
 
 @dataclass
 class EvalSet:
-    """Preprocessed evaluation images (N,3,H,W), their labels (or None) and where they came from."""
+    """The evaluation subset: records decoded batch by batch (or random inputs), and where it came from.
 
-    images: np.ndarray
-    labels: np.ndarray | None
+    Images are never all held in memory at once, so a 50,000-image validation set verifies in the
+    memory of one batch plus the two logit matrices.
+    """
+
     source: dict[str, Any]
+    cfg: PreprocessConfig
+    records: list[Any] = field(default_factory=list)
+    random_images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.random_images) if self.random_images is not None else len(self.records)
+
+    def batches(self, batch_size: int, progress: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(images, labels or None) per batch; records the decoded count and skipped files in ``source``."""
+        if self.random_images is not None:
+            for start in range(0, len(self.random_images), batch_size):
+                yield self.random_images[start : start + batch_size], None
+            return
+        from calibration.preprocess import iter_batches
+
+        count, skipped = 0, []
+        for loaded in iter_batches(self.records, self.cfg, batch_size, progress=progress):
+            count += len(loaded)
+            skipped += [name for name, _ in loaded.skipped]
+            yield loaded.array, loaded.labels
+        self.source.update(count=count, skipped=skipped)
 
 
 def load_eval_set(
     eval_data: Path | None, labels_file: Path | None, size: int, seed: int, cfg: PreprocessConfig,
-    calibration_manifest: Path | None, random_size: int, progress: bool,
+    calibration_manifest: Path | None, random_size: int,
 ) -> EvalSet:
     """A deterministic, calibration-disjoint subset of ``eval_data``; random inputs when there is none."""
     if eval_data is None:
         rng = np.random.default_rng(seed)
         count = min(size, random_size)
         images = rng.standard_normal((count, 3, cfg.input_size, cfg.input_size), dtype=np.float32)
-        return EvalSet(images, None, {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE})
+        source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
+        return EvalSet(source, cfg, random_images=images)
 
     from calibration.datasets import scan_images
     from calibration.manifest import Manifest, check_disjoint, select_subset
-    from calibration.preprocess import load_images
 
     scan = scan_images(eval_data, labels_file=labels_file)
     subset = select_subset(scan.records, size, seed)
@@ -46,14 +69,30 @@ def load_eval_set(
     if calibration_manifest is not None and calibration_manifest.is_file():
         check_disjoint(Manifest.read(calibration_manifest), subset)
         disjoint_from = str(calibration_manifest)
-    loaded = load_images(subset, cfg, progress=progress)
     source = {
         "kind": "images", "root": str(scan.root), "layout": scan.layout, "split": scan.split,
         "labels_file": str(scan.labels_file) if scan.labels_file else None, "available": len(scan.records),
-        "requested": size, "seed": seed, "count": len(loaded), "skipped": [name for name, _ in loaded.skipped],
-        "labelled": loaded.labels is not None, "checked_disjoint_from": disjoint_from,
+        "requested": size, "seed": seed, "count": len(subset), "skipped": [],
+        "labelled": scan.labelled, "checked_disjoint_from": disjoint_from,
     }
-    return EvalSet(loaded.array, loaded.labels, source)
+    return EvalSet(source, cfg, records=subset)
+
+
+def eval_logits(
+    eval_set: EvalSet, baseline: Runner, target: Runner, batch_size: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Baseline and target logits over the whole set, batch by batch, and the labels (None when unlabelled)."""
+    reference, produced, labels = [], [], []
+    for images, batch_labels in eval_set.batches(batch_size, progress):
+        reference.append(run_logits(baseline, images, batch_size))
+        produced.append(run_logits(target, images, batch_size))
+        labels.append(batch_labels)
+    if not reference:
+        from resnext_deploy.errors import InputError
+
+        raise InputError("no evaluation image could be read", hint="check --eval-data")
+    known = None if any(batch is None for batch in labels) else np.concatenate(labels)
+    return np.concatenate(reference), np.concatenate(produced), known
 
 
 def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
 from resnext_deploy.errors import GateFailed, InputError
-from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, load_eval_set, run_logits
+from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_logits, load_eval_set
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 from resnext_deploy.verification.options import VerifyOptions
@@ -83,17 +84,19 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     cfg = _preprocess(target_onnx)
     manifest = directory / artifacts.get("calibration_manifest", "calibration/manifest.json")
     eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
-                             manifest, options.random_eval_size, options.progress)
+                             manifest, options.random_eval_size)
 
     baseline = (torch_baseline(report, cfg.input_size, options.threads) if options.baseline == "torch"
                 else onnx_baseline(directory, report, options.threads))
     target = target_side(directory, report, options.backend, options.threads)
     latency: dict[str, Any] | None = None
     with baseline.runner as base_runner, target.runner as target_runner:
-        with console.stage(f"accuracy on {len(eval_set.images)} images"):
-            reference = run_logits(base_runner, eval_set.images, options.eval_batch_size)
-            produced = run_logits(target_runner, eval_set.images, options.eval_batch_size)
-        accuracy = compare_logits(reference, produced, eval_set.labels)
+        started = time.perf_counter()
+        reference, produced, labels = eval_logits(
+            eval_set, base_runner, target_runner, options.eval_batch_size, options.progress
+        )
+        console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
+        accuracy = compare_logits(reference, produced, labels)
         if options.measures_latency:
             plan = LatencyPlan(options.batch_sizes, options.warmup, options.iterations, options.duration, options.seed)
             latency = measure_latency(base_runner, target_runner, plan, progress=options.progress)

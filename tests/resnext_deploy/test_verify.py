@@ -163,3 +163,19 @@ def test_bad_options_exit_2(app, int8_export_dir: Path, tmp_path: Path, extra: l
     extra = [{"BAD_TOML": tmp_path / "bad.toml", "UNKNOWN_GATE": tmp_path / "unknown.toml"}.get(e, e) for e in extra]
     result = _invoke(app, int8_export_dir, *extra)
     assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+def test_batch_by_batch_evaluation_matches_one_batch(export_dir: Path, synthetic_imagenet) -> None:
+    """Images are decoded and run in batches (memory stays flat); the batch size changes no number."""
+    from resnext_deploy.verification import VerifyOptions, verify_directory
+
+    def accuracy(batch_size: int) -> dict:
+        options = VerifyOptions(eval_data=synthetic_imagenet.val, eval_size=60, iterations=0, plot=False,
+                                progress=False, eval_batch_size=batch_size)
+        return verify_directory(export_dir, options).report["verification"]["accuracy"]
+
+    small, large = accuracy(7), accuracy(64)
+    assert small["images"] == large["images"] == 60
+    for key in ("baseline_top1", "target_top1", "top1_agreement"):
+        assert small[key] == large[key]
+    assert small["mean_cosine"] == pytest.approx(large["mean_cosine"], abs=1e-6)
