@@ -125,14 +125,9 @@ def _make_executor(kind: str, workers: int) -> Executor:
 
 
 def _progress(enabled: bool, total: int, description: str):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from resnext_deploy.console import progress_bar
 
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not (enabled and console.is_terminal),
-    )
+    progress = progress_bar(enabled)
     return progress, progress.add_task(description, total=total)
 
 

@@ -149,13 +149,8 @@ def _quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, method: str, total: int | None) -> Iterator[Any]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from resnext_deploy.console import progress_bar
 
-    columns = (TextColumn(f"calibrating ({method})"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("calibrate", total=total)
+    with progress_bar(enabled) as bar:
+        task = bar.add_task(f"calibrating ({method})", total=total)
         yield lambda n: bar.advance(task, n)

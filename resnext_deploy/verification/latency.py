@@ -63,17 +63,13 @@ def random_feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[st
 
 def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progress: bool = True) -> dict[str, Any]:
     """Baseline and target latency per batch size and the target's speedup (baseline p50 / target p50)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from resnext_deploy.console import err
+    from resnext_deploy.console import progress_bar
 
     per_pair = plan.iterations or 1
     total = 2 * len(plan.batch_sizes) * per_pair
     per_batch: dict[str, Any] = {}
     rng = np.random.default_rng(plan.seed)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, disable=not progress, transient=True)
-    with bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("latency", total=total)
         for batch in plan.batch_sizes:
             row: dict[str, Any] = {}
