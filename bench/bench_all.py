@@ -49,10 +49,9 @@ def natural_images(folder: Path, count: int, size: int = 256, seed: int = 0) -> 
 
 
 def export_all(model: str, work: Path, calib_size: int, method: str) -> tuple[Path, dict[str, Path]]:
-    """Random weights saved once, then FP32/FP16/INT8 exports of exactly those weights."""
+    """Proxy weights saved once, then FP32/FP16/INT8 exports of exactly those weights."""
     import torch
 
-    from exporters.models import build_model
     from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
     from resnext_deploy.zoo import get_model_spec
 

@@ -116,6 +116,16 @@ class TensorSpec(NamedTuple):
     dtype: np.dtype
 
 
+def model_metadata(onnx_path: Path) -> dict[str, Any]:
+    """The artifact's own metadata_props, or {} for a graph that carries none."""
+    from resnext_deploy.metadata import read_metadata
+
+    try:
+        return read_metadata(onnx_path)
+    except InputError:
+        return {}
+
+
 def format_shape(shape: tuple[int, ...]) -> str:
     """``(-1, 3, 224, 224)`` -> ``(N, 3, 224, 224)`` for messages."""
     return "(" + ", ".join("N" if dim < 0 else str(dim) for dim in shape) + ")"

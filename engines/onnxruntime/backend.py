@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engines.base import BuildOptions, BuiltArtifact, precision_of, require_onnx_file
+from engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
 from engines.onnxruntime.environment import OrtEnvironment
 from engines.onnxruntime.runner import OnnxRuntimeRunner
 from resnext_deploy.errors import InputError
@@ -93,15 +93,6 @@ def _matches(path: Path, record: dict[str, Any]) -> bool:
     return sha256_file(path) == record.get("sha256")
 
 
-def _model_metadata(onnx_path: Path) -> dict[str, Any]:
-    from resnext_deploy.metadata import read_metadata
-
-    try:
-        return read_metadata(onnx_path)
-    except InputError:
-        return {}
-
-
 class OnnxRuntimeBackend:
     """The embedded default: ONNX Runtime on CPU, plus CUDA/TensorRT providers where they really work."""
 
@@ -139,7 +130,7 @@ class OnnxRuntimeBackend:
             "session": {**SESSION_SETTINGS, "intra_op_num_threads": options.intra_op_threads},
             "options": options.to_dict(),
             "cold_start_seconds": round(seconds, 4),
-            "model_metadata": _model_metadata(source),
+            "model_metadata": model_metadata(source),
         }
         write_json(manifest_path, metadata)
         return BuiltArtifact(self.name, opt_path, source, manifest_path, metadata)

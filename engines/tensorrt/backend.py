@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engines.base import BuildOptions, BuiltArtifact
+from engines.base import BuildOptions, BuiltArtifact, model_metadata
 from engines.cuda import cuda_devices
 from engines.tensorrt.plan import engine_path_for, make_plan
 from engines.tensorrt.runner import TensorRTRunner
@@ -17,15 +17,6 @@ from resnext_deploy.errors import InputError, NotAvailableError
 from resnext_deploy.files import sha256_file
 
 INSTALL_HINT = "pip install 'resnext-deploy[tensorrt]' on a machine with an NVIDIA GPU, or use --backend onnxruntime"
-
-
-def _model_metadata(onnx_path: Path) -> dict[str, Any]:
-    from resnext_deploy.metadata import read_metadata
-
-    try:
-        return read_metadata(onnx_path)
-    except InputError:
-        return {}
 
 
 class TensorRTBackend:
@@ -86,7 +77,7 @@ class TensorRTBackend:
                 "sha256": sha256_file(plan.onnx_path),
             },
             "options": options.to_dict(),
-            "model_metadata": _model_metadata(plan.onnx_path),
+            "model_metadata": model_metadata(plan.onnx_path),
         }
         record = save_engine(plan.engine_path, engine_chunks(), sidecar)
         return BuiltArtifact(self.name, plan.engine_path, plan.onnx_path, plan.sidecar_path, record)

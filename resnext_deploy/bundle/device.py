@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from resnext_deploy.bundle.manifest import MANIFEST_NAME, REPACK_HINT, file_record, read_manifest, target_of, verify_bundle
+from resnext_deploy.bundle.manifest import MANIFEST_NAME, file_record, read_manifest, target_of, verify_bundle
 from resnext_deploy.bundle.open import OpenedBundle, check_result
 from resnext_deploy.bundle.unpack import safe_extract
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, UsageError
