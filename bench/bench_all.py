@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engines import BuildOptions, Runner, get_backend  # noqa: E402
+from resnext_deploy.engines import BuildOptions, Runner, get_backend  # noqa: E402
 from resnext_deploy import environment  # noqa: E402
 from resnext_deploy.files import write_text  # noqa: E402
 from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
@@ -133,7 +133,7 @@ def main() -> None:
 
     import torch
 
-    from exporters.models import build_model
+    from resnext_deploy.exporters.models import build_model
     from resnext_deploy.zoo import get_model_spec
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-all."))

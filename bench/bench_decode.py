@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from calibration.datasets import scan_images
-from calibration.preprocess import load_images
+from resnext_deploy.calibration.datasets import scan_images
+from resnext_deploy.calibration.preprocess import load_images
 from resnext_deploy.zoo import PreprocessConfig
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engines import BuildOptions
-from engines.onnxruntime import OnnxRuntimeBackend
-from engines.onnxruntime.backend import _create_session, session_options
-from engines.onnxruntime.environment import session_providers
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
+from resnext_deploy.engines.onnxruntime.backend import _create_session, session_options
+from resnext_deploy.engines.onnxruntime.environment import session_providers
 
 ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx")
 

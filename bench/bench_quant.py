@@ -30,8 +30,8 @@ def build_fp32(path: Path, size: int, bn_images: np.ndarray, residual_gamma: flo
     """The proxy model (see proxy_model.py), BN folded and exported with the project's exporter."""
     import onnx
 
-    from exporters.fold import fold_batchnorm
-    from exporters.onnx_export import export_to_onnx, simplify
+    from resnext_deploy.exporters.fold import fold_batchnorm
+    from resnext_deploy.exporters.onnx_export import export_to_onnx, simplify
 
     model = build_proxy(bn_images, residual_gamma)
     proto, _ = simplify(export_to_onnx(fold_batchnorm(model).model, size), size)
@@ -100,9 +100,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from calibration.fp16 import convert_fp16
-    from calibration.quantize import quantize_int8
-    from calibration.recipes import onnxruntime_recipe, tensorrt_recipe
+    from resnext_deploy.calibration.fp16 import convert_fp16
+    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.recipes import onnxruntime_recipe, tensorrt_recipe
 
     console = Console(width=140)
     size = 224

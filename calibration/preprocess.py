@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from calibration.datasets import ImageRecord
+from resnext_deploy.calibration.datasets import ImageRecord
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.zoo import PreprocessConfig
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from calibration.recipes import Recipe, get_recipe, grouped_conv_nodes
-from calibration.stats_cache import CachedStats, StatsCache, StatsKey
-from calibration.statistics import (
+from resnext_deploy.calibration.recipes import Recipe, get_recipe, grouped_conv_nodes
+from resnext_deploy.calibration.stats_cache import CachedStats, StatsCache, StatsKey
+from resnext_deploy.calibration.statistics import (
     DEFAULT_PERCENTILE,
     check_method,
     collect_statistics,
@@ -22,7 +22,7 @@ from calibration.statistics import (
     ort_method,
     thresholds_from_histograms,
 )
-from calibration.qdq_placement import release_conv_side_of_residual_adds
+from resnext_deploy.calibration.qdq_placement import release_conv_side_of_residual_adds
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.metadata import get_metadata, set_metadata

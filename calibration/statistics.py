@@ -78,7 +78,7 @@ def iter_chunks(calibration: np.ndarray | Iterable[np.ndarray], chunk: int) -> I
         if array.ndim != 4 or array.shape[1] != 3:
             raise InputError(
                 f"calibration data must be (N, 3, H, W), got shape {tuple(array.shape)}",
-                hint="pass preprocessed images, for example from calibration.load_images",
+                hint="pass preprocessed images, for example from resnext_deploy.calibration.load_images",
             )
         if not np.issubdtype(array.dtype, np.floating):
             raise InputError(f"calibration data must be float32, got {array.dtype}", hint="normalize the images first")

@@ -4,8 +4,8 @@ Importing this package loads no backend library; ``onnxruntime``, ``tensorrt``, 
 and CUDA are imported inside the functions that need them.
 """
 
-from engines.base import Backend, BuildOptions, BuiltArtifact, Runner, TensorSpec
-from engines.select import BACKEND_NAMES, get_backend, resolve_backend
+from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, Runner, TensorSpec
+from resnext_deploy.engines.select import BACKEND_NAMES, get_backend, resolve_backend
 
 __all__ = [
     "BACKEND_NAMES",

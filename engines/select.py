@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.base import Backend
+from resnext_deploy.engines.base import Backend
 from resnext_deploy.errors import UsageError
 
 BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt")
@@ -10,10 +10,10 @@ BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt")
 
 def _make(name: str) -> Backend:
     if name == "onnxruntime":
-        from engines.onnxruntime import OnnxRuntimeBackend
+        from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend()
-    from engines.tensorrt import TensorRTBackend
+    from resnext_deploy.engines.tensorrt import TensorRTBackend
 
     return TensorRTBackend()
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporters.fold import fold_batchnorm
-from exporters.onnx_export import SimplifyResult, export_to_onnx, op_counts, simplify
-from exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityResult, check_parity, compare, random_inputs
+from resnext_deploy.exporters.fold import fold_batchnorm
+from resnext_deploy.exporters.onnx_export import SimplifyResult, export_to_onnx, op_counts, simplify
+from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityResult, check_parity, compare, random_inputs
 from resnext_deploy.errors import ParityError
 from resnext_deploy.files import sha256_file, write_bytes
 from resnext_deploy.metadata import set_metadata

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
+from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
 from resnext_deploy.errors import DeployError
 
 if TYPE_CHECKING:

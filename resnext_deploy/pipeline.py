@@ -119,7 +119,7 @@ def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> 
 
 def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Run the whole export job; return the output directory and the report written there."""
-    from engines import resolve_backend
+    from resnext_deploy.engines import resolve_backend
 
     spec = validate(options)
     backend, backend_reason = resolve_backend(options.backend)
@@ -171,8 +171,8 @@ def _verify(output: Path, options: ExportOptions) -> dict[str, Any]:
 
 
 def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: dict[str, Any]) -> None:
-    from exporters.export import export_fp32
-    from exporters.models import build_model
+    from resnext_deploy.exporters.export import export_fp32
+    from resnext_deploy.exporters.models import build_model
 
     with console.stage(f"build {spec.name} ({options.weights} weights)"):
         model, weights = build_model(spec, options.weights)
@@ -200,7 +200,7 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
 
 
 def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
-    from calibration.fp16 import convert_fp16
+    from resnext_deploy.calibration.fp16 import convert_fp16
 
     with console.stage("convert to FP16 (inputs and outputs stay FP32)"):
         result = convert_fp16(output / FP32_NAME, output / artifact_name("fp16"))
@@ -210,9 +210,9 @@ def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
 
 def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path, report: dict[str, Any]) -> Any:
     """Scan, pick (or re-use) the subset, pin it in a manifest, decode it; return (manifest, images)."""
-    from calibration.datasets import scan_images
-    from calibration.manifest import Manifest, select_subset
-    from calibration.preprocess import load_images
+    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.calibration.manifest import Manifest, select_subset
+    from resnext_deploy.calibration.preprocess import load_images
 
     assert calib.data is not None  # validate() guarantees it
     if calib.manifest is not None:
@@ -251,8 +251,8 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
 
 
 def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, output: Path, report: dict[str, Any]) -> None:
-    from calibration.quantize import quantize_int8
-    from calibration.recipes import get_recipe
+    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.recipes import get_recipe
 
     if calib.method == "auto":
         calib = dataclasses.replace(calib, method=get_recipe(recipe, calib.keep_grouped_float).default_method)
@@ -277,7 +277,7 @@ def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, outp
 
 
 def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:
-    from engines import BuildOptions
+    from resnext_deploy.engines import BuildOptions
 
     build_options = BuildOptions(precision=options.precision, **options.engine_options)
     with console.stage(f"build the {backend.name} engine for {artifact.name}"):

@@ -1,5 +1,5 @@
 """ONNX Runtime backend (CPU default; CUDA/TensorRT providers where they really work)."""
 
-from engines.onnxruntime.backend import OnnxRuntimeBackend
+from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
 
 __all__ = ["OnnxRuntimeBackend"]

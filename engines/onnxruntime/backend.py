@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
-from engines.onnxruntime.environment import OrtEnvironment
-from engines.onnxruntime.runner import OnnxRuntimeRunner
+from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
+from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
+from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import atomic_path, sha256_file, write_json
 

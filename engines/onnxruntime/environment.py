@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from engines.cuda import has_cuda_device
+from resnext_deploy.engines.cuda import has_cuda_device
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner, TensorSpec
+from resnext_deploy.engines.base import Runner, TensorSpec
 
 _ORT_TYPES: dict[str, type] = {
     "tensor(float)": np.float32,

@@ -1,5 +1,5 @@
 """TensorRT backend (GPU): engines built through Polygraphy's loaders from strongly typed ONNX."""
 
-from engines.tensorrt.backend import TensorRTBackend
+from resnext_deploy.engines.tensorrt.backend import TensorRTBackend
 
 __all__ = ["TensorRTBackend"]

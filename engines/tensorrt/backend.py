@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engines.base import BuildOptions, BuiltArtifact, model_metadata
-from engines.cuda import cuda_devices
-from engines.tensorrt.plan import engine_path_for, make_plan
-from engines.tensorrt.runner import TensorRTRunner
-from engines.tensorrt.sidecar import SIDECAR_FORMAT, TrtEnvironment, check_engine, read_sidecar, save_engine
+from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata
+from resnext_deploy.engines.cuda import cuda_devices
+from resnext_deploy.engines.tensorrt.plan import engine_path_for, make_plan
+from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
+from resnext_deploy.engines.tensorrt.sidecar import SIDECAR_FORMAT, TrtEnvironment, check_engine, read_sidecar, save_engine
 from resnext_deploy.errors import InputError, NotAvailableError
 from resnext_deploy.files import sha256_file
 

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engines.base import BuildOptions, model_base, precision_of, require_onnx_file
+from resnext_deploy.engines.base import BuildOptions, model_base, precision_of, require_onnx_file
 from resnext_deploy.errors import InputError
 
 HARDWARE_COMPATIBILITY_LEVEL = "AMPERE_PLUS"

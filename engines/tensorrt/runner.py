@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner, TensorSpec
+from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.errors import InputError, NotAvailableError
 
 
@@ -46,7 +46,7 @@ class TensorRTRunner(Runner):
     def activate(self) -> None:
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        from engines.tensorrt.plan import TrustedRuntime
+        from resnext_deploy.engines.tensorrt.plan import TrustedRuntime
 
         allow_host_code = bool(self.sidecar.get("options", {}).get("version_compatible"))
         runtime = TrustedRuntime(allow_host_code)

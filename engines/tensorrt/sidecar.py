@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
+from resnext_deploy.engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
 from resnext_deploy.errors import InputError, NotAvailableError
 from resnext_deploy.files import atomic_open, write_json
 
@@ -34,7 +34,7 @@ class TrtEnvironment:
         """This process's TensorRT and first visible CUDA device."""
         import tensorrt as trt
 
-        from engines.cuda import cuda_devices
+        from resnext_deploy.engines.cuda import cuda_devices
 
         devices = cuda_devices()
         if not devices:

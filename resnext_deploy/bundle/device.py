@@ -76,10 +76,10 @@ def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any]
     if source_sha != sha256_file(bundle.artifact("model")):
         return f"{recorded['artifact']} was built from another ONNX file than {bundle.manifest['artifacts']['model']}"
     if backend == "onnxruntime":
-        from engines.onnxruntime.environment import OrtEnvironment
+        from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 
         return OrtEnvironment.current().mismatch(sidecar)
-    from engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+    from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
 
     engine = bundle.directory / recorded["artifact"]
     try:
@@ -100,7 +100,7 @@ def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str
 
 def build_bundle(bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None) -> BuildResult:
     """Build the engine for this machine from the bundle's ONNX, or reuse the recorded one when its target matches."""
-    from engines import BuildOptions, resolve_backend
+    from resnext_deploy.engines import BuildOptions, resolve_backend
 
     directory = unpack_for_device(Path(bundle), output)
     opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle))
@@ -146,7 +146,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def load_image(path: Path, cfg: Any) -> np.ndarray:
     """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing or unreadable files."""
-    from calibration.preprocess import preprocess_image
+    from resnext_deploy.calibration.preprocess import preprocess_image
 
     if not path.is_file():
         raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")
@@ -160,7 +160,7 @@ def load_image(path: Path, cfg: Any) -> np.ndarray:
 
 def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
     """(runner, backend name, reason, max batch) for the bundle's model on this machine."""
-    from engines import get_backend, resolve_backend
+    from resnext_deploy.engines import get_backend, resolve_backend
 
     chosen, why = resolve_backend(backend)
     if chosen.name == "tensorrt":

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner
+from resnext_deploy.engines.base import Runner
 from resnext_deploy.zoo import PreprocessConfig
 
 NO_LABELS_NOTE = "accuracy was not measured: the evaluation images have no labels; only agreement, cosine and SQNR vs the baseline are reported"
@@ -38,7 +38,7 @@ class EvalSet:
             for start in range(0, len(self.random_images), batch_size):
                 yield self.random_images[start : start + batch_size], None
             return
-        from calibration.preprocess import iter_batches
+        from resnext_deploy.calibration.preprocess import iter_batches
 
         count, skipped = 0, []
         for loaded in iter_batches(self.records, self.cfg, batch_size, progress=progress):
@@ -60,8 +60,8 @@ def load_eval_set(
         source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
         return EvalSet(source, cfg, random_images=images)
 
-    from calibration.datasets import scan_images
-    from calibration.manifest import Manifest, check_disjoint, select_subset
+    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.calibration.manifest import Manifest, check_disjoint, select_subset
 
     scan = scan_images(eval_data, labels_file=labels_file)
     subset = select_subset(scan.records, size, seed)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner
+from resnext_deploy.engines.base import Runner
 from resnext_deploy.errors import InputError
 
 RANDOM_NOTE = "latency measured on random inputs (data loading and preprocessing excluded): pure inference time"

@@ -118,7 +118,7 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
         notes.append("RANDOM WEIGHTS: accuracy numbers of an untrained model mean nothing")
 
     results = evaluate_gates(gates, accuracy, latency)
-    from engines import BuildOptions
+    from resnext_deploy.engines import BuildOptions
 
     report["verification"] = {
         "accuracy": accuracy,

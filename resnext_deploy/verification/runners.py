@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Runner, TensorSpec
+from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.errors import InputError, UsageError
 
 
@@ -69,7 +69,7 @@ def torch_weights_argument(report: dict[str, Any]) -> str:
 
 def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None) -> Side:
     """The PyTorch model rebuilt from report["model"]["name"] and the recorded weights."""
-    from exporters.models import build_model
+    from resnext_deploy.exporters.models import build_model
     from resnext_deploy.zoo import get_model_spec
 
     weights = torch_weights_argument(report)
@@ -86,7 +86,7 @@ def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None)
 
 def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) -> Side:
     """``model.onnx`` on ONNX Runtime (CPU unless the environment offers more)."""
-    from engines import BuildOptions, get_backend
+    from resnext_deploy.engines import BuildOptions, get_backend
 
     name = report.get("artifacts", {}).get("fp32", "model.onnx")
     path = _existing(directory / name)
@@ -96,7 +96,7 @@ def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) 
 
 def target_side(directory: Path, report: dict[str, Any], backend: str | None, threads: int | None) -> Side:
     """The precision artifact on ``backend`` (default: the one recorded in report["engine"])."""
-    from engines import BuildOptions, resolve_backend
+    from resnext_deploy.engines import BuildOptions, resolve_backend
 
     precision = report.get("precision", "fp32")
     artifacts = report.get("artifacts", {})

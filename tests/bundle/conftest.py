@@ -18,7 +18,7 @@ from tests.support.tiny import TINY_SPEC
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it."""
-    import engines
+    import resnext_deploy.engines as engines
     from resnext_deploy.pipeline import ExportOptions, run_export
 
     register_model(TINY_SPEC)

@@ -24,7 +24,7 @@ def export_random_tiny(path: Path) -> Path:
     """The tiny ResNeXt with random weights and BN statistics estimated on smooth images, exported FP32."""
     import torch
 
-    from exporters.export import export_fp32
+    from resnext_deploy.exporters.export import export_fp32
     from tests.support.tiny import TINY_SPEC, build_tiny
 
     torch.manual_seed(0)

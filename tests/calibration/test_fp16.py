@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.fp16 import convert_fp16
+from resnext_deploy.calibration.fp16 import convert_fp16
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.metadata import read_metadata
 from tests.calibration.quant_support import export_random_tiny, min_cosine, run, smooth_images

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from calibration.quantize import quantize_int8
-from calibration.recipes import grouped_conv_nodes
+from resnext_deploy.calibration.quantize import quantize_int8
+from resnext_deploy.calibration.recipes import grouped_conv_nodes
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.metadata import read_metadata
 from tests.calibration.quant_support import SIZE, export_random_tiny, min_cosine, run, smooth_images

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.quantize import quantize_int8
+from resnext_deploy.calibration.quantize import quantize_int8
 from tests.calibration.quant_support import run
 
 
@@ -15,7 +15,7 @@ from tests.calibration.quant_support import run
 def trained_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, tiny_spec) -> Path:  # type: ignore[no-untyped-def]
     import torch
 
-    from exporters.export import export_fp32
+    from resnext_deploy.exporters.export import export_fp32
     from tests.support.tiny import build_tiny
 
     model = build_tiny(tiny_spec)
@@ -28,8 +28,8 @@ def trained_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, tiny
 
 
 def _split(root: Path, split: str, spec):  # type: ignore[no-untyped-def]
-    from calibration.datasets import scan_images
-    from calibration.preprocess import load_images
+    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.calibration.preprocess import load_images
 
     return load_images(scan_images(root, split=split).records, spec.preprocess, progress=False)
 

@@ -16,7 +16,7 @@ def batch(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def tensorrt_and_gpu() -> tuple[bool, str]:
     """Whether TensorRT imports and a CUDA device is present (for gpu-marked tests)."""
-    from engines.cuda import has_cuda_device
+    from resnext_deploy.engines.cuda import has_cuda_device
 
     if importlib.util.find_spec("tensorrt") is None:
         return False, "tensorrt is not installed"

@@ -16,8 +16,8 @@ def test_every_module_imports_light_without_tensorrt() -> None:
         """
         import importlib, pkgutil, sys
         sys.modules["tensorrt"] = None  # makes `import tensorrt` fail like a missing install
-        import engines
-        names = [m.name for m in pkgutil.walk_packages(engines.__path__, "engines.")]
+        import resnext_deploy.engines as engines
+        names = [m.name for m in pkgutil.walk_packages(engines.__path__, "resnext_deploy.engines.")]
         for name in names:
             importlib.import_module(name)
         heavy = sorted(
@@ -35,8 +35,8 @@ def test_every_module_imports_light_without_tensorrt() -> None:
 
 
 def test_auto_falls_back_to_onnxruntime_with_reason() -> None:
-    from engines import resolve_backend
-    from engines.tensorrt import TensorRTBackend
+    from resnext_deploy.engines import resolve_backend
+    from resnext_deploy.engines.tensorrt import TensorRTBackend
 
     ok, why = TensorRTBackend().available()
     backend, reason = resolve_backend("auto")
@@ -48,8 +48,8 @@ def test_auto_falls_back_to_onnxruntime_with_reason() -> None:
 
 
 def test_tensorrt_without_tensorrt_or_gpu_names_the_extra() -> None:
-    from engines import get_backend
-    from engines.tensorrt import TensorRTBackend
+    from resnext_deploy.engines import get_backend
+    from resnext_deploy.engines.tensorrt import TensorRTBackend
     from resnext_deploy.errors import NotAvailableError
 
     if TensorRTBackend().available()[0]:
@@ -61,7 +61,7 @@ def test_tensorrt_without_tensorrt_or_gpu_names_the_extra() -> None:
 
 
 def test_unknown_backend_is_a_usage_error() -> None:
-    from engines import get_backend
+    from resnext_deploy.engines import get_backend
 
     with pytest.raises(UsageError, match="unknown backend 'tvm'"):
         get_backend("tvm")
@@ -80,7 +80,7 @@ def test_unknown_backend_is_a_usage_error() -> None:
     ],
 )
 def test_bad_build_options_are_usage_errors(kwargs: dict[str, object]) -> None:
-    from engines import BuildOptions
+    from resnext_deploy.engines import BuildOptions
 
     with pytest.raises(UsageError):
         BuildOptions(**kwargs)  # type: ignore[arg-type]

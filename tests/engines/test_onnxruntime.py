@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from engines_testlib import batch
 
-from engines import BuildOptions
-from engines.onnxruntime import OnnxRuntimeBackend
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import sha256_file
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from engines_testlib import batch, tensorrt_and_gpu
 
-from engines import BuildOptions
-from engines.onnxruntime import OnnxRuntimeBackend
-from engines.tensorrt import TensorRTBackend
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
+from resnext_deploy.engines.tensorrt import TensorRTBackend
 from resnext_deploy.errors import InputError
 
 pytestmark = pytest.mark.gpu

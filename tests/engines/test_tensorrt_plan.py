@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from engines_testlib import batch
 
-from engines import BuildOptions
-from engines.tensorrt import TensorRTBackend
-from engines.tensorrt.plan import TrtEnumSettings, TrustedRuntime, make_plan
-from engines.tensorrt.runner import TensorRTRunner
-from engines.tensorrt.sidecar import (
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.tensorrt import TensorRTBackend
+from resnext_deploy.engines.tensorrt.plan import TrtEnumSettings, TrustedRuntime, make_plan
+from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
+from resnext_deploy.engines.tensorrt.sidecar import (
     SIDECAR_FORMAT,
     TrtEnvironment,
     check_engine,

@@ -7,11 +7,11 @@ import onnx
 import pytest
 import torch
 
-from exporters.export import export_fp32
-from exporters.fold import count_batchnorms, fold_batchnorm
-from exporters.models import build_model
-from exporters.onnx_export import export_to_onnx, simplify
-from exporters.parity import check_parity, ort_session
+from resnext_deploy.exporters.export import export_fp32
+from resnext_deploy.exporters.fold import count_batchnorms, fold_batchnorm
+from resnext_deploy.exporters.models import build_model
+from resnext_deploy.exporters.onnx_export import export_to_onnx, simplify
+from resnext_deploy.exporters.parity import check_parity, ort_session
 from resnext_deploy.errors import DeployError
 from resnext_deploy.metadata import read_metadata
 

@@ -26,7 +26,7 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def tiny_weights(tiny_spec, tmp_path_factory):
     """Random tiny weights saved as a checkpoint (training is not needed for CLI behaviour)."""
-    from exporters.models import build_model
+    from resnext_deploy.exporters.models import build_model
 
     path = tmp_path_factory.mktemp("weights") / "tiny.pth"
     torch.save(build_model(tiny_spec, "random")[0].state_dict(), path)

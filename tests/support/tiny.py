@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.datasets import scan_images
-from calibration.preprocess import load_images
+from resnext_deploy.calibration.datasets import scan_images
+from resnext_deploy.calibration.preprocess import load_images
 from resnext_deploy.files import atomic_path
 from resnext_deploy.zoo import ModelSpec, PreprocessConfig
 
