@@ -18,8 +18,9 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.layout import PRECISIONS
 
-PRECISION_SUFFIXES = ("fp32", "fp16", "int8")
+PRECISION_SUFFIXES = PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,21 +16,13 @@ from typing import Any
 
 from resnext_deploy import console
 from resnext_deploy.errors import InputError, OutputError, UsageError
+from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME, artifact_name, stats_name
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
-PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 RECIPES = ("auto", "onnxruntime", "tensorrt")
 CALIB_METHODS = ("auto", "entropy", "minmax", "percentile")
-FP32_NAME = "model.onnx"
-CALIBRATION_DIR = "calibration"
-MANIFEST_NAME = "manifest.json"
-
-
-def artifact_name(precision: str) -> str:
-    """File name of a precision artifact inside an export directory."""
-    return FP32_NAME if precision == "fp32" else f"model.{precision}.onnx"
 
 
 @dataclass
@@ -125,7 +117,7 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     backend, backend_reason = resolve_backend(options.backend)
     recipe = backend.name if options.recipe == "auto" else options.recipe
     output = options.resolved_output()
-    prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), "report.json"))
+    prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), REPORT_NAME))
     report = new_report(command or [])
     report["model"] = spec.to_dict()
     report["precision"] = options.precision
@@ -227,7 +219,7 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
         records = select_subset(scan.records, calib.size, calib.seed)
         manifest = Manifest.from_records(records, root=scan.root, layout=scan.layout, seed=calib.seed, split=scan.split)
         description = scan.describe()
-    manifest_path = output / CALIBRATION_DIR / MANIFEST_NAME
+    manifest_path = output / CALIBRATION_MANIFEST
     manifest.write(manifest_path)
     console.err.print(f"[dim]calibration subset: {len(records)} of {description}[/]")
     loaded = load_images(records, spec.preprocess, workers=calib.workers, strict=calib.strict)
@@ -246,7 +238,7 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
         "skipped": len(loaded.skipped),
         "skipped_files": [{"file": name, "reason": reason} for name, reason in loaded.skipped],
     }
-    report["artifacts"]["calibration_manifest"] = f"{CALIBRATION_DIR}/{MANIFEST_NAME}"
+    report["artifacts"]["calibration_manifest"] = CALIBRATION_MANIFEST
     return manifest, loaded
 
 
@@ -269,11 +261,11 @@ def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, outp
             cache_dir=calib.cache_dir,
             calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
         )
-    stats_name = f"{CALIBRATION_DIR}/stats-{result.stats_file.name}"
-    shutil.copyfile(result.stats_file, output / stats_name)
-    report["quantization"] = result.to_dict() | {"path": artifact_name("int8"), "stats_file": stats_name}
+    stats = stats_name(result.stats_file.name)
+    shutil.copyfile(result.stats_file, output / stats)
+    report["quantization"] = result.to_dict() | {"path": artifact_name("int8"), "stats_file": stats}
     report["artifacts"]["int8"] = artifact_name("int8")
-    report["artifacts"]["calibration_stats"] = stats_name
+    report["artifacts"]["calibration_stats"] = stats
 
 
 def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:

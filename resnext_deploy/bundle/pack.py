@@ -21,10 +21,13 @@ from resnext_deploy.bundle.manifest import (
 )
 from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import atomic_path, sha256_file
+from resnext_deploy.layout import (
+    CALIBRATION_MANIFEST, FP32_NAME, REPORT_MD_NAME, REPORT_NAME, STATS_PREFIX, artifact_name,
+)
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: a constant, so bundles are reproducible
 GENERATED = (MANIFEST_NAME, PREPROCESS_NAME, CLASSES_NAME)
-TOP_LEVEL_EXTRA = ("report.json", "report.md")
+TOP_LEVEL_EXTRA = (REPORT_NAME, REPORT_MD_NAME)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,6 @@ def _artifact_metadata(directory: Path, artifact: str) -> dict[str, Any]:
 def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The manifest of an export directory whose bundle members (name -> file record) are ``members``."""
     from resnext_deploy import environment
-    from resnext_deploy.pipeline import FP32_NAME, artifact_name
-
     precision = str(report.get("precision", "fp32"))
     artifact = artifact_name(precision)
     metadata = _artifact_metadata(directory, artifact)
@@ -84,10 +85,10 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     report_env = report.get("environment", {})
     weights = report.get("weights") or metadata.get("weights") or {}
     artifacts: dict[str, Any] = {"fp32": FP32_NAME, "model": artifact, "preprocess": PREPROCESS_NAME, "classes": CLASSES_NAME}
-    for key, name in (("report", "report.json"), ("report_md", "report.md"), ("calibration_manifest", "calibration/manifest.json")):
+    for key, name in (("report", REPORT_NAME), ("report_md", REPORT_MD_NAME), ("calibration_manifest", CALIBRATION_MANIFEST)):
         if name in members:
             artifacts[key] = name
-    stats = [n for n in members if n.startswith("calibration/stats-")]
+    stats = [n for n in members if n.startswith(STATS_PREFIX)]
     if stats:
         artifacts["calibration_stats"] = stats
     return {
@@ -119,8 +120,6 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
 
 
 def _generated(directory: Path, report: dict[str, Any]) -> dict[str, bytes]:
-    from resnext_deploy.pipeline import artifact_name
-
     artifact = artifact_name(str(report.get("precision", "fp32")))
     if not (directory / artifact).is_file():
         raise InputError(f"{directory} has no {artifact} (precision {report.get('precision')!r} in report.json)",

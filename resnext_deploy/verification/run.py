@@ -9,6 +9,7 @@ from typing import Any
 
 from resnext_deploy import console
 from resnext_deploy.errors import GateFailed, InputError
+from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME
 from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_logits, load_eval_set
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
@@ -78,11 +79,11 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     model, precision = report["model"]["name"], report["precision"]
     gates = load_gates(model, precision, options.thresholds, options.gates_file)
     artifacts = report["artifacts"]
-    target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", "model.onnx"))
+    target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", FP32_NAME))
     if not target_onnx.is_file():
         raise InputError(f"{target_onnx} is missing from the export directory", hint="re-run `resnext-deploy export`")
     cfg = _preprocess(target_onnx)
-    manifest = directory / artifacts.get("calibration_manifest", "calibration/manifest.json")
+    manifest = directory / artifacts.get("calibration_manifest", CALIBRATION_MANIFEST)
     eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
                              manifest, options.random_eval_size)
 

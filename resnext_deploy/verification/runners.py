@@ -14,6 +14,7 @@ import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.layout import FP32_NAME, artifact_name
 
 
 @dataclass
@@ -88,7 +89,7 @@ def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) 
     """``model.onnx`` on ONNX Runtime (CPU unless the environment offers more)."""
     from resnext_deploy.engines import BuildOptions, get_backend
 
-    name = report.get("artifacts", {}).get("fp32", "model.onnx")
+    name = report.get("artifacts", {}).get("fp32", FP32_NAME)
     path = _existing(directory / name)
     runner = get_backend("onnxruntime").load(path, BuildOptions(precision="fp32", threads=threads))
     return Side(runner, {"kind": "onnx", "backend": "onnxruntime", "artifact": name, "precision": "fp32"})
@@ -100,7 +101,7 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
 
     precision = report.get("precision", "fp32")
     artifacts = report.get("artifacts", {})
-    onnx_name = artifacts.get(precision) or ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
+    onnx_name = artifacts.get(precision) or artifact_name(precision)
     onnx_path = _existing(directory / onnx_name)
     recorded = (report.get("engine") or {}).get("backend")
     chosen, reason = resolve_backend(backend or recorded or "onnxruntime")
