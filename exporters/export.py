@@ -66,6 +66,9 @@ def export_fp32(
     metadata: dict[str, Any],
     opset: int = 17,
     parity_batch_sizes: tuple[int, ...] = (1, 8),
+    simplify_graph: bool = True,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
 ) -> ExportResult:
     """Export ``model`` to ``output`` (written atomically only once every check has passed)."""
     seconds: dict[str, float] = {}
@@ -79,14 +82,18 @@ def export_fp32(
     seconds["export"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    proto, simplified = simplify(proto, input_size)
+    if simplify_graph:
+        proto, simplified = simplify(proto, input_size)
+    else:
+        nodes = len(proto.graph.node)
+        simplified = SimplifyResult(False, nodes, nodes, None, "simplification skipped (--no-simplify)")
     seconds["simplify"] = time.perf_counter() - start
 
     set_metadata(proto, metadata | {"opset": opset, "input_name": "input", "output_name": "logits"})
     data = proto.SerializeToString()
 
     start = time.perf_counter()
-    parity = check_parity(model, data, input_size, batch_sizes=parity_batch_sizes)
+    parity = check_parity(model, data, input_size, batch_sizes=parity_batch_sizes, atol=atol, rtol=rtol)
     seconds["parity"] = time.perf_counter() - start
     if not parity:
         raise ParityError(

@@ -52,10 +52,14 @@ class ExportOptions:
     weights: str = "pretrained"
     output: Path | None = None
     opset: int = 17
+    simplify: bool = True
+    atol: float = 1e-4  # parity vs PyTorch: |diff| <= atol + rtol * max|logit|
+    rtol: float = 1e-3
+    input_size: int | None = None  # one of the zoo's sizes; None = the zoo's default
     force: bool = False
     build_engine: bool = True
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    engine: Any = None  # engines.BuildOptions (batch profile, threads, TensorRT settings); None = defaults
     verify: Any = None  # a VerifyOptions: the run ends with verification and gates; None skips it
 
     def resolved_output(self) -> Path:
@@ -68,8 +72,11 @@ def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def validate(options: ExportOptions) -> ModelSpec:
-    """Check names, values and required inputs up front; return the zoo spec."""
+    """Check names, values and required inputs up front; return the zoo spec at the chosen input size."""
     spec = get_model_spec(options.model)
+    spec = dataclasses.replace(spec, preprocess=spec.preprocess_for(options.input_size))
+    if options.atol < 0 or options.rtol < 0:
+        raise UsageError("--atol and --rtol must not be negative", hint="the defaults are --atol 1e-4 --rtol 1e-3")
     _check_choice("precision", options.precision, PRECISIONS)
     _check_choice("backend", options.backend, BACKENDS)
     _check_choice("recipe", options.recipe, RECIPES)
@@ -182,11 +189,12 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
     }
     with console.stage("fold BatchNorm, export to ONNX, simplify, check parity"):
         exported = export_fp32(
-            model, output / FP32_NAME, input_size=spec.preprocess.input_size, metadata=metadata, opset=options.opset
+            model, output / FP32_NAME, input_size=spec.preprocess.input_size, metadata=metadata,
+            opset=options.opset, simplify_graph=options.simplify, atol=options.atol, rtol=options.rtol,
         )
     report["export"] = exported.to_dict()
     report["artifacts"]["fp32"] = FP32_NAME
-    if not exported.simplify.applied:
+    if not exported.simplify.applied and options.simplify:
         add_warning(report, exported.simplify.reason)
         console.warn(exported.simplify.reason)
 
@@ -271,7 +279,7 @@ def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, outp
 def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:
     from resnext_deploy.engines import BuildOptions
 
-    build_options = BuildOptions(precision=options.precision, **options.engine_options)
+    build_options = dataclasses.replace(options.engine or BuildOptions(), precision=options.precision)
     with console.stage(f"build the {backend.name} engine for {artifact.name}"):
         built = backend.build(artifact, build_options)
     report["engine"] = {"backend": backend.name, "reason": reason, "artifact": built.to_dict()}

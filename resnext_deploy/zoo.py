@@ -65,6 +65,26 @@ class ModelSpec:
     num_classes: int = 1000
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    test_preprocess: PreprocessConfig | None = None  # timm's test-time size (test_input_size, test_crop_pct)
+
+    @property
+    def input_sizes(self) -> tuple[int, ...]:
+        """Input resolutions this model's weights were evaluated at (timm's input_size and test_input_size)."""
+        sizes = [self.preprocess.input_size]
+        if self.test_preprocess is not None:
+            sizes.append(self.test_preprocess.input_size)
+        return tuple(sizes)
+
+    def preprocess_for(self, input_size: int | None) -> PreprocessConfig:
+        """The preprocessing at ``input_size`` (None: the default); other sizes are a ``UsageError``."""
+        if input_size is None or input_size == self.preprocess.input_size:
+            return self.preprocess
+        if self.test_preprocess is not None and input_size == self.test_preprocess.input_size:
+            return self.test_preprocess
+        raise UsageError(
+            f"{self.name} has no preprocessing for input size {input_size}",
+            hint=f"use one of: {', '.join(str(size) for size in self.input_sizes)} (timm's train and test sizes)",
+        )
 
     @property
     def timm_pretrained_name(self) -> str:
@@ -102,6 +122,7 @@ SEED_MODELS: tuple[ModelSpec, ...] = (
         top5=94.87,
         weights_source="timm (Hugging Face Hub timm/resnext50d_32x4d.bt_in1k), trained by Ross Wightman",
         description="ResNeXt-50 32x4d with deep stem and avg-pool downsample (ResNet-D)",
+        test_preprocess=PreprocessConfig(input_size=288, crop_pct=0.95, interpolation="bicubic"),
     ),
     _spec(
         name="resnext50_32x4d",
@@ -114,6 +135,7 @@ SEED_MODELS: tuple[ModelSpec, ...] = (
         top5=94.61,
         weights_source="timm (Hugging Face Hub timm/resnext50_32x4d.a1h_in1k), ResNet Strikes Back A1h recipe",
         description="ResNeXt-50 32x4d, timm weights",
+        test_preprocess=PreprocessConfig(input_size=288, crop_pct=1.0, interpolation="bicubic"),
     ),
     _spec(
         name="tv_resnext50_32x4d",

@@ -47,7 +47,7 @@ def main() -> None:
     export = ["export", args.model, "--weights", "random", "--precision", args.precision, "--backend", "onnxruntime",
               "--output", str(export_dir), "--force"]
     # export ends with verification: it calibrates on samples/train and evaluates on samples/val
-    export += ["--eval-data", str(samples), "--eval-size", "32", "--batch-sizes", "1,8", "--iterations", "10"]
+    export += ["--eval-data", str(samples), "--eval-size", "32", "--batch-sizes", "1,8", "--duration", "1"]
     if args.precision == "int8":
         export += ["--calib-data", str(samples), "--calib-size", "32", "--cache-dir", str(work / "cache")]
     verify = run("export and verify", export, ok_codes=(0, 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from resnext_deploy.cli.build import build
@@ -20,6 +22,32 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",  # help texts show "[default: ...]" and TOML "[tables]" literally
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from resnext_deploy import environment
+
+        typer.echo(f"resnext-deploy {environment.toolchain_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Say more: -v debug logs and tracebacks of "
+                                                                             "internal errors, -vv also the libraries' logs.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and results.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Everything -vv shows.")] = False,
+) -> None:
+    """Export ResNeXt classifiers to ONNX, FP16/INT8, ONNX Runtime and TensorRT; verify, gate and package them."""
+    from resnext_deploy import console
+
+    console.configure(2 if debug else -1 if quiet and not verbose else min(verbose, 2))
+
+
 app.command()(models)
 app.command()(export)
 app.command()(verify)

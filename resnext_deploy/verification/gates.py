@@ -26,6 +26,25 @@ DEFAULT_THRESHOLDS: dict[str, float] = {"max_top1_drop": 0.5}
 
 
 @dataclass(frozen=True)
+class GateThresholds:
+    """Thresholds given explicitly (flags or code); None leaves a gate to the gates file or the default.
+
+    Field names are the gate names of the TOML file and of report.json, and the flags spelled with dashes.
+    """
+
+    max_top1_drop: float | None = None
+    min_agreement: float | None = None
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    min_speedup: float | None = None
+    max_p99_ms: float | None = None
+
+    def given(self) -> dict[str, float]:
+        """The thresholds that were set."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
 class GateResult:
     """One checked gate: threshold, measured value, margin (positive = room left) and the verdict."""
 
@@ -127,7 +146,8 @@ def read_gates_file(path: Path, model: str, precision: str) -> tuple[dict[str, f
 
 
 def load_gates(
-    model: str, precision: str, flags: Mapping[str, float | None] | None = None, gates_file: Path | None = None
+    model: str, precision: str, flags: GateThresholds | Mapping[str, float | None] | None = None,
+    gates_file: Path | None = None,
 ) -> Gates:
     """Resolve thresholds: built-in defaults < gates file (defaults < model < model.precision) < explicit flags."""
     thresholds = dict(DEFAULT_THRESHOLDS)
@@ -136,7 +156,8 @@ def load_gates(
         values, where = read_gates_file(gates_file, model, precision)
         thresholds.update(values)
         sources.update(where)
-    for key, value in (flags or {}).items():
+    given = flags.given() if isinstance(flags, GateThresholds) else dict(flags or {})
+    for key, value in given.items():
         if key not in GATE_KINDS:
             raise UsageError(f"unknown gate {key!r}", hint=f"known gates: {', '.join(GATE_KINDS)}")
         if value is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,17 @@ RANDOM_NOTE = "latency measured on random inputs (data loading and preprocessing
 
 @dataclass
 class LatencyPlan:
-    """How long to measure each (runner, batch size) pair."""
+    """How long to measure each (runner, batch size) pair, as trtexec does.
+
+    A timed warm-up (at least one run), then timed runs until both ``duration`` seconds have
+    passed and ``iterations`` runs were made: cheap models get many samples, slow ones at least
+    ``iterations``, and the cost of a measurement is bounded by time rather than a run count.
+    """
 
     batch_sizes: tuple[int, ...]
-    warmup: int
-    iterations: int
-    duration: float | None
+    duration: float = 3.0
+    iterations: int = 10
+    warmup_s: float = 0.2
     seed: int = 0
 
 
@@ -36,22 +42,28 @@ def summarize(times_s: list[float], batch: int) -> dict[str, Any]:
     }
 
 
-def _measure(runner: Runner, feed: dict[str, np.ndarray], plan: LatencyPlan, advance: Any) -> list[float]:
-    for _ in range(plan.warmup):
-        runner.infer(feed)
+def timed_runs(run: Callable[[], float], plan: LatencyPlan, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Warm up for ``plan.warmup_s`` (one run at least), then time runs until the budget and the count are met.
+
+    ``run`` performs one inference and returns its own duration in seconds (the backend call alone).
+    """
+    end = clock() + plan.warmup_s
+    run()
+    while clock() < end:
+        run()
     times: list[float] = []
-    if plan.duration is not None:
-        end = time.perf_counter() + plan.duration
-        while time.perf_counter() < end or not times:
-            runner.infer(feed)
-            times.append(float(runner.last_inference_time or 0.0))
-        advance(plan.iterations or 1)
-        return times
-    for _ in range(plan.iterations):
-        runner.infer(feed)
-        times.append(float(runner.last_inference_time or 0.0))
-        advance(1)
+    end = clock() + plan.duration
+    while len(times) < max(plan.iterations, 1) or clock() < end:
+        times.append(run())
     return times
+
+
+def _measure(runner: Runner, feed: dict[str, np.ndarray], plan: LatencyPlan) -> list[float]:
+    def run() -> float:
+        runner.infer(feed)
+        return float(runner.last_inference_time or 0.0)
+
+    return timed_runs(run, plan)
 
 
 def random_feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -65,28 +77,26 @@ def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progres
     """Baseline and target latency per batch size and the target's speedup (baseline p50 / target p50)."""
     from resnext_deploy.console import progress_bar
 
-    per_pair = plan.iterations or 1
-    total = 2 * len(plan.batch_sizes) * per_pair
     per_batch: dict[str, Any] = {}
     rng = np.random.default_rng(plan.seed)
     with progress_bar(progress) as bar:
-        task = bar.add_task("latency", total=total)
+        task = bar.add_task("latency", total=2 * len(plan.batch_sizes))
         for batch in plan.batch_sizes:
             row: dict[str, Any] = {}
             for side, runner in (("baseline", baseline), ("target", target)):
                 bar.update(task, description=f"latency {side} batch {batch}")
                 try:
                     feed = random_feed(runner, batch, rng)
-                    row[side] = summarize(_measure(runner, feed, plan, lambda n: bar.advance(task, n)), batch)
+                    row[side] = summarize(_measure(runner, feed, plan), batch)
                 except InputError as exc:
                     row = {"skipped": f"batch {batch}: {exc.message}"}
-                    bar.advance(task, per_pair * (2 if side == "baseline" else 1))
+                    bar.advance(task, 2 if side == "baseline" else 1)
                     break
+                bar.advance(task, 1)
             if "skipped" not in row:
                 row["speedup"] = row["baseline"]["p50_ms"] / row["target"]["p50_ms"] if row["target"]["p50_ms"] > 0 else None
             per_batch[str(batch)] = row
     return {
-        "note": RANDOM_NOTE, "inputs": "random", "warmup": plan.warmup,
-        "iterations": plan.iterations if plan.duration is None else None, "duration_s": plan.duration,
-        "per_batch": per_batch,
+        "note": RANDOM_NOTE, "inputs": "random", "warmup_ms": plan.warmup_s * 1000.0,
+        "min_iterations": plan.iterations, "duration_s": plan.duration, "per_batch": per_batch,
     }

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnext_deploy.errors import UsageError
+from resnext_deploy.verification.gates import GateThresholds
 
 BASELINES = ("onnx", "torch")
-DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_BATCH_SIZES = (1, 8)
 
 
 def parse_batch_sizes(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
@@ -41,14 +42,15 @@ class VerifyOptions:
     baseline: str = "onnx"
     backend: str | None = None
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    iterations: int = 50
-    warmup: int = 5
-    duration: float | None = None
+    duration: float = 3.0  # seconds of timed runs per batch size and side, as trtexec's --duration
+    iterations: int = 10  # at least this many timed runs, as trtexec's --iterations
+    warmup_ms: float = 200.0  # untimed warm-up, as trtexec's --warmUp (at least one run)
+    latency: bool = True
     threads: int | None = None
     eval_batch_size: int = 32
     random_eval_size: int = 32
     gates_file: Path | None = None
-    thresholds: dict[str, float | None] = field(default_factory=dict)
+    thresholds: GateThresholds = field(default_factory=GateThresholds)
     junit: Path | None = None
     plot: bool = True
     progress: bool = True
@@ -59,10 +61,11 @@ class VerifyOptions:
         self.batch_sizes = parse_batch_sizes(self.batch_sizes)
         if self.eval_size <= 0:
             raise UsageError(f"--eval-size must be positive, got {self.eval_size}", hint="use e.g. --eval-size 500")
-        if self.iterations < 0 or self.warmup < 0:
-            raise UsageError("--iterations and --warmup must not be negative", hint="use --iterations 0 to skip latency")
-        if self.duration is not None and self.duration <= 0:
-            raise UsageError(f"--duration must be positive, got {self.duration}")
+        if self.iterations < 0 or self.warmup_ms < 0 or self.duration < 0:
+            raise UsageError("--iterations, --duration and --warmup-ms must not be negative",
+                             hint="use --no-latency to skip latency")
+        if isinstance(self.thresholds, dict):
+            self.thresholds = GateThresholds(**self.thresholds)
         if self.threads is not None and self.threads <= 0:
             raise UsageError(f"--threads must be positive, got {self.threads}", hint="omit --threads to use every core")
         if self.eval_batch_size <= 0 or self.random_eval_size <= 0:
@@ -70,4 +73,4 @@ class VerifyOptions:
 
     @property
     def measures_latency(self) -> bool:
-        return self.duration is not None or self.iterations > 0
+        return self.latency and (self.duration > 0 or self.iterations > 0)

@@ -99,7 +99,7 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
         console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
         accuracy = compare_logits(reference, produced, labels)
         if options.measures_latency:
-            plan = LatencyPlan(options.batch_sizes, options.warmup, options.iterations, options.duration, options.seed)
+            plan = LatencyPlan(options.batch_sizes, options.duration, options.iterations, options.warmup_ms / 1000.0, options.seed)
             latency = measure_latency(base_runner, target_runner, plan, progress=options.progress)
         target.description.update(_runner_facts(target_runner))
         baseline.description.update(_runner_facts(base_runner))

@@ -33,6 +33,23 @@ def test_seed_models_match_the_table(spec):
     assert cfg.crop_pct == spec.preprocess.crop_pct
     assert cfg.interpolation == spec.preprocess.interpolation
     assert tuple(cfg.mean) == spec.preprocess.mean and tuple(cfg.std) == spec.preprocess.std
+    if cfg.test_input_size is None:
+        assert spec.test_preprocess is None
+    else:
+        assert spec.test_preprocess is not None
+        assert cfg.test_input_size == (3, spec.test_preprocess.input_size, spec.test_preprocess.input_size)
+        assert cfg.test_crop_pct == spec.test_preprocess.crop_pct
+
+
+def test_input_size_override_is_limited_to_the_sizes_the_zoo_lists():
+    spec = get_model_spec("resnext50d_32x4d")
+    assert spec.preprocess_for(None) == spec.preprocess
+    assert spec.preprocess_for(288).input_size == 288 and spec.preprocess_for(288).crop_pct == 0.95
+    with pytest.raises(UsageError) as err:
+        spec.preprocess_for(300)
+    assert "224, 288" in err.value.hint
+    with pytest.raises(UsageError):
+        get_model_spec("tv_resnext50_32x4d").preprocess_for(288)
 
 
 def test_unknown_model_suggests_close_names():

@@ -122,7 +122,7 @@ def test_unwritable_output_exits_2(tiny_spec, tmp_path):
 def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, synthetic_imagenet, tmp_path):
     out = tmp_path / "int8"
     args = ["export", "resnext_tiny", "-p", "int8", "-w", tiny_checkpoint.checkpoint, "--calib-data",
-            synthetic_imagenet.root, "--calib-size", "40", "--cache-dir", tmp_path / "cache", "--iterations", "2",
+            synthetic_imagenet.root, "--calib-size", "40", "--cache-dir", tmp_path / "cache", "--iterations", "2", "--duration", "0",
             "--max-top1-drop", "1.0", "-o", out]
     result = invoke(*args)
     assert result.exit_code == 0, result.output

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 
 pytestmark = pytest.mark.slow
-FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--warmup", "1", "--eval-size", "100"]
+FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--duration", "0", "--warmup-ms", "0", "--eval-size", "100"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, s
 
 def test_unlabelled_data_reports_agreement_and_skips_top1_gate(app, export_dir: Path, unlabelled_folder: Path, tmp_path: Path) -> None:
     junit = tmp_path / "gates.xml"
-    result = _invoke(app, export_dir, "--eval-data", unlabelled_folder, "--iterations", 0, "--junit", junit)
+    result = _invoke(app, export_dir, "--eval-data", unlabelled_folder, "--no-latency", "--junit", junit)
     assert result.exit_code == 0, result.output
     report = _report(export_dir)
     accuracy = report["verification"]["accuracy"]
@@ -119,7 +119,7 @@ def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Pat
         "[defaults]\nmin_agreement = 1.5\nmax_top1_drop = 0.0\n\n"
         "[models.resnext_tiny.int8]\nmin_agreement = 0.5\nmax_top1_drop = 5.0\n"
     )
-    common = ["--eval-data", synthetic_imagenet.val, "--gates", gates, "--iterations", 0, "--eval-size", 60]
+    common = ["--eval-data", synthetic_imagenet.val, "--gates", gates, "--no-latency", "--eval-size", 60]
     result = _invoke(app, export_dir, *common)
     assert result.exit_code == 0, result.output
     report = _report(export_dir)
@@ -132,7 +132,7 @@ def test_gates_file_with_model_override_and_flag_precedence(app, export_dir: Pat
 
 
 def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, synthetic_imagenet) -> None:
-    result = _invoke(app, export_dir, "--eval-data", synthetic_imagenet.train, "--eval-size", 100000, "--iterations", 0)
+    result = _invoke(app, export_dir, "--eval-data", synthetic_imagenet.train, "--eval-size", 100000, "--no-latency")
     assert result.exit_code == 2
     assert "calibration images" in " ".join(result.output.split())
     assert "verification" not in _report(export_dir)
@@ -141,7 +141,7 @@ def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, synthe
 def test_no_eval_data_uses_random_inputs_and_torch_baseline(export_dir: Path) -> None:
     from resnext_deploy.verification import VerifyOptions, verify_directory
 
-    outcome = verify_directory(export_dir, VerifyOptions(baseline="torch", iterations=1, warmup=0, batch_sizes=(2,), progress=False))
+    outcome = verify_directory(export_dir, VerifyOptions(baseline="torch", iterations=1, duration=0, warmup_ms=0, batch_sizes=(2,), progress=False))
     ver = outcome.report["verification"]
     assert ver["eval_data"]["kind"] == "random" and ver["baseline"]["kind"] == "torch"
     assert any("NO EVALUATION DATA" in note for note in ver["notes"])
@@ -170,7 +170,7 @@ def test_batch_by_batch_evaluation_matches_one_batch(export_dir: Path, synthetic
     from resnext_deploy.verification import VerifyOptions, verify_directory
 
     def accuracy(batch_size: int) -> dict:
-        options = VerifyOptions(eval_data=synthetic_imagenet.val, eval_size=60, iterations=0, plot=False,
+        options = VerifyOptions(eval_data=synthetic_imagenet.val, eval_size=60, latency=False, plot=False,
                                 progress=False, eval_batch_size=batch_size)
         return verify_directory(export_dir, options).report["verification"]["accuracy"]
 
