@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from resnext_deploy import console
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import (
@@ -16,21 +20,28 @@ def package(
     format: BundleFormatOpt = BundleFormat.tar,  # noqa: A002 - the option is --format
     plan: TritonPlanOpt = False,
     force: ForceOpt = False,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="triton: the model's name in the repository "
+                                                   "[default: MODEL-PRECISION].", show_default=False)] = None,
+    max_batch_size: Annotated[int | None, typer.Option("--max-batch-size", min=1, help="triton: max_batch_size of the "
+                                                       "config [default: 32, or the engine profile's maximum].",
+                                                       show_default=False)] = None,
 ) -> None:
     """Pack export DIRECTORY (ONNX, precision artifact, engines, calibration records, report) with a checksummed manifest."""
     if format is BundleFormat.triton:
         from resnext_deploy.bundle.triton import package_triton
 
         with console.stage(f"write Triton model repository {output}"):
-            result = package_triton(directory, output, plan=plan, force=force)
+            result = package_triton(directory, output, plan=plan, force=force, model_name=model_name,
+                                    max_batch_size=max_batch_size)
         console.out.print(f"Triton model [bold]{result.model_name}[/] ({result.platform}, max_batch_size {result.max_batch_size})")
         console.out.print(f"  repository: {result.repository}")
         console.out.print(f"  serve with: tritonserver --model-repository {result.repository}")
         return
     from resnext_deploy.bundle import package_directory
 
-    if plan:
-        console.warn("--plan only applies to --format triton; ignored")
+    for flag, given in (("--plan", plan), ("--model-name", model_name), ("--max-batch-size", max_batch_size)):
+        if given:
+            console.warn(f"{flag} only applies to --format triton; ignored")
     with console.stage(f"pack {directory} into {output}"):
         result = package_directory(directory, output, force=force)
     manifest = result.manifest

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from resnext_deploy.cli._errors import handles_errors
-from resnext_deploy.cli._options import ExportDirArg, VerifyBackendOpt, VerifyThreadsOpt
+from resnext_deploy.cli._options import VerifyBackendOpt, VerifyThreadsOpt
 from resnext_deploy.cli.groups import EvaluationArgs, GateArgs, LatencyArgs, uses, verify_options
 
 
 @handles_errors
 @uses(evaluation=EvaluationArgs, latency=LatencyArgs, gates=GateArgs)
 def verify(
-    directory: ExportDirArg,
+    directory: Annotated[Path, typer.Argument(help="Export directory, or a bare .onnx file (its metadata_props are used).",
+                                              show_default=False)],
     evaluation: EvaluationArgs,
     latency: LatencyArgs,
     gates: GateArgs,
     backend: VerifyBackendOpt = None,
     threads: VerifyThreadsOpt = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Bare .onnx: the FP32 model to compare with "
+                                                   "[default: model.onnx beside it].", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Bare .onnx without metadata: the zoo model whose "
+                                              "preprocessing to use.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Bare .onnx: where the reports go "
+                                                "[default: NAME.verify/ beside it].", show_default=False)] = None,
 ) -> None:
     """Compare DIRECTORY's artifact with its FP32 baseline (accuracy, latency), check the gates, write reports.
 
@@ -25,7 +37,8 @@ def verify(
     from resnext_deploy.verification.outputs import print_summary
 
     options = verify_options(evaluation, latency, gates, threads,
-                             backend=backend.value if backend is not None else None)
+                             backend=backend.value if backend is not None else None, reference=reference, model=model,
+                             output=output)
     outcome = verify_directory(directory, options)
     print_summary(outcome.report)
     outcome.raise_for_gates()

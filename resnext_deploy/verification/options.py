@@ -52,6 +52,9 @@ class VerifyOptions:
     gates_file: Path | None = None
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     junit: Path | None = None
+    reference: Path | None = None  # bare .onnx only: the FP32 model to compare with
+    model: str | None = None  # bare .onnx only: zoo entry for a graph without metadata
+    output: Path | None = None  # bare .onnx only: where the reports go
     plot: bool = True
     progress: bool = True
 

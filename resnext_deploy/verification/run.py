@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
-from resnext_deploy.errors import GateFailed, InputError
+from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME
 from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_logits, load_eval_set
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, load_gates
@@ -41,14 +41,17 @@ class VerifyOutcome:
             )
 
 
-def _preprocess(path: Path) -> Any:
+def _preprocess(path: Path, report: dict[str, Any]) -> Any:
+    """The artifact's own preprocessing; for a bare graph without one, the zoo entry's."""
     from resnext_deploy.metadata import read_metadata
     from resnext_deploy.zoo import PreprocessConfig
 
     meta = read_metadata(path)
-    if "preprocess" not in meta:
-        raise InputError(f"{path} carries no preprocess metadata", hint="re-export it with `resnext-deploy export`")
-    return PreprocessConfig.from_dict(meta["preprocess"])
+    if "preprocess" in meta:
+        return PreprocessConfig.from_dict(meta["preprocess"])
+    if (report.get("source") or {}).get("kind") == "onnx":
+        return PreprocessConfig.from_dict(report["model"]["preprocess"])
+    raise InputError(f"{path} carries no preprocess metadata", hint="re-export it with `resnext-deploy export`")
 
 
 def _open_directory(directory: Path) -> dict[str, Any]:
@@ -56,12 +59,26 @@ def _open_directory(directory: Path) -> dict[str, Any]:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"{directory} is not a directory", hint="pass the output directory of `resnext-deploy export`")
+        raise InputError(f"{directory} is not a directory or an .onnx file",
+                         hint="pass the output directory of `resnext-deploy export`, or an ONNX file")
     report = read_report(directory)
     for key in ("model", "precision", "artifacts"):
         if key not in report:
             raise InputError(f"{directory / 'report.json'} has no {key!r}", hint="re-run `resnext-deploy export`")
     return report
+
+
+def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, Any], list[str]]:
+    """(outputs folder, report, notes) of an export directory or of a bare ``.onnx`` file."""
+    if path.is_file() and path.suffix == ".onnx":
+        from resnext_deploy.verification.bare import bare_report, default_output, prepare_output
+
+        report, notes = bare_report(path, options.reference, options.model)
+        return prepare_output(options.output or default_output(path)), report, notes
+    if options.reference is not None or options.model is not None:
+        raise UsageError("--reference and --model apply to a bare .onnx file only",
+                         hint="an export directory's report.json names its FP32 model")
+    return path, _open_directory(path), []
 
 
 def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
@@ -74,15 +91,14 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     from resnext_deploy.verification import outputs
     from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
 
-    directory = Path(directory)
-    report = _open_directory(directory)
+    directory, report, bare_notes = _open_target(Path(directory), options)
     model, precision = report["model"]["name"], report["precision"]
     gates = load_gates(model, precision, options.thresholds, options.gates_file)
     artifacts = report["artifacts"]
     target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", FP32_NAME))
     if not target_onnx.is_file():
         raise InputError(f"{target_onnx} is missing from the export directory", hint="re-run `resnext-deploy export`")
-    cfg = _preprocess(target_onnx)
+    cfg = _preprocess(target_onnx, report)
     manifest = directory / artifacts.get("calibration_manifest", CALIBRATION_MANIFEST)
     eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
                              manifest, options.random_eval_size)
@@ -104,7 +120,7 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
         target.description.update(_runner_facts(target_runner))
         baseline.description.update(_runner_facts(base_runner))
 
-    notes: list[str] = []
+    notes: list[str] = list(bare_notes)
     if eval_set.source["kind"] == "random":
         notes.append(eval_set.source["note"])
         console.warn(eval_set.source["note"])

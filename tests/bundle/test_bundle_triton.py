@@ -68,3 +68,14 @@ def test_triton_config_text_max_batch(export_dir: Path, tmp_path: Path, max_batc
 
     result = package_triton(export_dir, tmp_path / "repo", max_batch_size=max_batch, model_name="m")
     assert text_format.Parse(result.config, model_config_pb2().ModelConfig()).max_batch_size == max_batch
+
+
+def test_triton_model_name_and_max_batch_size_from_the_cli(export_dir: Path, tmp_path: Path, cli) -> None:
+    from google.protobuf import text_format
+
+    repo = tmp_path / "repo"
+    result = runner.invoke(cli, ["package", str(export_dir), "--output", str(repo), "--format", "triton",
+                                 "--model-name", "rx_edge", "--max-batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    config = text_format.Parse((repo / "rx_edge" / "config.pbtxt").read_text(), model_config_pb2().ModelConfig())
+    assert config.name == "rx_edge" and config.max_batch_size == 4

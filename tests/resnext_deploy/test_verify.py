@@ -179,3 +179,33 @@ def test_batch_by_batch_evaluation_matches_one_batch(export_dir: Path, synthetic
     for key in ("baseline_top1", "target_top1", "top1_agreement"):
         assert small[key] == large[key]
     assert small["mean_cosine"] == pytest.approx(large["mean_cosine"], abs=1e-6)
+
+
+def test_bare_int8_onnx_verifies_against_the_model_onnx_beside_it(app, export_dir: Path, synthetic_imagenet,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "bare"
+    result = _invoke(app, export_dir / "model.int8.onnx", "--eval-data", synthetic_imagenet.val, "--no-latency",
+                     "--eval-size", 60, "--max-top1-drop", 5, "--output", out)
+    assert result.exit_code == 0, result.output
+    report = _report(out)
+    assert report["precision"] == "int8" and report["source"]["kind"] == "onnx"
+    assert report["verification"]["accuracy"]["images"] == 60
+    assert any("model.onnx beside the artifact" in note for note in report["verification"]["notes"])
+    assert report["verification"]["eval_data"]["checked_disjoint_from"]  # the export's calibration manifest was found
+    before = _report(export_dir)["created"]
+    assert _report(export_dir)["created"] == before  # the export's own report is untouched
+
+
+def test_bare_onnx_without_reference_or_model_metadata_is_bad_input(app, export_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copyfile(export_dir / "model.int8.onnx", lonely / "model.int8.onnx")
+    result = _invoke(app, lonely / "model.int8.onnx", "--no-latency")
+    assert result.exit_code == 2 and "--reference" in result.output
+    proto = onnx.load(str(export_dir / "model.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(lonely / "foreign.onnx"))
+    result = _invoke(app, lonely / "foreign.onnx", "--no-latency")
+    assert result.exit_code == 2 and "--model" in result.output

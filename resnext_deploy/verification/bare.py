@@ -1,0 +1,76 @@
+"""Verify a bare ONNX file, as polygraphy and trtexec take one: its metadata stands in for report.json.
+
+The artifact's own ``metadata_props`` give model, precision and preprocessing; a graph without
+them takes its preprocessing from the zoo entry named by ``--model`` (said so in the report).
+The FP32 reference is ``--reference FILE``, else the ``model.onnx`` beside the file.
+Outputs go to a folder of their own (``<name>.verify/`` beside the file unless ``--output``),
+so a bare check never overwrites an export directory's report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
+
+
+def default_output(onnx_path: Path) -> Path:
+    """``dir/model.int8.onnx`` -> ``dir/model.int8.verify``."""
+    return onnx_path.with_name(onnx_path.stem + ".verify")
+
+
+def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
+    precision = metadata.get("precision")
+    if precision in PRECISIONS:
+        return str(precision)
+    suffix = Path(onnx_path.stem).suffix.lstrip(".")
+    return suffix if suffix in PRECISIONS else "fp32"
+
+
+def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[dict[str, Any], list[str]]:
+    """An in-memory report for ``onnx_path`` (absolute artifact paths) and the notes saying what was assumed."""
+    from resnext_deploy.metadata import read_metadata
+    from resnext_deploy.report import new_report
+    from resnext_deploy.zoo import get_model_spec
+
+    onnx_path = onnx_path.resolve()
+    metadata = read_metadata(onnx_path)
+    notes: list[str] = [f"bare ONNX file {onnx_path.name}: model and precision from its metadata_props"]
+    name = metadata.get("model_name") or model
+    if name is None:
+        raise UsageError(f"{onnx_path} carries no model metadata",
+                         hint="pass --model NAME (a zoo model) so its preprocessing can be used")
+    spec = get_model_spec(str(name))
+    if "preprocess" not in metadata:
+        notes.append(f"preprocessing from the zoo entry {spec.name} (the graph carries none)")
+    precision = _precision(onnx_path, metadata)
+    if reference is None:
+        reference = onnx_path if precision == "fp32" else onnx_path.with_name(FP32_NAME)
+        if precision != "fp32":
+            notes.append(f"FP32 reference: {reference.name} beside the artifact")
+    if not Path(reference).is_file():
+        raise InputError(f"no FP32 reference for {onnx_path.name}: {reference} does not exist",
+                         hint="pass --reference FP32.onnx (the model the artifact was made from)")
+    report = new_report([])
+    report.update(
+        model=spec.to_dict() | {"name": spec.name}, precision=precision,
+        weights=metadata.get("weights") or {},
+        artifacts={"fp32": str(Path(reference).resolve()), precision: str(onnx_path)},
+        source={"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())},
+    )
+    manifest = onnx_path.parent / CALIBRATION_MANIFEST
+    if manifest.is_file():
+        report["artifacts"]["calibration_manifest"] = str(manifest)
+    return report, notes
+
+
+def prepare_output(directory: Path) -> Path:
+    """Create the outputs folder of a bare check; refuse one that holds an export."""
+    if (directory / REPORT_NAME).is_file() and not (directory / ".bare-verify").is_file():
+        raise UsageError(f"{directory} holds an export's {REPORT_NAME}; a bare check would overwrite it",
+                         hint="pass --output to another folder, or verify the export directory itself")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ".bare-verify").touch()
+    return directory
