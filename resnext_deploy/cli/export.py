@@ -8,7 +8,7 @@ from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import (
     Backend, BackendOpt, CacheDirOpt, CalibDataOpt, CalibManifestOpt, CalibMethod, CalibMethodOpt, CalibSizeOpt,
     ForceOpt, GroupedOpt, HardwareCompatOpt, LabelsFileOpt, MaxBatchOpt, MinBatchOpt, ModelArg, NoEngineOpt,
-    OpsetOpt, OptBatchOpt, OutputDirOpt, Precision, PrecisionOpt, RecipeOpt, SeedOpt, StrictOpt,
+    OpsetOpt, OptBatchOpt, OutputDirOpt, Precision, PrecisionOpt, Recipe, RecipeOpt, SeedOpt, StrictOpt,
     ThreadsOpt, TimingCacheOpt, VersionCompatOpt, WeightsOpt, WorkspaceOpt,
     BatchSizesOpt, EvalDataOpt, EvalSizeOpt, GatesFileOpt, IterationsOpt, JunitOpt, MaxTop1DropOpt,
     MinAgreementOpt, MinCosineOpt, NoVerifyOpt,
@@ -33,7 +33,7 @@ def export(
     calib_method: CalibMethodOpt = CalibMethod.auto,
     seed: SeedOpt = 0,
     strict: StrictOpt = False,
-    recipe: RecipeOpt = Backend.auto,
+    recipe: RecipeOpt = Recipe.auto,
     keep_grouped_float: GroupedOpt = None,
     cache_dir: CacheDirOpt = None,
     threads: ThreadsOpt = None,
