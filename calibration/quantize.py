@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from resnext_deploy.calibration.recipes import Recipe, get_recipe, grouped_conv_nodes
+from resnext_deploy.calibration.recipes import DEFAULT_RECIPE, Recipe, get_recipe, grouped_conv_nodes
 from resnext_deploy.calibration.stats_cache import CachedStats, StatsCache, StatsKey
 from resnext_deploy.calibration.statistics import (
     DEFAULT_PERCENTILE,
@@ -72,7 +72,7 @@ def quantize_int8(
     *,
     manifest_sha256: str,
     method: str = "entropy",
-    recipe: str | Recipe = "onnxruntime",
+    recipe: str | Recipe = DEFAULT_RECIPE,
     keep_grouped_float: bool | None = None,
     percentile: float = DEFAULT_PERCENTILE,
     cache_dir: str | os.PathLike[str] | None = None,

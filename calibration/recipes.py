@@ -21,6 +21,7 @@ from typing import Any
 from resnext_deploy.errors import UsageError
 
 RECIPES = ("onnxruntime", "tensorrt")
+DEFAULT_RECIPE = RECIPES[0]
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,32 @@
-"""Builders and runners behind one interface: ONNX Runtime (CPU default) and TensorRT (GPU).
+"""Builders and runners behind one interface, one folder per backend, registered in ``registry.py``.
 
-Importing this package loads no backend library; ``onnxruntime``, ``tensorrt``, ``polygraphy``
-and CUDA are imported inside the functions that need them.
+Importing this package loads no backend library; ``onnxruntime``, ``openvino``, ``tensorrt``,
+``polygraphy`` and CUDA are imported inside the functions that need them.
 """
 
-from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, Runner, TensorSpec
-from resnext_deploy.engines.select import BACKEND_NAMES, get_backend, resolve_backend
+from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, EngineSpec, Runner, TensorSpec
+from resnext_deploy.engines.registry import (
+    DEFAULT_BACKEND, REGISTRY, backend_names, default_recipe, get_spec, recipe_names, resolve_recipe, spec_for_sidecar,
+)
+from resnext_deploy.engines.select import BACKEND_NAMES, auto_rule, get_backend, resolve_backend
 
 __all__ = [
     "BACKEND_NAMES",
+    "DEFAULT_BACKEND",
+    "REGISTRY",
     "Backend",
     "BuildOptions",
     "BuiltArtifact",
+    "EngineSpec",
     "Runner",
     "TensorSpec",
+    "auto_rule",
+    "backend_names",
+    "default_recipe",
     "get_backend",
+    "get_spec",
+    "recipe_names",
     "resolve_backend",
+    "resolve_recipe",
+    "spec_for_sidecar",
 ]

@@ -11,7 +11,7 @@ import abc
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -216,6 +216,45 @@ class Runner(abc.ABC):
         outputs = self._run(checked)
         self.last_inference_time = time.perf_counter() - start
         return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class TritonEntry:
+    """How Triton serves this backend's artifact: ``platform`` or ``backend``, the file and its source."""
+
+    model_file: str  # name inside the version folder: "model.onnx", "model.plan"
+    serves: str  # "onnx": the bundle's precision ONNX; "engine": the recorded engine artifact
+    platform: str | None = None  # Triton `platform:` (onnxruntime_onnx, tensorrt_plan)
+    backend: str | None = None  # Triton `backend:` (openvino)
+    instance_kind: str = "KIND_AUTO"
+    parameters: Callable[[str], Mapping[str, str]] | None = None  # precision -> config.pbtxt `parameters`
+    default_model_filename: str | None = None  # when the backend's own default file name differs
+    default_when_recorded: bool = True  # serve it by default when the bundle records this engine
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """What the rest of the toolchain may know about one backend."""
+
+    name: str
+    title: str  # for people: "ONNX Runtime"
+    make: Callable[[], Any]  # -> a Backend (engines.base.Backend); imports the backend package lazily
+    install_hint: str
+    default_recipe: str  # the INT8 Q/DQ recipe `--recipe auto` picks for this backend (calibration/recipes.py)
+    sidecar_suffix: str  # the engine sidecar's file name ends with this
+    loads_from_onnx: bool  # load(precision ONNX) finds its own cache/sidecar, or compiles in memory
+    target_record: Callable[[dict[str, Any], str], dict[str, Any]]  # (sidecar, sidecar name) -> bundle target
+    target_mismatch: Callable[[Path, dict[str, Any]], str | None]  # (bundle dir, target) -> why it cannot run here
+    describe_target: Callable[[dict[str, Any]], str]  # one line for `inspect`
+    rebuild_hint: str  # the command that rebuilds this backend's engine in a bundle
+    triton: TritonEntry | None = None
+    auto_precisions: tuple[str, ...] = ()  # precisions for which `auto` prefers it when available (see auto_rule)
+    auto_machines: tuple[str, ...] = ()  # platform.machine() values where that preference was measured; () = any
+    packages: tuple[str, ...] = ()  # distribution names whose versions reports record
+
+    def backend(self) -> Any:
+        """A fresh Backend object."""
+        return self.make()
 
 
 @runtime_checkable

@@ -1,48 +1,66 @@
-"""Pick a backend by name; ``auto`` prefers TensorRT where it really can run and says why."""
+"""Pick a backend by name; ``auto`` follows a fixed rule over the registry and says why in one line.
+
+The rule (``auto_rule``): walk ``REGISTRY`` in order and take the first backend that prefers the
+artifact's precision on this kind of machine (``EngineSpec.auto_precisions``/``auto_machines``, set
+from measurements, see docs/DESIGN.md) and is available here; otherwise the default backend (ONNX
+Runtime), which runs everywhere. No timing run happens per export.
+"""
 
 from __future__ import annotations
 
+import platform
+
 from resnext_deploy.engines.base import Backend
-from resnext_deploy.errors import UsageError
+from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, backend_names, get_spec
+from resnext_deploy.errors import NotAvailableError, UsageError
 
-BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt")
-
-
-def _make(name: str) -> Backend:
-    if name == "onnxruntime":
-        from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend()
-    from resnext_deploy.engines.tensorrt import TensorRTBackend
-
-    return TensorRTBackend()
+BACKEND_NAMES = backend_names()
 
 
-def resolve_backend(name: str) -> tuple[Backend, str]:
-    """The backend for ``name`` and a one-line reason, e.g. ``auto: onnxruntime (tensorrt not installed)``.
+def _require(name: str) -> Backend:
+    """The named backend, or ``NotAvailableError`` (exit 2) saying why and how to install it."""
+    spec = get_spec(name)
+    backend = spec.backend()
+    ok, why = backend.available()
+    if not ok:
+        raise NotAvailableError(f"{spec.title} backend is not available: {why}", hint=spec.install_hint)
+    return backend
 
-    ``tensorrt`` where TensorRT or a GPU is missing raises ``NotAvailableError`` naming the extra.
+
+def auto_rule(precision: str | None = None, machine: str | None = None) -> tuple[Backend, str]:
+    """The backend ``auto`` means here for ``precision`` (None: any), and the one-line reason."""
+    machine = machine or platform.machine()
+    skipped: list[str] = []
+    for spec in REGISTRY.values():
+        if spec.name == DEFAULT_BACKEND:
+            break
+        if precision is not None and precision not in spec.auto_precisions:
+            skipped.append(f"{spec.name} measured no faster at {precision}")
+            continue
+        if spec.auto_machines and machine not in spec.auto_machines:
+            skipped.append(f"{spec.name} measured only on {'/'.join(spec.auto_machines)}")
+            continue
+        backend = spec.backend()
+        ok, why = backend.available()
+        if ok:
+            return backend, f"{AUTO}: {spec.name} ({why})"
+        skipped.append(why)
+    default = _require(DEFAULT_BACKEND)
+    return default, f"{AUTO}: {DEFAULT_BACKEND}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
+def resolve_backend(name: str, precision: str | None = None) -> tuple[Backend, str]:
+    """The backend for ``name`` and a one-line reason, e.g. ``auto: onnxruntime (openvino not installed)``.
+
+    A named backend that cannot run here raises ``NotAvailableError`` naming how to install it.
     """
     if name not in BACKEND_NAMES:
         raise UsageError(f"unknown backend {name!r}", hint=f"use one of: {', '.join(BACKEND_NAMES)}")
-    if name == "auto":
-        tensorrt = _make("tensorrt")
-        ok, why = tensorrt.available()
-        if ok:
-            return tensorrt, f"auto: tensorrt ({why})"
-        return _make("onnxruntime"), f"auto: onnxruntime ({why})"
-    backend = _make(name)
-    if name == "tensorrt":
-        backend.require_available()  # type: ignore[attr-defined]
-    else:
-        ok, why = backend.available()
-        if not ok:
-            from resnext_deploy.errors import NotAvailableError
-
-            raise NotAvailableError(f"ONNX Runtime backend is not available: {why}", hint="pip install resnext-deploy")
-    return backend, f"{name}: requested"
+    if name == AUTO:
+        return auto_rule(precision)
+    return _require(name), f"{name}: requested"
 
 
-def get_backend(name: str) -> Backend:
-    """The backend for ``name`` (``auto``, ``onnxruntime`` or ``tensorrt``); see ``resolve_backend``."""
-    return resolve_backend(name)[0]
+def get_backend(name: str, precision: str | None = None) -> Backend:
+    """The backend for ``name`` (``auto`` or a registered name); see ``resolve_backend``."""
+    return resolve_backend(name, precision)[0]

@@ -7,14 +7,15 @@ import platform
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim",
-            "onnxconverter-common", "polygraphy", "tensorrt", "numpy")
+PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxconverter-common", "numpy")
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers (absent ones are left out)."""
+    """Installed versions of the packages that shape the numbers, every backend's included (absent ones left out)."""
+    from resnext_deploy.engines.registry import package_names
+
     versions = {}
-    for name in PACKAGES:
+    for name in dict.fromkeys((*PACKAGES, *package_names())):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -20,8 +20,6 @@ from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, R
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-RECIPES = ("auto", "onnxruntime", "tensorrt")
 CALIB_METHODS = ("auto", "entropy", "minmax", "percentile")
 
 
@@ -73,13 +71,15 @@ def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate(options: ExportOptions) -> ModelSpec:
     """Check names, values and required inputs up front; return the zoo spec at the chosen input size."""
+    from resnext_deploy.engines import backend_names, recipe_names
+
     spec = get_model_spec(options.model)
     spec = dataclasses.replace(spec, preprocess=spec.preprocess_for(options.input_size))
     if options.atol < 0 or options.rtol < 0:
         raise UsageError("--atol and --rtol must not be negative", hint="the defaults are --atol 1e-4 --rtol 1e-3")
     _check_choice("precision", options.precision, PRECISIONS)
-    _check_choice("backend", options.backend, BACKENDS)
-    _check_choice("recipe", options.recipe, RECIPES)
+    _check_choice("backend", options.backend, backend_names())
+    _check_choice("recipe", options.recipe, recipe_names())
     calib = options.calibration
     _check_choice("calibration method", calib.method, CALIB_METHODS)
     if options.precision == "int8" and calib.data is None:
@@ -118,11 +118,11 @@ def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> 
 
 def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Run the whole export job; return the output directory and the report written there."""
-    from resnext_deploy.engines import resolve_backend
+    from resnext_deploy.engines import resolve_backend, resolve_recipe
 
     spec = validate(options)
-    backend, backend_reason = resolve_backend(options.backend)
-    recipe = backend.name if options.recipe == "auto" else options.recipe
+    backend, backend_reason = resolve_backend(options.backend, options.precision)
+    recipe = resolve_recipe(options.recipe, backend.name)
     output = options.resolved_output()
     prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), REPORT_NAME))
     report = new_report(command or [])

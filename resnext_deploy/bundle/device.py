@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from resnext_deploy.bundle.manifest import MANIFEST_NAME, file_record, read_manifest, target_of, verify_bundle
+from resnext_deploy.bundle.manifest import MANIFEST_NAME, file_record, read_manifest, targets_of, verify_bundle
 from resnext_deploy.bundle.open import OpenedBundle, check_result
 from resnext_deploy.bundle.unpack import safe_extract
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, UsageError
 from resnext_deploy.files import sha256_file, write_json
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+DEFAULT_MAX_BATCH = 32
 
 
 def unpacked_dir_for(archive: Path) -> Path:
@@ -66,7 +67,9 @@ def _recorded(manifest: dict[str, Any], backend: str) -> dict[str, Any] | None:
 
 
 def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any] | None) -> str | None:
-    """Why the engine recorded for ``backend`` cannot run here, or None when it can be reused (engines' sidecar checks)."""
+    """Why the engine recorded for ``backend`` cannot run here, or None when it can be reused (the backend's own check)."""
+    from resnext_deploy.engines.registry import get_spec
+
     if recorded is None or not recorded.get("artifact"):
         return f"the bundle has no {backend} engine for precision {bundle.manifest.get('precision')}"
     sidecar_path = bundle.listed(recorded["sidecar"])
@@ -75,25 +78,14 @@ def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any]
     source_sha = (sidecar.get("source_onnx") or {}).get("sha256")
     if source_sha != sha256_file(bundle.artifact("model")):
         return f"{recorded['artifact']} was built from another ONNX file than {bundle.manifest['artifacts']['model']}"
-    if backend == "onnxruntime":
-        from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
-
-        return OrtEnvironment.current().mismatch(sidecar)
-    from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
-
-    engine = bundle.directory / recorded["artifact"]
-    try:
-        check_engine(engine, read_sidecar(engine), TrtEnvironment.current(), engine.read_bytes())
-    except DeployError as exc:
-        return exc.message
-    return None
+    return get_spec(backend).target_mismatch(bundle.directory, recorded)
 
 
 def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str]) -> dict[str, Any]:
     """Re-record every listed file plus ``added`` ones, and the targets their sidecars describe; write atomically."""
     names = sorted({f["path"] for f in manifest["files"]} | set(added))
     manifest["files"] = [file_record(directory, name) for name in names]
-    manifest["targets"] = [t for name in names if name.endswith((".onnxruntime.json", ".engine.json")) if (t := target_of(directory, name))]
+    manifest["targets"] = targets_of(directory, names)
     write_json(directory / MANIFEST_NAME, manifest)
     return manifest
 
@@ -104,7 +96,7 @@ def build_bundle(bundle: Path, backend: str = "auto", output: Path | None = None
 
     directory = unpack_for_device(Path(bundle), output)
     opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle))
-    chosen, why = resolve_backend(backend)
+    chosen, why = resolve_backend(backend, opened.manifest.get("precision"))
     recorded = _recorded(opened.manifest, chosen.name)
     mismatch = target_mismatch(opened, chosen.name, recorded)
     if mismatch is None and recorded is not None:
@@ -159,23 +151,35 @@ def load_image(path: Path, cfg: Any) -> np.ndarray:
 
 
 def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
-    """(runner, backend name, reason, max batch) for the bundle's model on this machine."""
-    from resnext_deploy.engines import get_backend, resolve_backend
+    """(runner, backend name, reason, max batch) for the bundle's model on this machine.
 
-    chosen, why = resolve_backend(backend)
-    if chosen.name == "tensorrt":
-        recorded = _recorded(bundle.manifest, "tensorrt")
-        mismatch = target_mismatch(bundle, "tensorrt", recorded)
-        if mismatch is None and recorded is not None:
-            profile = next(iter((recorded.get("profile") or {}).values()), {})
-            max_batch = int((profile.get("max") or [32])[0])
-            return chosen.load(bundle.directory / recorded["artifact"]), chosen.name, why, max_batch
-        if backend == "tensorrt":
-            raise NotAvailableError(f"no TensorRT engine in the bundle runs here: {mismatch}",
-                                    hint="run `resnext-deploy build BUNDLE --backend tensorrt` on this machine first")
-        why = f"auto: onnxruntime (TensorRT is here but {mismatch}; run `resnext-deploy build` for an engine)"
-        chosen = get_backend("onnxruntime")
-    return chosen.load(bundle.artifact("model")), chosen.name, why, 32
+    A recorded engine that fits this machine is loaded; a backend that compiles from ONNX loads the
+    bundle's ONNX (and says why its recorded engine was not used); one that needs a built engine
+    (TensorRT) without a fitting one is an error when asked for by name, else ``auto`` takes the default.
+    """
+    from resnext_deploy.engines import DEFAULT_BACKEND, get_backend, get_spec, resolve_backend
+
+    chosen, why = resolve_backend(backend, bundle.manifest.get("precision"))
+    spec = get_spec(chosen.name)
+    recorded = _recorded(bundle.manifest, chosen.name)
+    mismatch = target_mismatch(bundle, chosen.name, recorded)
+    if mismatch is None and recorded is not None:
+        max_batch = _max_batch(recorded)
+        artifact = bundle.artifact("model") if spec.loads_from_onnx else bundle.directory / recorded["artifact"]
+        return chosen.load(artifact), chosen.name, why, max_batch
+    if not spec.loads_from_onnx:
+        if backend == chosen.name:
+            raise NotAvailableError(f"no {spec.title} engine in the bundle runs here: {mismatch}",
+                                    hint=f"run `{spec.rebuild_hint}` on this machine first")
+        why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
+        chosen = get_backend(DEFAULT_BACKEND)
+    return chosen.load(bundle.artifact("model")), chosen.name, why, DEFAULT_MAX_BATCH
+
+
+def _max_batch(recorded: dict[str, Any]) -> int:
+    """The largest batch a recorded engine takes (its profile's max), else ``DEFAULT_MAX_BATCH``."""
+    profile = next(iter((recorded.get("profile") or {}).values()), {})
+    return int((profile.get("max") or [DEFAULT_MAX_BATCH])[0])
 
 
 def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backend: str = "auto") -> PredictResult:

@@ -157,33 +157,23 @@ def tensor_specs(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:
     """The target an engine sidecar records (backend, versions, CPU or GPU), or None for a file that is no sidecar."""
+    from resnext_deploy.engines.registry import spec_for_sidecar
+
+    spec = spec_for_sidecar(sidecar_name)
+    if spec is None:
+        return None
     try:
         sidecar = json.loads((directory / sidecar_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(sidecar, dict):
+    if not isinstance(sidecar, dict) or sidecar.get("backend") != spec.name:
         return None
-    if sidecar.get("backend") == "onnxruntime":
-        return {
-            "backend": "onnxruntime",
-            "artifact": (sidecar.get("optimized_graph") or {}).get("path"),
-            "sidecar": sidecar_name,
-            "precision": sidecar.get("precision"),
-            "onnxruntime_version": sidecar.get("onnxruntime_version"),
-            "providers": sidecar.get("providers"),
-            "cpu": sidecar.get("cpu"),
-        }
-    if sidecar.get("backend") == "tensorrt":
-        engine = (sidecar.get("engine") or {}).get("path")
-        return {
-            "backend": "tensorrt",
-            "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,
-            "sidecar": sidecar_name,
-            "precision": sidecar.get("precision"),
-            "tensorrt_version": sidecar.get("tensorrt_version"),
-            "gpu": sidecar.get("gpu"),
-            "profile": sidecar.get("profile"),
-            "hardware_compatibility_level": sidecar.get("hardware_compatibility_level"),
-            "version_compatible": (sidecar.get("options") or {}).get("version_compatible", False),
-        }
-    return None
+    return spec.target_record(sidecar, sidecar_name)
+
+
+def targets_of(directory: Path, names: Any) -> list[dict[str, Any]]:
+    """The targets recorded by the engine sidecars among ``names`` (files of ``directory``), in name order."""
+    from resnext_deploy.engines.registry import sidecar_suffixes
+
+    suffixes = sidecar_suffixes()
+    return [t for name in sorted(names) if name.endswith(suffixes) if (t := target_of(directory, name))]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.bundle.manifest import (
-    CLASSES_NAME, MANIFEST_NAME, PREPROCESS_NAME, SCHEMA, SCHEMA_VERSION, file_record, target_of, tensor_specs,
+    CLASSES_NAME, MANIFEST_NAME, PREPROCESS_NAME, SCHEMA, SCHEMA_VERSION, file_record, targets_of, tensor_specs,
 )
 from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import atomic_path, sha256_file
@@ -81,7 +81,7 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     artifact = artifact_name(precision)
     metadata = _artifact_metadata(directory, artifact)
     input_spec, output_spec = tensor_specs(directory / artifact)
-    targets = [t for name in members if name.endswith((".onnxruntime.json", ".engine.json")) if (t := target_of(directory, name))]
+    targets = targets_of(directory, members)
     report_env = report.get("environment", {})
     weights = report.get("weights") or metadata.get("weights") or {}
     artifacts: dict[str, Any] = {"fp32": FP32_NAME, "model": artifact, "preprocess": PREPROCESS_NAME, "classes": CLASSES_NAME}

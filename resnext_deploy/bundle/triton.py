@@ -1,7 +1,9 @@
 """`package --format triton`: a Triton Inference Server model repository for the same artifact.
 
-Layout (Triton's model repository docs): ``REPO/<model>/config.pbtxt`` and ``REPO/<model>/1/model.onnx``
-(``model.plan`` for a TensorRT engine), with ``labels.txt`` for Triton's classification extension.
+Layout (Triton's model repository docs): ``REPO/<model>/config.pbtxt`` and ``REPO/<model>/1/<file>``,
+with ``labels.txt`` for Triton's classification extension. Which Triton platform or backend serves it,
+and which file, is the engine's ``TritonEntry`` in the registry: by default the bundle's recorded engine
+when its entry says so, else the default backend's; ``plan`` serves the bundle's compiled engine.
 The batch dimension is implicit (``max_batch_size`` > 0), so dims omit it.
 """
 
@@ -45,17 +47,23 @@ def _dims(shape: list[Any], what: str) -> list[int]:
     return dims
 
 
-def config_text(manifest: dict[str, Any], name: str, platform: str, max_batch_size: int) -> str:
-    """``config.pbtxt`` for the bundle's model (Triton ModelConfig in protobuf text format)."""
+def config_text(manifest: dict[str, Any], name: str, entry: Any, max_batch_size: int) -> str:
+    """``config.pbtxt`` for the bundle's model served by Triton ``entry`` (ModelConfig in protobuf text format)."""
     inp, out = manifest["input"], manifest["output"]
     in_type, out_type = _NP_TO_TRITON.get(inp["dtype"]), _NP_TO_TRITON.get(out["dtype"])
     if in_type is None or out_type is None:
         raise InputError(f"no Triton type for input {inp['dtype']} / output {out['dtype']}")
     in_dims = ", ".join(str(d) for d in _dims(inp["shape"], "input"))
     out_dims = ", ".join(str(d) for d in _dims(out["shape"], "output"))
-    instance = "KIND_GPU" if platform == "tensorrt_plan" else "KIND_AUTO"
+    serving = f'platform: "{entry.platform}"' if entry.platform else f'backend: "{entry.backend}"'
+    if entry.default_model_filename:
+        serving += f'\ndefault_model_filename: "{entry.default_model_filename}"'
+    parameters = "".join(
+        f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+        for key, value in (entry.parameters(manifest["precision"]) if entry.parameters else {}).items()
+    )
     return f"""name: "{name}"
-platform: "{platform}"
+{serving}
 max_batch_size: {max_batch_size}
 input [
   {{
@@ -73,17 +81,46 @@ output [
     label_filename: "labels.txt"
   }}
 ]
-instance_group [ {{ kind: {instance} }} ]
+instance_group [ {{ kind: {entry.instance_kind} }} ]
 dynamic_batching {{ }}
 version_policy: {{ latest: {{ num_versions: 1 }} }}
-"""
+{parameters}"""
+
+
+def serving_backend(manifest: dict[str, Any], backend: str | None = None, plan: bool = False) -> tuple[Any, dict[str, Any] | None]:
+    """(engine spec, recorded target or None) that Triton serves the bundle with.
+
+    ``backend`` names it; ``plan`` asks for the bundle's compiled engine (a backend whose Triton entry
+    serves its engine file); by default the first recorded engine whose entry is served by default,
+    else the default backend on the ONNX model.
+    """
+    from resnext_deploy.engines.registry import DEFAULT_BACKEND, REGISTRY, get_spec
+
+    recorded = {t.get("backend"): t for t in manifest.get("targets", [])
+                if t.get("artifact") and t.get("precision") in (None, manifest.get("precision"))}
+    if backend is not None:
+        spec = get_spec(backend)
+    elif plan:
+        spec = next(s for s in REGISTRY.values() if s.triton and s.triton.serves == "engine")
+    else:
+        spec = next((s for s in REGISTRY.values() if s.triton and s.triton.default_when_recorded and s.name in recorded),
+                    get_spec(DEFAULT_BACKEND))
+    if spec.triton is None:
+        raise InputError(f"Triton has no backend for {spec.title} artifacts", hint="package with another --backend")
+    target = recorded.get(spec.name)
+    if spec.triton.serves == "engine" and target is None:
+        raise InputError(f"the bundle has no {spec.title} engine for precision {manifest.get('precision')}",
+                         hint=f"build one first (`{spec.rebuild_hint}` on the target machine)"
+                         + (", or drop --plan" if plan else ""))
+    return spec, target
 
 
 def write_triton_repository(
     bundle_dir: Path, manifest: dict[str, Any], repository: Path, *, generated: dict[str, bytes] | None = None,
-    plan: bool = False, model_name: str | None = None, max_batch_size: int | None = None, force: bool = False,
+    plan: bool = False, backend: str | None = None, model_name: str | None = None, max_batch_size: int | None = None,
+    force: bool = False,
 ) -> TritonResult:
-    """Write ``repository/<model>/`` from a bundle's files (ONNX model, or its TensorRT engine with ``plan``).
+    """Write ``repository/<model>/`` from a bundle's files, served by the backend ``serving_backend`` picks.
 
     ``generated`` holds bundle files not on disk (classes.txt, preprocess.json when packing an export folder).
     """
@@ -94,20 +131,21 @@ def write_triton_repository(
         return generated[file_name] if file_name in generated else (bundle_dir / file_name).read_bytes()
 
     name = model_name or model_name_for(manifest)
-    if plan:
-        target = next((t for t in manifest.get("targets", []) if t.get("backend") == "tensorrt" and t.get("artifact")), None)
-        if target is None:
-            raise InputError(f"{bundle_dir} has no TensorRT engine for a tensorrt_plan model",
-                             hint="build one with `resnext-deploy export --backend tensorrt` on a GPU, or drop --plan")
-        source, file_name, platform = bundle_dir / target["artifact"], "model.plan", "tensorrt_plan"
+    spec, target = serving_backend(manifest, backend, plan)
+    entry = spec.triton
+    file_name = entry.model_file
+    platform = entry.platform or entry.backend
+    if entry.serves == "engine":
+        assert target is not None
+        source = bundle_dir / target["artifact"]
         profile_max = next(iter((target.get("profile") or {}).values()), {}).get("max") or [DEFAULT_MAX_BATCH]
         batch = max_batch_size or int(profile_max[0])
         if batch > int(profile_max[0]):
             raise InputError(f"max batch {batch} exceeds the engine's profile maximum {profile_max[0]}")
     else:
-        source, file_name, platform = bundle_dir / manifest["artifacts"]["model"], "model.onnx", "onnxruntime_onnx"
+        source = bundle_dir / manifest["artifacts"]["model"]
         batch = max_batch_size or DEFAULT_MAX_BATCH
-    config = config_text(manifest, name, platform, batch)
+    config = config_text(manifest, name, entry, batch)
     repository = Path(repository)
     model_dir = repository / name
     if model_dir.exists() and not force:

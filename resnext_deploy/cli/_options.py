@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from resnext_deploy.engines.registry import backend_names, recipe_names
+
 
 class Precision(str, enum.Enum):
     fp32 = "fp32"
@@ -15,16 +17,20 @@ class Precision(str, enum.Enum):
     int8 = "int8"
 
 
-class Backend(str, enum.Enum):
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
+def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A str Enum whose members are ``values`` (Typer shows them as the option's choices)."""
+    return enum.Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
+
+
+Backend = _choices("Backend", backend_names())  # read from the registry (engines/registry.py)
+Recipe = _choices("Recipe", recipe_names())
 
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo model name (see `resnext-deploy models`).", show_default=False)]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", "-p", help="Precision of the deployed artifact.")]
 BackendOpt = Annotated[
-    Backend, typer.Option("--backend", "-b", help="auto: TensorRT when it and a GPU are present, else ONNX Runtime.")
+    Backend, typer.Option("--backend", "-b", help="Engine; auto: a GPU engine where one runs, else the CPU engine measured "
+                          "fastest for the precision (docs/DESIGN.md), else ONNX Runtime; it says why.")
 ]
 WeightsOpt = Annotated[
     str,

@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from resnext_deploy.cli._options import Backend, Baseline, CalibMethod
+from resnext_deploy.cli._options import Baseline, CalibMethod, Recipe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,10 +123,10 @@ class CalibrationArgs:
         bool, typer.Option("--strict", help="Fail on unreadable images instead of skipping them.", rich_help_panel=_CALIB)
     ] = False
     recipe: Annotated[
-        Backend,
+        Recipe,
         typer.Option("--recipe", help="INT8 Q/DQ recipe; auto: the backend's (a TensorRT recipe made on a CPU machine is portable).",
                      rich_help_panel=_CALIB),
-    ] = Backend.auto
+    ] = Recipe.auto
     keep_grouped_float: Annotated[
         bool | None,
         typer.Option("--keep-grouped-float/--quantize-grouped", help="Leave grouped 3x3 convs in float [default: the recipe's].",

@@ -11,11 +11,10 @@ from resnext_deploy.cli._options import BundleArg, JsonOpt
 
 
 def _target_line(target: dict[str, Any]) -> str:
-    if target["backend"] == "onnxruntime":
-        cpu = target.get("cpu") or {}
-        return f"ONNX Runtime {target.get('onnxruntime_version')} on {cpu.get('model') or cpu.get('machine')} ({', '.join(target.get('providers') or [])})"
-    gpu = target.get("gpu") or {}
-    return f"TensorRT {target.get('tensorrt_version')} on {gpu.get('name')} (compute capability {gpu.get('compute_capability')})"
+    from resnext_deploy.engines.registry import REGISTRY
+
+    spec = REGISTRY.get(str(target.get("backend")))
+    return spec.describe_target(target) if spec else f"{target.get('backend')} (unknown to this resnext-deploy)"
 
 
 def print_manifest(manifest: dict[str, Any], verified: set[str]) -> None:

@@ -86,29 +86,33 @@ def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None)
 
 
 def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) -> Side:
-    """``model.onnx`` on ONNX Runtime (CPU unless the environment offers more)."""
-    from resnext_deploy.engines import BuildOptions, get_backend
+    """``model.onnx`` on the default backend (ONNX Runtime: CPU unless the environment offers more)."""
+    from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend
 
     name = report.get("artifacts", {}).get("fp32", FP32_NAME)
     path = _existing(directory / name)
-    runner = get_backend("onnxruntime").load(path, BuildOptions(precision="fp32", threads=threads))
-    return Side(runner, {"kind": "onnx", "backend": "onnxruntime", "artifact": name, "precision": "fp32"})
+    runner = get_backend(DEFAULT_BACKEND).load(path, BuildOptions(precision="fp32", threads=threads))
+    return Side(runner, {"kind": "onnx", "backend": DEFAULT_BACKEND, "artifact": name, "precision": "fp32"})
 
 
 def target_side(directory: Path, report: dict[str, Any], backend: str | None, threads: int | None) -> Side:
-    """The precision artifact on ``backend`` (default: the one recorded in report["engine"])."""
-    from resnext_deploy.engines import BuildOptions, resolve_backend
+    """The precision artifact on ``backend`` (default: the one recorded in report["engine"]).
+
+    A backend that loads from ONNX finds its own saved engine next to the artifact (or compiles in
+    memory and says why); one that needs a built engine uses the recorded one or builds it here.
+    """
+    from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend
 
     precision = report.get("precision", "fp32")
     artifacts = report.get("artifacts", {})
     onnx_name = artifacts.get(precision) or artifact_name(precision)
     onnx_path = _existing(directory / onnx_name)
     recorded = (report.get("engine") or {}).get("backend")
-    chosen, reason = resolve_backend(backend or recorded or "onnxruntime")
+    chosen, reason = resolve_backend(backend or recorded or DEFAULT_BACKEND, precision)
     options = BuildOptions(precision=precision, threads=threads)
     load_from: Path = onnx_path
     engine_name = artifacts.get("engine")
-    if chosen.name != "onnxruntime":
+    if not get_spec(chosen.name).loads_from_onnx:
         if engine_name and recorded == chosen.name:
             load_from = _existing(directory / engine_name)
         else:

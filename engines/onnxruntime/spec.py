@@ -1,0 +1,65 @@
+"""ONNX Runtime's registry entry: the CPU default that runs everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.layout import PRECISIONS
+
+NAME = "onnxruntime"
+SIDECAR_SUFFIX = ".onnxruntime.json"
+
+
+def _make() -> Any:
+    from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend()
+
+
+def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
+    """The bundle's record of a saved optimized graph: ORT version, providers and CPU it was optimized for."""
+    return {
+        "backend": NAME,
+        "artifact": (sidecar.get("optimized_graph") or {}).get("path"),
+        "sidecar": sidecar_name,
+        "precision": sidecar.get("precision"),
+        "onnxruntime_version": sidecar.get("onnxruntime_version"),
+        "providers": sidecar.get("providers"),
+        "cpu": sidecar.get("cpu"),
+    }
+
+
+def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
+    """Why the recorded optimized graph cannot be used on this machine, or None."""
+    from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
+
+    sidecar = json.loads((directory / target["sidecar"]).read_text(encoding="utf-8"))
+    return OrtEnvironment.current().mismatch(sidecar)
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    """``ONNX Runtime 1.31.1 on AMD EPYC (CPUExecutionProvider)``."""
+    cpu = target.get("cpu") or {}
+    return (f"ONNX Runtime {target.get('onnxruntime_version')} on {cpu.get('model') or cpu.get('machine')} "
+            f"({', '.join(target.get('providers') or [])})")
+
+
+SPEC = EngineSpec(
+    name=NAME,
+    title="ONNX Runtime",
+    make=_make,
+    install_hint="pip install resnext-deploy (it depends on onnxruntime, or onnxruntime-gpu on x86-64 Linux)",
+    default_recipe="onnxruntime",
+    sidecar_suffix=SIDECAR_SUFFIX,
+    loads_from_onnx=True,
+    target_record=target_record,
+    target_mismatch=target_mismatch,
+    describe_target=describe_target,
+    rebuild_hint=f"resnext-deploy build BUNDLE --backend {NAME}",
+    triton=TritonEntry(model_file="model.onnx", serves="onnx", platform="onnxruntime_onnx"),
+    auto_precisions=PRECISIONS,
+    packages=("onnxruntime", "onnxruntime-gpu"),
+)

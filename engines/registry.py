@@ -1,0 +1,73 @@
+"""Every backend, registered once: the CLI's choices, bundles, Triton export and verification read this.
+
+Modelled on MMDeploy's backend managers and Polygraphy's ``backend/<name>/`` folders: a backend is
+one folder under ``engines/`` whose ``spec.py`` declares an :class:`~resnext_deploy.engines.base.EngineSpec` (name, availability,
+build/load through its ``Backend``, sidecar naming, bundle target record and mismatch check, default
+INT8 recipe, Triton entry), plus one line in ``REGISTRY`` below. The order of ``REGISTRY`` is the
+order in which ``--backend auto`` considers them. Nothing here imports a backend library.
+"""
+
+from __future__ import annotations
+
+from resnext_deploy.engines.base import EngineSpec
+from resnext_deploy.engines.onnxruntime.spec import SPEC as ONNXRUNTIME
+from resnext_deploy.engines.tensorrt.spec import SPEC as TENSORRT
+from resnext_deploy.errors import UsageError
+
+AUTO = "auto"
+
+
+REGISTRY: dict[str, EngineSpec] = {
+    TENSORRT.name: TENSORRT,  # NVIDIA GPUs: first wherever it really runs
+    ONNXRUNTIME.name: ONNXRUNTIME,  # everywhere else: the default
+}
+DEFAULT_BACKEND = ONNXRUNTIME.name
+
+
+def backend_names(*, with_auto: bool = True) -> tuple[str, ...]:
+    """``--backend`` choices: ``auto`` then every registered backend."""
+    return ((AUTO,) if with_auto else ()) + tuple(REGISTRY)
+
+
+def recipe_names(*, with_auto: bool = True) -> tuple[str, ...]:
+    """``--recipe`` choices: ``auto`` (the backend's default recipe) then every INT8 recipe."""
+    from resnext_deploy.calibration.recipes import RECIPES
+
+    return ((AUTO,) if with_auto else ()) + tuple(RECIPES)
+
+
+def get_spec(name: str) -> EngineSpec:
+    """The registered spec of backend ``name``; ``UsageError`` listing the choices otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UsageError(f"unknown backend {name!r}", hint=f"use one of: {', '.join(backend_names())}") from None
+
+
+def default_recipe(backend: str) -> str:
+    """The INT8 recipe `--recipe auto` means for ``backend`` (``auto`` -> the default backend's)."""
+    return get_spec(DEFAULT_BACKEND if backend == AUTO else backend).default_recipe
+
+
+def resolve_recipe(recipe: str, backend: str) -> str:
+    """``--recipe`` as given, or the backend's default for ``auto``; ``UsageError`` for an unknown one."""
+    if recipe == AUTO:
+        return default_recipe(backend)
+    if recipe not in recipe_names(with_auto=False):
+        raise UsageError(f"unknown recipe {recipe!r}", hint=f"use one of: {', '.join(recipe_names())}")
+    return recipe
+
+
+def spec_for_sidecar(file_name: str) -> EngineSpec | None:
+    """The backend whose engine sidecars are named like ``file_name``, or None."""
+    return next((spec for spec in REGISTRY.values() if file_name.endswith(spec.sidecar_suffix)), None)
+
+
+def sidecar_suffixes() -> tuple[str, ...]:
+    """Every backend's sidecar suffix (to find engine sidecars among a directory's files)."""
+    return tuple(spec.sidecar_suffix for spec in REGISTRY.values())
+
+
+def package_names() -> tuple[str, ...]:
+    """Distribution names of every backend's libraries, for the environment record."""
+    return tuple(name for spec in REGISTRY.values() for name in spec.packages)

@@ -1,0 +1,75 @@
+"""TensorRT's registry entry: NVIDIA GPUs, engines checked against their sidecar before use."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT
+from resnext_deploy.layout import PRECISIONS
+
+NAME = "tensorrt"
+SIDECAR_SUFFIX = ".engine.json"
+
+
+def _make() -> Any:
+    from resnext_deploy.engines.tensorrt.backend import TensorRTBackend
+
+    return TensorRTBackend()
+
+
+def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
+    """The bundle's record of an engine: TensorRT version, GPU, profile and compatibility flags."""
+    engine = (sidecar.get("engine") or {}).get("path")
+    return {
+        "backend": NAME,
+        "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,
+        "sidecar": sidecar_name,
+        "precision": sidecar.get("precision"),
+        "tensorrt_version": sidecar.get("tensorrt_version"),
+        "gpu": sidecar.get("gpu"),
+        "profile": sidecar.get("profile"),
+        "hardware_compatibility_level": sidecar.get("hardware_compatibility_level"),
+        "version_compatible": (sidecar.get("options") or {}).get("version_compatible", False),
+    }
+
+
+def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
+    """Why the recorded engine cannot run on this machine (version, GPU, damaged file), or None."""
+    from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+    from resnext_deploy.errors import DeployError
+
+    engine = directory / target["artifact"]
+    try:
+        check_engine(engine, read_sidecar(engine), TrtEnvironment.current(), engine.read_bytes())
+    except DeployError as exc:
+        return exc.message
+    return None
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    """``TensorRT 10.9 on NVIDIA L4 (compute capability 8.9)``."""
+    gpu = target.get("gpu") or {}
+    return f"TensorRT {target.get('tensorrt_version')} on {gpu.get('name')} (compute capability {gpu.get('compute_capability')})"
+
+
+SPEC = EngineSpec(
+    name=NAME,
+    title="TensorRT",
+    make=_make,
+    install_hint=INSTALL_HINT,
+    default_recipe="tensorrt",
+    sidecar_suffix=SIDECAR_SUFFIX,
+    loads_from_onnx=False,
+    target_record=target_record,
+    target_mismatch=target_mismatch,
+    describe_target=describe_target,
+    rebuild_hint=f"resnext-deploy build BUNDLE --backend {NAME}",
+    # a plan runs only on the GPU and TensorRT it was built for, so it is served only when asked (--plan)
+    triton=TritonEntry(model_file="model.plan", serves="engine", platform="tensorrt_plan", instance_kind="KIND_GPU",
+                       default_when_recorded=False),
+    auto_precisions=PRECISIONS,
+    packages=("tensorrt", "polygraphy"),
+)
