@@ -1,4 +1,5 @@
-"""`resnext-deploy build`: on the target device, build (or reuse) the engine for this machine inside the bundle."""
+"""`resnext-deploy build`: on the target device, build (or reuse) the engine for this machine inside a bundle,
+or build one from a bare ONNX file, as trtexec and polygraphy do."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from resnext_deploy.cli.groups import EngineArgs, uses
 @uses(engine=EngineArgs)
 def build(bundle: BundleArg, engine: EngineArgs, backend: BackendOpt = Backend.auto, output: UnpackDirOpt = None) -> None:
     """Build the engine for this machine from BUNDLE's ONNX, or reuse the bundled one when its recorded target matches.
+    BUNDLE may also be a bare .onnx file: the engine and its sidecar are written beside it.
 
     The engine options (batch profile, threads, TensorRT workspace, timing cache) apply to a new build.
     """
     from resnext_deploy.bundle import build_bundle
+
+    if bundle.suffix == ".onnx" and bundle.is_file():
+        _build_bare(bundle, engine, backend.value, output)
+        return
 
     with console.stage(f"build {bundle} for this machine"):
         result = build_bundle(bundle, backend.value, output, options=engine.to_build_options())
@@ -24,3 +30,17 @@ def build(bundle: BundleArg, engine: EngineArgs, backend: BackendOpt = Backend.a
     console.out.print(f"{verb} [bold]{result.backend}[/] engine {result.artifact} ({result.reason})")
     console.out.print(f"  bundle folder: {result.directory} (manifest.json updated)" if result.action == "built"
                       else f"  bundle folder: {result.directory}")
+
+
+def _build_bare(onnx_path, engine: EngineArgs, backend: str, output) -> None:  # type: ignore[no-untyped-def]
+    """Engine + sidecar for a bare ONNX file (precision from its metadata or name), beside it or in --output."""
+    from resnext_deploy.engines import resolve_backend
+    from resnext_deploy.engines.base import model_metadata
+
+    precision = model_metadata(onnx_path).get("precision")
+    chosen, why = resolve_backend(backend, precision)
+    console.err.print(f"[dim]{why}[/]")
+    with console.stage(f"build the {chosen.name} engine for {onnx_path.name}"):
+        built = chosen.build(onnx_path, engine.to_build_options(precision), output_dir=output)
+    console.out.print(f"built [bold]{chosen.name}[/] engine {built.path}")
+    console.out.print(f"  sidecar: {built.sidecar}")
