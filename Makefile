@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench bench-export bench-quant bench-engines clean
+.PHONY: install demo test test-fast bench bench-export bench-e2e bench-quant bench-engines clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ bench: install
 
 bench-export: install
 	$(PY) bench/bench_export.py
+
+bench-e2e: install
+	$(PY) bench/bench_e2e.py
 
 bench-quant: install
 	$(PY) bench/bench_quant.py
