@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resnext_deploy.exporters.fold import fold_batchnorm
-from resnext_deploy.exporters.onnx_export import SimplifyResult, export_to_onnx, op_counts, simplify
+from resnext_deploy.exporters.onnx_export import (
+    DEFAULT_EXPORTER,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SimplifyResult,
+    export_to_onnx,
+    op_counts,
+    resolve_opset,
+    simplify,
+)
 from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityResult, check_parity, compare, random_inputs
 from resnext_deploy.errors import ParityError
 from resnext_deploy.files import sha256_file, write_bytes
@@ -24,6 +33,7 @@ class ExportResult:
 
     path: Path
     sha256: str
+    exporter: str  # "dynamo" | "torchscript": which torch.onnx exporter made the graph
     opset: int
     size_bytes: int
     batchnorms_folded: int
@@ -37,6 +47,7 @@ class ExportResult:
         return {
             "path": self.path.name,
             "sha256": self.sha256,
+            "exporter": self.exporter,
             "opset": self.opset,
             "size_bytes": self.size_bytes,
             "batchnorm": {"folded": self.batchnorms_folded, "remaining": self.op_counts.get("BatchNormalization", 0),
@@ -64,13 +75,18 @@ def export_fp32(
     *,
     input_size: int,
     metadata: dict[str, Any],
-    opset: int = 17,
+    opset: int | None = None,
+    exporter: str = DEFAULT_EXPORTER,
     parity_batch_sizes: tuple[int, ...] = (1, 8),
     simplify_graph: bool = True,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
 ) -> ExportResult:
-    """Export ``model`` to ``output`` (written atomically only once every check has passed)."""
+    """Export ``model`` to ``output`` (written atomically only once every check has passed).
+
+    ``exporter`` picks torch's dynamo or TorchScript ONNX exporter; ``opset=None`` takes its default.
+    """
+    opset = resolve_opset(exporter, opset)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     folded = fold_batchnorm(model)
@@ -78,7 +94,7 @@ def export_fp32(
     seconds["fold"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    proto = export_to_onnx(folded.model, input_size, opset)
+    proto = export_to_onnx(folded.model, input_size, opset, exporter)
     seconds["export"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -89,7 +105,9 @@ def export_fp32(
         simplified = SimplifyResult(False, nodes, nodes, None, "simplification skipped (--no-simplify)")
     seconds["simplify"] = time.perf_counter() - start
 
-    set_metadata(proto, metadata | {"opset": opset, "input_name": "input", "output_name": "logits"})
+    set_metadata(
+        proto, metadata | {"opset": opset, "exporter": exporter, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME}
+    )
     data = proto.SerializeToString()
 
     start = time.perf_counter()
@@ -105,6 +123,7 @@ def export_fp32(
     return ExportResult(
         path=output,
         sha256=sha256_file(output),
+        exporter=exporter,
         opset=opset,
         size_bytes=output.stat().st_size,
         batchnorms_folded=folded.batchnorms_before,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
-from resnext_deploy.errors import DeployError
+from resnext_deploy.errors import UsageError
 
 if TYPE_CHECKING:
     import onnx
@@ -17,34 +17,83 @@ if TYPE_CHECKING:
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-DEFAULT_OPSET = 17
-MIN_OPSET = 13  # per-channel QuantizeLinear (axis) needs opset 13
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_EXPORTER = "dynamo"
+# torch's dynamo exporter implements opset 18+ only and cannot convert these graphs down (ReduceMean's
+# axes became an input in 18); the TorchScript exporter's graphs were tested at 17. 13 is the floor
+# for per-channel QuantizeLinear (axis).
+DEFAULT_OPSETS = {"dynamo": 18, "torchscript": 17}
+MIN_OPSETS = {"dynamo": 18, "torchscript": 13}
+DEFAULT_OPSET = DEFAULT_OPSETS[DEFAULT_EXPORTER]
 
 
-def export_to_onnx(model: torch.nn.Module, input_size: int, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def resolve_opset(exporter: str, opset: int | None) -> int:
+    """The opset ``exporter`` writes for a requested ``opset`` (None: its default); UsageError when it cannot."""
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown ONNX exporter {exporter!r}", hint=f"choose one of: {', '.join(EXPORTERS)}")
+    if opset is None:
+        return DEFAULT_OPSETS[exporter]
+    if opset < MIN_OPSETS[exporter]:
+        other = "" if exporter == "torchscript" else "; --exporter torchscript writes opset 13-17"
+        raise UsageError(
+            f"opset {opset} is too old for the {exporter} exporter",
+            hint=f"use --opset {MIN_OPSETS[exporter]} or newer (default {DEFAULT_OPSETS[exporter]}){other}",
+        )
+    return opset
+
+
+def export_to_onnx(
+    model: torch.nn.Module, input_size: int, opset: int | None = None, exporter: str = DEFAULT_EXPORTER
+) -> onnx.ModelProto:
     """Export with a named input/output and a dynamic batch axis, then check and infer shapes."""
     import onnx
     import torch
 
-    if opset < MIN_OPSET:
-        raise DeployError(f"opset {opset} is too old", hint=f"use --opset {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
-    buffer = io.BytesIO()
-    dummy = torch.zeros(1, 3, input_size, input_size)
+    opset = resolve_opset(exporter, opset)
+    # batch 2, not 1: torch.export specializes a dimension whose example size is 0 or 1
+    dummy = torch.zeros(2, 3, input_size, input_size)
     with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (dummy,),
-            buffer,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
+        proto = _dynamo(model, dummy, opset) if exporter == "dynamo" else _torchscript(model, dummy, opset)
     onnx.checker.check_model(proto, full_check=True)
     return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+
+
+def _dynamo(model: torch.nn.Module, dummy: torch.Tensor, opset: int) -> onnx.ModelProto:
+    """torch.export + onnxscript (``dynamo=True``); onnxscript's optimizer folds constants."""
+    import torch
+
+    program = torch.onnx.export(
+        model,
+        (dummy,),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=opset,
+        dynamo=True,
+        optimize=True,
+        verbose=False,
+    )
+    return program.model_proto
+
+
+def _torchscript(model: torch.nn.Module, dummy: torch.Tensor, opset: int) -> onnx.ModelProto:
+    """The legacy TorchScript exporter (``dynamo=False``), deprecated since torch 2.9."""
+    import onnx
+    import torch
+
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model,
+        (dummy,),
+        buffer,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=opset,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    return onnx.load_from_string(buffer.getvalue())
 
 
 @dataclass

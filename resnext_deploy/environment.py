@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxconverter-common", "numpy")
+PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxscript", "onnxconverter-common", "numpy")
 
 
 def package_versions() -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from resnext_deploy import console
 from resnext_deploy.errors import InputError, OutputError, UsageError
+from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER, resolve_opset
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME, artifact_name, stats_name
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
@@ -49,7 +50,8 @@ class ExportOptions:
     recipe: str = "auto"
     weights: str = "pretrained"
     output: Path | None = None
-    opset: int = 17
+    opset: int | None = None  # None: the exporter's default
+    exporter: str = DEFAULT_EXPORTER
     simplify: bool = True
     atol: float = 1e-4  # parity vs PyTorch: |diff| <= atol + rtol * max|logit|
     rtol: float = 1e-3
@@ -80,6 +82,7 @@ def validate(options: ExportOptions) -> ModelSpec:
     _check_choice("precision", options.precision, PRECISIONS)
     _check_choice("backend", options.backend, backend_names())
     _check_choice("recipe", options.recipe, recipe_names())
+    resolve_opset(options.exporter, options.opset)
     calib = options.calibration
     _check_choice("calibration method", calib.method, CALIB_METHODS)
     if options.precision == "int8" and calib.data is None:
@@ -190,7 +193,8 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
     with console.stage("fold BatchNorm, export to ONNX, simplify, check parity"):
         exported = export_fp32(
             model, output / FP32_NAME, input_size=spec.preprocess.input_size, metadata=metadata,
-            opset=options.opset, simplify_graph=options.simplify, atol=options.atol, rtol=options.rtol,
+            opset=options.opset, exporter=options.exporter, simplify_graph=options.simplify,
+            atol=options.atol, rtol=options.rtol,
         )
     report["export"] = exported.to_dict()
     report["artifacts"]["fp32"] = FP32_NAME

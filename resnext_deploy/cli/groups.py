@@ -74,7 +74,10 @@ _GATES = "Gates"
 class ExportArgs:
     """How the FP32 ONNX is made and checked."""
 
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset to export with.", rich_help_panel=_EXPORT)] = 17
+    opset: Annotated[
+        int | None, typer.Option("--opset", help="ONNX opset to export with [default: 18 with the dynamo exporter, 17 with "
+                                 "torchscript].", rich_help_panel=_EXPORT, show_default=False)
+    ] = None
     simplify: Annotated[
         bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim (kept only when outputs match).",
                            rich_help_panel=_EXPORT)

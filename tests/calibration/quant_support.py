@@ -20,7 +20,7 @@ def smooth_images(count: int, seed: int) -> np.ndarray:
     return (up + fine).numpy().astype(np.float32)
 
 
-def export_random_tiny(path: Path) -> Path:
+def export_random_tiny(path: Path, exporter: str = "dynamo") -> Path:
     """The tiny ResNeXt with random weights and BN statistics estimated on smooth images, exported FP32."""
     import torch
 
@@ -40,7 +40,7 @@ def export_random_tiny(path: Path) -> Path:
         model(torch.from_numpy(smooth_images(64, seed=1)))
     model.eval()
     metadata = {"model_name": TINY_SPEC.name, "num_classes": 10, "preprocess": TINY_SPEC.preprocess.to_dict()}
-    export_fp32(model, path, input_size=SIZE, metadata=metadata, parity_batch_sizes=(2,))
+    export_fp32(model, path, input_size=SIZE, metadata=metadata, exporter=exporter, parity_batch_sizes=(2,))
     return path
 
 

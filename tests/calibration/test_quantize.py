@@ -133,6 +133,17 @@ def test_tensorrt_recipe_graph(trt_int8) -> None:  # type: ignore[no-untyped-def
                 assert feeds <= {"Conv", "Add", "Gemm", "AveragePool", "MaxPool"}, feeds
 
 
+def test_both_exporters_graphs_get_the_same_tensorrt_placement(tmp_path: Path, calib: np.ndarray, trt_int8) -> None:  # type: ignore[no-untyped-def]
+    # the dynamo graph (trt_int8) and the TorchScript graph differ in node names and the pooling head
+    # (ReduceMean+Reshape vs GlobalAveragePool+Flatten); the TensorRT recipe must treat both alike
+    torchscript = export_random_tiny(tmp_path / "model.onnx", exporter="torchscript")
+    result = quantize_int8(torchscript, tmp_path / "model.int8.onnx", calib, manifest_sha256="m1", method="minmax",
+                           recipe="tensorrt", cache_dir=tmp_path, progress=False)
+    assert len(Graph(result.path).of_type("Add")) == result.residual_adds_released == trt_int8.residual_adds_released
+    assert (result.quantize_linear_nodes, result.dequantize_linear_nodes) == (
+        trt_int8.quantize_linear_nodes, trt_int8.dequantize_linear_nodes)
+
+
 def test_tensorrt_keep_grouped_float(tiny_fp32: Path, calib: np.ndarray, cache_dir: Path, trt_int8) -> None:  # type: ignore[no-untyped-def]
     result = quantize_int8(tiny_fp32, tiny_fp32.with_name("model.trt-grouped.int8.onnx"), calib, manifest_sha256="m1",
                            method="minmax", recipe="tensorrt", keep_grouped_float=True, cache_dir=cache_dir,

@@ -10,13 +10,13 @@ import torch
 from resnext_deploy.exporters.export import export_fp32
 from resnext_deploy.exporters.fold import count_batchnorms, fold_batchnorm
 from resnext_deploy.exporters.models import build_model
-from resnext_deploy.exporters.onnx_export import export_to_onnx, simplify
+from resnext_deploy.exporters.onnx_export import export_to_onnx, resolve_opset, simplify
 from resnext_deploy.exporters.parity import check_parity, ort_session
-from resnext_deploy.errors import DeployError
+from resnext_deploy.errors import DeployError, UsageError
 from resnext_deploy.metadata import read_metadata
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tiny_model(tiny_spec):
     """The tiny ResNeXt with non-trivial BatchNorm statistics and affine terms, so folding matters."""
     model, _ = build_model(tiny_spec, "random")
@@ -29,6 +29,12 @@ def tiny_model(tiny_spec):
             module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
             module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_proto(tiny_model):
+    """The folded tiny model exported with the default (dynamo) exporter, not simplified."""
+    return export_to_onnx(fold_batchnorm(tiny_model).model, 64)
 
 
 def test_fold_removes_every_batchnorm_and_keeps_outputs(tiny_model):
@@ -48,9 +54,10 @@ def test_fold_refuses_a_batchnorm_without_a_conv():
         fold_batchnorm(model)
 
 
-def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_path):
+@pytest.mark.parametrize(("exporter", "opset"), [("dynamo", 18), ("torchscript", 17)])
+def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_path, exporter, opset):
     meta = {"model_name": "resnext_tiny", "num_classes": 10, "preprocess": {"input_size": 64}}
-    result = export_fp32(tiny_model, tmp_path / "model.onnx", input_size=64, metadata=meta, opset=17)
+    result = export_fp32(tiny_model, tmp_path / "model.onnx", input_size=64, metadata=meta, exporter=exporter)
     proto = onnx.load(str(tmp_path / "model.onnx"))
     onnx.checker.check_model(proto, full_check=True)
     assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
@@ -58,8 +65,11 @@ def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_
     assert result.simplify.applied and result.simplify.nodes_after <= result.simplify.nodes_before
     assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert proto.opset_import[0].version == 17
-    assert read_metadata(tmp_path / "model.onnx") | {} == meta | {"opset": 17, "input_name": "input", "output_name": "logits"}
+    assert result.exporter == exporter and result.to_dict()["exporter"] == exporter
+    assert result.opset == opset and {o.domain: o.version for o in proto.opset_import}[""] == opset
+    assert read_metadata(tmp_path / "model.onnx") == meta | {
+        "opset": opset, "exporter": exporter, "input_name": "input", "output_name": "logits"
+    }
     assert result.parity.ok and result.parity.max_abs_diff < 1e-4 and result.parity.min_cosine > 0.99999
     assert sorted({d["batch"] for d in result.parity.details}) == [1, 8]
     session = ort_session(str(tmp_path / "model.onnx"))
@@ -68,10 +78,10 @@ def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_
         assert logits.shape == (batch, 10)
 
 
-def test_simplifier_failure_keeps_the_unsimplified_graph(tiny_model, monkeypatch):
+def test_simplifier_failure_keeps_the_unsimplified_graph(tiny_proto, monkeypatch):
     import onnxsim
 
-    proto = export_to_onnx(fold_batchnorm(tiny_model).model, 64)
+    proto = tiny_proto
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -81,10 +91,10 @@ def test_simplifier_failure_keeps_the_unsimplified_graph(tiny_model, monkeypatch
     assert kept is proto and not result.applied and "boom" in result.reason
 
 
-def test_simplifier_that_changes_outputs_is_rejected(tiny_model, monkeypatch):
+def test_simplifier_that_changes_outputs_is_rejected(tiny_proto, monkeypatch):
     import onnxsim
 
-    proto = export_to_onnx(fold_batchnorm(tiny_model).model, 64)
+    proto = tiny_proto
     real = onnxsim.simplify
 
     def damaging(model, **kwargs):
@@ -101,13 +111,20 @@ def test_simplifier_that_changes_outputs_is_rejected(tiny_model, monkeypatch):
     assert kept is proto and not result.applied and "changed outputs" in result.reason
 
 
-def test_parity_detects_a_graph_of_another_model(tiny_model, tiny_spec):
-    proto = export_to_onnx(fold_batchnorm(tiny_model).model, 64)
+def test_parity_detects_a_graph_of_another_model(tiny_proto, tiny_spec):
     other, _ = build_model(tiny_spec, "random")
-    result = check_parity(other, proto.SerializeToString(), 64)
+    result = check_parity(other, tiny_proto.SerializeToString(), 64)
     assert not result and result.max_abs_diff > result.bound
 
 
-def test_old_opset_is_refused(tiny_model):
-    with pytest.raises(DeployError, match="opset 11"):
-        export_to_onnx(tiny_model, 64, opset=11)
+@pytest.mark.parametrize(("exporter", "opset", "hint"), [("torchscript", 11, "--opset 13"), ("dynamo", 17, "torchscript")])
+def test_too_old_opset_is_refused_before_exporting(exporter, opset, hint):
+    with pytest.raises(UsageError, match=f"opset {opset}") as info:
+        export_to_onnx(torch.nn.Identity(), 64, opset=opset, exporter=exporter)
+    assert hint in (info.value.hint or "")
+
+
+def test_unknown_exporter_is_a_usage_error():
+    with pytest.raises(UsageError, match="exporter 'jit'") as info:
+        resolve_opset("jit", None)
+    assert "dynamo" in (info.value.hint or "") and "torchscript" in (info.value.hint or "")

@@ -88,8 +88,10 @@ def test_export_fp32_end_to_end(tiny_spec, tiny_weights, tmp_path):
     assert report["schema"] == "resnext-deploy/report" and report["schema_version"] == 1
     assert report["weights"]["kind"] == "file" and report["warnings"] == []
     assert report["export"]["batchnorm"]["remaining"] == 0 and report["export"]["parity"]["ok"]
+    assert report["export"]["exporter"] == "dynamo" and report["export"]["opset"] == 18
     assert report["engine"]["backend"] == "onnxruntime"
     meta = read_metadata(out / "model.onnx")
+    assert meta["exporter"] == "dynamo" and meta["opset"] == 18
     assert meta["model_name"] == "resnext_tiny" and meta["preprocess"]["input_size"] == 64
     assert meta["weights"]["sha256"] == report["weights"]["sha256"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
