@@ -1,10 +1,12 @@
 """Content-keyed cache of calibration statistics, so calibration runs once per model and subset.
 
-An entry is keyed by (FP32 ONNX sha256, manifest sha256, method, method parameters) and holds
-the activation ranges in ONNX Runtime's own calibration-cache JSON (``save_tensors_data``
-format, readable by ``quantize_static(calibration_cache_path=...)``) plus a ``resnext_deploy``
-record of the key. Histogram methods also keep their raw histograms in an ``.npz`` side file
-keyed without the threshold parameter, so another percentile is recomputed without inference.
+An entry is named by the sha256 of its key (FP32 ONNX sha256, manifest sha256, method, method
+parameters, ONNX Runtime version); that name is the only lookup. The activation ranges are
+written and read by ONNX Runtime's own ``save_tensors_data`` / ``load_tensors_data`` (the file
+``quantize_static(calibration_cache_path=...)`` reads); a small record beside it holds the image
+count and the key it was made for. Histogram methods also keep their raw histograms in an
+``.npz`` side file keyed without the threshold parameter, so another percentile is recomputed
+without inference.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class CachedStats:
 
 
 class StatsCache:
-    """Ranges as ``<root>/calibration/<method>-<digest>.json``, histograms as ``...-hist-<digest>.npz``."""
+    """Ranges as ``<root>/calibration/<method>-<digest>.json`` (+ ``.record.json``), histograms as ``...-hist-<digest>.npz``."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
@@ -87,36 +89,35 @@ class StatsCache:
     def stats_path(self, key: StatsKey) -> Path:
         return self.folder / f"{key.method}-{key.digest()[:24]}.json"
 
+    def record_path(self, key: StatsKey) -> Path:
+        return self.stats_path(key).with_suffix(".record.json")
+
     def histogram_path(self, key: StatsKey) -> Path:
         return self.folder / f"{key.method}-hist-{key.histogram_digest()[:24]}.npz"
 
     def load(self, key: StatsKey) -> CachedStats | None:
-        """The cached ranges for ``key``, or None on a miss (a damaged or foreign file is a miss)."""
-        from onnxruntime.quantization.calibrate import TensorsData
+        """The cached ranges for ``key``, or None on a miss (a damaged or partial entry is a miss)."""
+        from onnxruntime.quantization import load_tensors_data
 
         path = self.stats_path(key)
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            record = payload["resnext_deploy"]
-            if record["key"] != key.to_dict():
-                return None
-            return CachedStats(TensorsData.from_dict(payload), path, int(record["image_count"]))
+            record = json.loads(self.record_path(key).read_text(encoding="utf-8"))
+            return CachedStats(load_tensors_data(path), path, int(record["image_count"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def save(self, key: StatsKey, tensors: Any, image_count: int) -> CachedStats:
-        """Write ranges for ``key`` atomically in ORT's cache JSON (histograms stripped) and return them."""
-        from onnxruntime.quantization.calibrate import CalibrationCacheEncoder, TensorData, TensorsData
+        """Write ranges for ``key`` with ORT's ``save_tensors_data`` (histograms stripped), then the record."""
+        from onnxruntime.quantization import TensorData, TensorsData, save_tensors_data
 
         ranges = TensorsData(
             tensors.calibration_method,
             {name: TensorData(lowest=d.range_value[0], highest=d.range_value[1]) for name, d in tensors.items()},
         )
-        payload = ranges.to_dict()
-        payload["smooth_quant"] = False
-        payload["resnext_deploy"] = {"key": key.to_dict(), "image_count": int(image_count)}
         path = self.stats_path(key)
-        write_text(path, json.dumps(payload, cls=CalibrationCacheEncoder, indent=1) + "\n")
+        save_tensors_data(ranges, path)  # atomic: a temp file in the same folder, then os.replace
+        record = {"image_count": int(image_count), "key": key.to_dict()}
+        write_text(self.record_path(key), json.dumps(record, indent=1, sort_keys=True) + "\n")
         return CachedStats(ranges, path, int(image_count))
 
     def load_histograms(self, key: StatsKey) -> tuple[dict[str, tuple[np.ndarray, ...]], int] | None:
