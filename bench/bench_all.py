@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resnext_deploy.engines import BuildOptions, Runner, get_backend  # noqa: E402
 from resnext_deploy import environment  # noqa: E402
 from resnext_deploy.files import write_text  # noqa: E402
+from resnext_deploy.numerics import mean_cosine  # noqa: E402
 from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
 from resnext_deploy.verification.latency import random_feed, summarize  # noqa: E402
 from resnext_deploy.verification.runners import TorchRunner  # noqa: E402
@@ -87,8 +87,7 @@ def compare(runners: dict[str, Runner], images: np.ndarray) -> dict[str, dict]:
     for name, runner in runners.items():
         logits = run_logits(runner, images, len(images)).astype(np.float64)
         reference = logits if reference is None else reference
-        cosine = (reference * logits).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(logits, axis=1))
-        rows[name] = {"cosine": float(cosine.mean())}
+        rows[name] = {"cosine": mean_cosine(reference, logits)}
     return rows
 
 
@@ -187,7 +186,7 @@ def main() -> None:
         "",
         "## Machine",
         "",
-        f"- CPU: {env['cpu']}, {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable by this process",
+        f"- CPU: {env['cpu']}, {env['cpu_count']} logical cores, {env['usable_cores']} usable by this process",
         f"- Python {env['python']} on {env['platform']}",
         "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         "- Note: the CPU may be shared with other jobs while this ran; compare ratios within one run, not absolute times across runs.",

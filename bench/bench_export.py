@@ -70,6 +70,7 @@ def compare_exporters(rounds: int, calib_size: int, heldout: int, bn_images: int
     import onnx
     import torch
 
+    from resnext_deploy.environment import usable_cores
     from resnext_deploy.exporters.fold import fold_batchnorm
     from resnext_deploy.exporters.onnx_export import EXPORTERS, export_to_onnx, op_counts, resolve_opset, simplify
     from resnext_deploy.exporters.parity import check_parity
@@ -78,7 +79,7 @@ def compare_exporters(rounds: int, calib_size: int, heldout: int, bn_images: int
     bn, calib, held = np.split(images, [bn_images, bn_images + calib_size])
     model = build_proxy(bn)
     folded = fold_batchnorm(model).model
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     figures = {name: ExporterFigures() for name in EXPORTERS}
     graphs: dict[str, onnx.ModelProto] = {}
     for index in range(rounds):
@@ -109,7 +110,8 @@ def compare_exporters(rounds: int, calib_size: int, heldout: int, bn_images: int
 def _int8_figures(fp32: Path, calib: np.ndarray, held: np.ndarray, cache: Path) -> dict[str, str]:
     """Both recipes on one FP32 graph: Q/DQ nodes, Adds released for TensorRT, cosine vs FP32 (ORT CPU)."""
     from resnext_deploy.calibration.quantize import quantize_int8
-    from resnext_deploy.exporters.parity import cosine, ort_session
+    from resnext_deploy.numerics import mean_cosine
+    from resnext_deploy.onnx_io import ort_session
 
     reference = ort_session(str(fp32)).run(None, {"input": held})[0]
     row = {}
@@ -120,7 +122,7 @@ def _int8_figures(fp32: Path, calib: np.ndarray, held: np.ndarray, cache: Path) 
         got = ort_session(str(out)).run(None, {"input": held})[0]
         released = f", {result.residual_adds_released} Adds released" if recipe == "tensorrt" else ""
         row[f"int8 {recipe}"] = f"Q/DQ {result.quantize_linear_nodes}/{result.dequantize_linear_nodes}{released}, " \
-                                f"cos {cosine(reference, got):.5f}"
+                                f"cos {mean_cosine(reference, got):.5f}"
     return row
 
 

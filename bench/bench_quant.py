@@ -42,25 +42,19 @@ def build_fp32(path: Path, size: int, bn_images: np.ndarray, residual_gamma: flo
 def session(path: Path, threads: int):
     import onnxruntime as ort
 
+    from resnext_deploy.onnx_io import ort_session
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # several sessions live side by side here: idle spinning threads of one would steal the cores of another
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads=threads, options=options)
 
 
 def logits(path: Path, images: np.ndarray, threads: int) -> np.ndarray:
     sess = session(path, threads)
     return np.concatenate([sess.run(None, {"input": images[i : i + 16]})[0] for i in range(0, len(images), 16)])
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean per-sample cosine similarity of two logit matrices."""
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(num / den))
 
 
 def latencies(models: dict[str, Path], threads: int, rounds: int, iters: int) -> dict[str, float]:
@@ -101,6 +95,7 @@ def main() -> None:
     from rich.table import Table
 
     from resnext_deploy.calibration.fp16 import convert_fp16
+    from resnext_deploy.numerics import mean_cosine
     from resnext_deploy.calibration.quantize import quantize_int8
     from resnext_deploy.calibration.recipes import onnxruntime_recipe, tensorrt_recipe
 
@@ -141,7 +136,7 @@ def main() -> None:
         console.print(f"fp16 conversion {time.perf_counter() - t0:.1f}s")
 
         reference = logits(fp32, held, args.threads)
-        cosines = {name: cosine(reference, logits(path, held, args.threads)) for name, path in models.items()}
+        cosines = {name: mean_cosine(reference, logits(path, held, args.threads)) for name, path in models.items()}
         top1 = {name: float(np.mean(logits(path, held, args.threads).argmax(1) == reference.argmax(1)))
                 for name, path in models.items()}
         lat = latencies(models, args.threads, args.rounds, args.iters)

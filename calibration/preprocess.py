@@ -8,7 +8,6 @@ only need PIL and numpy. A test checks it against timm's own transform within 1e
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from resnext_deploy.calibration.datasets import ImageRecord
+from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.zoo import PreprocessConfig
 
@@ -109,11 +109,7 @@ class LoadResult:
 
 def default_workers() -> int:
     """Worker count: the CPUs this process may use, at most 8."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(8, available))
+    return min(8, usable_cores())
 
 
 def _make_executor(kind: str, workers: int) -> Executor:

@@ -26,6 +26,7 @@ from resnext_deploy.calibration.qdq_placement import release_conv_side_of_residu
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.metadata import get_metadata, set_metadata
+from resnext_deploy.onnx_io import graph_inputs
 
 
 @dataclass
@@ -169,18 +170,14 @@ def _load_fp32(path: Path) -> Any:
 
 def _check_input(model: Any, input_name: str, path: Path) -> None:
     """The graph must take one float32 NCHW tensor named ``input_name``."""
-    from onnx import TensorProto
-
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = graph_inputs(model)
     names = [i.name for i in inputs]
-    if len(inputs) != 1 or inputs[0].name != input_name:
+    if names != [input_name]:
         raise InputError(
             f"{path} has inputs {names}, expected one named {input_name!r}",
             hint="quantize the FP32 model written by `resnext-deploy export`",
         )
-    tensor_type = inputs[0].type.tensor_type
-    if tensor_type.elem_type != TensorProto.FLOAT or len(tensor_type.shape.dim) != 4:
+    if inputs[0].dtype != "float32" or len(inputs[0].dims) != 4:
         raise InputError(f"input {input_name!r} of {path} is not a float32 NCHW tensor", hint="re-export the model")
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import PRECISIONS
 
@@ -61,12 +62,7 @@ class BuildOptions:
     @property
     def intra_op_threads(self) -> int:
         """Threads for ONNX Runtime's intra-op pool: the option, else every usable core."""
-        if self.threads is not None:
-            return self.threads
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        return self.threads if self.threads is not None else usable_cores()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view, as recorded in sidecars."""

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnext_deploy.numerics import mean_cosine
+from resnext_deploy.onnx_io import ort_session
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,26 +40,6 @@ class ParityResult:
         return asdict(self)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean per-row cosine similarity of two (N, C) arrays, in float64."""
-    a64 = a.reshape(len(a), -1).astype(np.float64)
-    b64 = b.reshape(len(b), -1).astype(np.float64)
-    num = (a64 * b64).sum(axis=1)
-    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-30)))
-
-
-def ort_session(onnx_model: bytes | str, threads: int | None = None) -> Any:
-    """A plain CPU ONNX Runtime session (the GPU wheel would otherwise try CUDA first)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-
-
 def random_inputs(batch: int, input_size: int, seed: int) -> np.ndarray:
     """Normalised-image-like inputs: standard normal, NCHW float32."""
     return np.random.default_rng(seed).standard_normal((batch, 3, input_size, input_size)).astype(np.float32)
@@ -66,7 +49,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
     """(max abs diff, cosine, allowed bound) of candidate against reference."""
     diff = float(np.max(np.abs(reference.astype(np.float64) - candidate)))
     bound = atol + rtol * float(np.max(np.abs(reference)))
-    return diff, cosine(reference, candidate), bound
+    return diff, mean_cosine(reference, candidate), bound
 
 
 def check_parity(

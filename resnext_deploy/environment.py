@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxscript", "onnxconverter-common", "numpy")
@@ -23,16 +26,47 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, or what platform knows."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each key of ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
+    info: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        pass
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (x86 ``model name``, Arm ``Processor``/``cpu model``), else what platform knows."""
+    info = _cpuinfo()
+    for key in ("model name", "Processor", "cpu model"):
+        if info.get(key):
+            return info[key]
     return platform.processor() or platform.machine()
+
+
+def cpu_fingerprint() -> dict[str, str]:
+    """Machine, OS, CPU model and a digest of the CPU feature flags: what a CPU-specific artifact depends on."""
+    info = _cpuinfo()
+    flags = " ".join(sorted((info.get("flags") or info.get("Features") or "").split()))
+    return {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "model": cpu_model(),
+        "flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
+    }
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: taskset, cgroup cpusets), else every core; at least 1."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def describe() -> dict[str, Any]:
@@ -43,6 +77,7 @@ def describe() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "packages": package_versions(),
     }
 

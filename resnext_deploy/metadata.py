@@ -10,7 +10,6 @@ import json
 import os
 from typing import Any
 
-from resnext_deploy.errors import InputError
 
 
 def set_metadata(model: Any, values: dict[str, Any]) -> None:
@@ -38,14 +37,6 @@ def get_metadata(model: Any) -> dict[str, Any]:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read the metadata of an ONNX file without loading external weight data."""
-    import onnx
+    from resnext_deploy.onnx_io import load_model
 
-    try:
-        model = onnx.load(os.fspath(path), load_external_data=False)
-    except FileNotFoundError:
-        raise InputError(f"ONNX file not found: {path}", hint="run `resnext-deploy export` first") from None
-    except Exception as exc:  # onnx raises DecodeError and others for damaged files
-        raise InputError(
-            f"cannot read ONNX file {path}: {exc}", hint="the file is truncated or not ONNX; re-export it"
-        ) from None
-    return get_metadata(model)
+    return get_metadata(load_model(path))

@@ -8,37 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import platform
-from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.cuda import has_cuda_device
+from resnext_deploy.environment import cpu_fingerprint
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-
-
-@functools.cache
-def cpu_fingerprint() -> dict[str, str]:
-    """Machine, CPU model and a digest of the CPU feature flags (``/proc/cpuinfo`` on Linux)."""
-    model, flags = platform.processor(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Processor", "cpu model") and not model:
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = " ".join(sorted(value.split()))
-    except OSError:
-        pass
-    return {
-        "machine": platform.machine(),
-        "system": platform.system(),
-        "model": model,
-        "flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
-    }
 
 
 def _probe_model() -> bytes:

@@ -24,6 +24,7 @@ from typing import Any
 
 from resnext_deploy.engines.base import BuildOptions, model_base, precision_of, require_onnx_file
 from resnext_deploy.errors import InputError
+from resnext_deploy.onnx_io import read_graph_io
 
 HARDWARE_COMPATIBILITY_LEVEL = "AMPERE_PLUS"
 MIN_HARDWARE_COMPATIBLE_CC = (8, 0)
@@ -126,27 +127,12 @@ class TrtBuildPlan:
         return EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)
 
 
-def _value_info(value: Any) -> InputInfo:
-    from onnx import helper
-
-    tensor = value.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tensor.shape.dim)
-    return InputInfo(value.name, dims, helper.tensor_dtype_to_np_dtype(tensor.elem_type).name)
-
-
 def graph_io(onnx_path: Path) -> tuple[tuple[InputInfo, ...], tuple[InputInfo, ...]]:
     """Inputs (excluding initializers) and outputs of an ONNX file, without external data."""
-    import onnx
-
-    try:
-        model = onnx.load(os.fspath(onnx_path), load_external_data=False)
-    except Exception as exc:  # DecodeError and friends for damaged files
-        raise InputError(f"cannot read ONNX file {onnx_path}: {exc}", hint="the file is truncated or not ONNX; re-export it") from None
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = tuple(_value_info(v) for v in model.graph.input if v.name not in initializers)
-    if not inputs or not model.graph.output:
-        raise InputError(f"ONNX file {onnx_path} has no graph inputs or outputs", hint="re-export it")
-    return inputs, tuple(_value_info(v) for v in model.graph.output)
+    inputs, outputs = read_graph_io(onnx_path)
+    return tuple(InputInfo(t.name, t.shape, t.dtype) for t in inputs), tuple(
+        InputInfo(t.name, t.shape, t.dtype) for t in outputs
+    )
 
 
 def engine_path_for(onnx_path: Path, options: BuildOptions, output_dir: Path | None = None) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import sha256_file
+from resnext_deploy.onnx_io import TensorInfo, read_graph_io
 
 SCHEMA = "resnext-deploy/bundle"
 SCHEMA_VERSION = 1
@@ -140,19 +141,12 @@ def verify_bundle(
 
 def tensor_specs(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(input spec, output spec) of the graph's first input and output: name, shape (dim names for dynamic), dtype."""
-    import onnx
+    inputs, outputs = read_graph_io(onnx_path)
 
-    model = onnx.load(os.fspath(onnx_path), load_external_data=False)
+    def spec(tensor: TensorInfo) -> dict[str, Any]:
+        return {"name": tensor.name, "shape": ["?" if d is None else d for d in tensor.dims], "dtype": tensor.dtype}
 
-    def spec(value: Any) -> dict[str, Any]:
-        tensor = value.type.tensor_type
-        shape = [d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
-        return {"name": value.name, "shape": shape, "dtype": dtype}
-
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializers]
-    return spec(inputs[0]), spec(model.graph.output[0])
+    return spec(inputs[0]), spec(outputs[0])
 
 
 def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy.engines.base import Runner
+from resnext_deploy.numerics import row_cosines
 from resnext_deploy.zoo import PreprocessConfig
 
 NO_LABELS_NOTE = "accuracy was not measured: the evaluation images have no labels; only agreement, cosine and SQNR vs the baseline are reported"
@@ -118,8 +119,7 @@ def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 def compare_logits(reference: np.ndarray, target: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
     """Agreement, cosine and SQNR always; top-1/top-5 (percent) and the drop when labels exist."""
     ref, tgt = reference.astype(np.float64), target.astype(np.float64)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(tgt, axis=1)
-    cosine = np.where(norms > 0, (ref * tgt).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
+    cosine = row_cosines(ref, tgt)
     noise = float(np.sum((ref - tgt) ** 2))
     signal = float(np.sum(ref**2))
     # identical logits have infinite SQNR: recorded as None plus identical_logits, so report.json stays strict JSON

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from resnext_deploy.numerics import row_cosines
+from resnext_deploy.onnx_io import ort_session
+
 SIZE = 64
 
 
@@ -46,12 +49,9 @@ def export_random_tiny(path: Path, exporter: str = "dynamo") -> Path:
 
 def run(model: Path, images: np.ndarray) -> np.ndarray:
     """Logits of an ONNX model on ORT's CPU provider."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": images})[0]
+    return ort_session(model).run(None, {"input": images})[0]
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Smallest per-sample cosine similarity between two logit matrices."""
-    return float(np.min((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+    return float(np.min(row_cosines(a, b)))
