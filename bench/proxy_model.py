@@ -47,16 +47,11 @@ def build_proxy(bn_images: np.ndarray, residual_gamma: float = DEFAULT_RESIDUAL_
     import timm
     import torch
 
+    from tests.support.batchnorm import reestimate_batchnorm  # the bench scripts put the repository on sys.path
+
     torch.manual_seed(seed)
     model = timm.create_model("resnext50d_32x4d", pretrained=False, zero_init_last=False)
     for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over all batches
         if type(module).__name__ == "Bottleneck":
             torch.nn.init.constant_(module.bn3.weight, residual_gamma)
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(bn_images), 32):
-            model(torch.from_numpy(bn_images[start : start + 32]))
-    return model.eval()
+    return reestimate_batchnorm(model, bn_images, batch_size=32)

@@ -81,7 +81,9 @@ class Manifest:
     def from_records(
         cls, records: Sequence[ImageRecord], *, root: Path, layout: str, seed: int, split: str | None = None
     ) -> Manifest:
-        """Hash each record's file and pin the list."""
+        """Hash each record's file and pin the list (an empty list is an error, as in :meth:`read`)."""
+        if not records:
+            raise InputError("no images to pin in a calibration manifest", hint="pass a folder that holds images")
         entries = tuple(ManifestEntry(r.relpath, sha256_file(r.path), r.label, r.path.stat().st_size) for r in records)
         return cls(root=str(Path(root).resolve()), layout=layout, seed=seed, entries=entries, split=split)
 
@@ -94,9 +96,6 @@ class Manifest:
     @property
     def relpaths(self) -> set[str]:
         return {e.relpath for e in self.entries}
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.metadata import get_metadata, set_metadata
 from resnext_deploy.onnx_io import graph_inputs
+
+LOG = logging.getLogger(__name__)
+_ORT_QUANTIZATION = os.path.join("onnxruntime", "quantization", "")
 
 
 @dataclass
@@ -227,14 +232,10 @@ def _statistics(
 
 def _quantize(model_path: Path, output: Path, recipe: Recipe, method: str, excluded: list[str], stats: Path) -> None:
     """ORT's ``quantize_static`` in QDQ format, reading the ranges from our cache file (no calibration)."""
-    import logging
-
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     activation_type, weight_type = recipe.quant_types()
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
+    with _quantizer_chatter_filtered():
         quantize_static(
             model_path,
             output,
@@ -249,5 +250,25 @@ def _quantize(model_path: Path, output: Path, recipe: Recipe, method: str, exclu
             extra_options=dict(recipe.extra_options),
             calibration_cache_path=stats,
         )
+
+
+class _OrtQuantizerChatter(logging.Filter):
+    """Drops the per-tensor info/debug records ORT's quantizer logs on the root logger, unless we log at debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.levelno >= logging.WARNING or _ORT_QUANTIZATION not in record.pathname
+                or LOG.isEnabledFor(logging.DEBUG))
+
+
+@contextlib.contextmanager
+def _quantizer_chatter_filtered() -> Iterator[None]:
+    """ORT's QDQ quantizer calls ``logging.info`` (the root logger) per tensor: filter those records, and
+    only those, during the call. Its warnings (a tensor left unquantized...) still show; the root
+    logger's level, and every other record, stay as the application configured them."""
+    chatter = _OrtQuantizerChatter()
+    root = logging.getLogger()
+    root.addFilter(chatter)
+    try:
+        yield
     finally:
-        logging.getLogger().setLevel(level)
+        root.removeFilter(chatter)

@@ -49,10 +49,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (x86 ``flags``, Arm ``Features``; empty where ``/proc/cpuinfo`` is absent)."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
 def cpu_fingerprint() -> dict[str, str]:
     """Machine, OS, CPU model and a digest of the CPU feature flags: what a CPU-specific artifact depends on."""
-    info = _cpuinfo()
-    flags = " ".join(sorted((info.get("flags") or info.get("Features") or "").split()))
+    flags = " ".join(sorted(cpu_flags()))
     return {
         "machine": platform.machine(),
         "system": platform.system(),

@@ -28,6 +28,7 @@ def export_random_tiny(path: Path, exporter: str = "dynamo") -> Path:
     import torch
 
     from resnext_deploy.exporters.export import export_fp32
+    from tests.support.batchnorm import reestimate_batchnorm
     from tests.support.tiny import TINY_SPEC, build_tiny
 
     torch.manual_seed(0)
@@ -36,12 +37,7 @@ def export_random_tiny(path: Path, exporter: str = "dynamo") -> Path:
         if isinstance(module, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
             torch.nn.init.normal_(module.bias, 0.0, 0.1)
-            module.reset_running_stats()
-            module.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(smooth_images(64, seed=1)))
-    model.eval()
+    reestimate_batchnorm(model, smooth_images(64, seed=1))
     metadata = {"model_name": TINY_SPEC.name, "num_classes": 10, "preprocess": TINY_SPEC.preprocess.to_dict()}
     export_fp32(model, path, input_size=SIZE, metadata=metadata, exporter=exporter, parity_batch_sizes=(2,))
     return path

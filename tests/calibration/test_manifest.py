@@ -83,6 +83,11 @@ def test_manifest_round_trip_and_portable_hash(train_scan, tmp_path: Path) -> No
     assert [(r.relpath, r.label) for r in resolved] == [(e.relpath, e.label) for e in manifest.entries]
 
 
+def test_a_manifest_is_never_empty(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no images"):
+        Manifest.from_records([], root=tmp_path, layout="imagefolder", seed=0)
+
+
 def test_manifest_resolves_in_a_copied_folder(train_scan, tmp_path: Path) -> None:
     manifest = _manifest(train_scan, size=12)
     copy = tmp_path / "copy"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,36 @@ def test_stats_cache_hit_and_miss(tiny_fp32: Path, calib: np.ndarray, cache_dir:
     other_threshold = quantize_int8(tiny_fp32, out, _never(), manifest_sha256="m1", method="percentile",
                                     percentile=99.9, cache_dir=cache_dir, progress=False)
     assert other_threshold.stats_source == "histograms" and other_threshold.stats_key != other_method.stats_key
+
+
+def test_quantizer_chatter_is_filtered_not_the_root_logger(tiny_fp32: Path, cache_dir: Path, ort_int8,  # type: ignore[no-untyped-def]
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from resnext_deploy.calibration.quantize import _quantizer_chatter_filtered
+
+    caplog.set_level(logging.INFO, logger="resnext_deploy")  # we log at info...
+    caplog.set_level(logging.DEBUG)  # ...while the root logger (and the capture) let everything through
+    hit = quantize_int8(tiny_fp32, tiny_fp32.with_name("logging-check.int8.onnx"), _never(), manifest_sha256="m1",
+                        method="minmax", cache_dir=cache_dir, progress=False)
+    assert hit.stats_cache_hit and logging.getLogger().level == logging.DEBUG  # untouched
+
+    ort_file = str(Path("site-packages", "onnxruntime", "quantization", "qdq_quantizer.py"))
+
+    def emit(level: int, pathname: str) -> None:  # what `logging.info(...)` inside ORT's quantizer produces
+        logging.getLogger().handle(logging.LogRecord("root", level, pathname, 1, "msg", None, None))
+
+    caplog.clear()
+    with _quantizer_chatter_filtered():
+        emit(logging.INFO, ort_file)  # per-tensor chatter: dropped
+        emit(logging.WARNING, ort_file)  # a real warning: kept
+        emit(logging.INFO, "elsewhere.py")  # anyone else's root records: kept
+    emit(logging.INFO, ort_file)  # the filter is gone after the call
+    assert [(r.levelno, r.pathname) for r in caplog.records] == [
+        (logging.WARNING, ort_file), (logging.INFO, "elsewhere.py"), (logging.INFO, ort_file)]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="resnext_deploy")  # --debug shows ORT's chatter too
+    with _quantizer_chatter_filtered():
+        emit(logging.INFO, ort_file)
+    assert len(caplog.records) == 1
 
 
 def test_cache_dir_from_environment(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -66,4 +67,6 @@ def test_machine_facts() -> None:
     fingerprint = environment.cpu_fingerprint()
     assert set(fingerprint) == {"machine", "system", "model", "flags_sha256"}
     assert fingerprint["model"] == environment.cpu_model() != ""
+    flags = " ".join(sorted(environment.cpu_flags())).encode()
+    assert fingerprint["flags_sha256"] == hashlib.sha256(flags).hexdigest()
     assert environment.describe()["usable_cores"] == cores

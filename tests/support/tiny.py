@@ -16,6 +16,7 @@ from resnext_deploy.calibration.datasets import scan_images
 from resnext_deploy.calibration.preprocess import load_images
 from resnext_deploy.files import atomic_path
 from resnext_deploy.zoo import ModelSpec, PreprocessConfig
+from tests.support.batchnorm import reestimate_batchnorm
 
 TINY_SPEC = ModelSpec(
     name="resnext_tiny",
@@ -58,23 +59,6 @@ def _accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:  # type: 
     with torch.no_grad():
         logits = torch.cat([model(torch.from_numpy(images[i : i + 128])) for i in range(0, len(images), 128)])
     return float((logits.argmax(1).numpy() == labels).mean())
-
-
-def _recalibrate_bn(model, images, batch: int = 64) -> None:  # type: ignore[no-untyped-def]
-    """Replace BN running stats by exact population statistics of the (un-augmented) train set."""
-    import torch
-
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            model(images[i : i + batch])
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.1
 
 
 def train_tiny(
@@ -123,7 +107,7 @@ def _train(data_root: Path, out_path: Path, seed: int, epochs: int, batch_size: 
             loss.backward()
             optimizer.step()
             schedule.step()
-    _recalibrate_bn(model, x)
+    reestimate_batchnorm(model, x)  # exact population statistics of the un-augmented train set
     train_acc = _accuracy(model, train.array, train.labels)
     val_acc = None
     if (Path(data_root) / "val").is_dir():
