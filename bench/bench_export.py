@@ -112,7 +112,7 @@ def _int8_figures(fp32: Path, calib: np.ndarray, held: np.ndarray, cache: Path) 
     """Both recipes on one FP32 graph: Q/DQ nodes, Adds released for TensorRT, cosine vs FP32 (ORT CPU)."""
     from resnext_deploy.calibration.quantize import quantize_int8
     from resnext_deploy.numerics import mean_cosine
-    from resnext_deploy.onnx_io import ort_session
+    from resnext_deploy.exporters.parity import ort_session
 
     reference = ort_session(str(fp32)).run(None, {"input": held})[0]
     row = {}

@@ -42,7 +42,7 @@ def build_fp32(path: Path, size: int, bn_images: np.ndarray, residual_gamma: flo
 def session(path: Path, threads: int):
     import onnxruntime as ort
 
-    from resnext_deploy.onnx_io import ort_session
+    from resnext_deploy.exporters.parity import ort_session
 
     options = ort.SessionOptions()
     options.inter_op_num_threads = 1

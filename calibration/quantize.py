@@ -31,7 +31,6 @@ from resnext_deploy.metadata import get_metadata, set_metadata
 from resnext_deploy.onnx_io import graph_inputs
 
 LOG = logging.getLogger(__name__)
-_ORT_QUANTIZATION = os.path.join("onnxruntime", "quantization", "")
 
 
 @dataclass
@@ -253,11 +252,16 @@ def _quantize(model_path: Path, output: Path, recipe: Recipe, method: str, exclu
 
 
 class _OrtQuantizerChatter(logging.Filter):
-    """Drops the per-tensor info/debug records ORT's quantizer logs on the root logger, unless we log at debug."""
+    """Drops the info/debug records logged from ``folder`` (ORT's quantizer) unless we log at debug."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return (record.levelno >= logging.WARNING or _ORT_QUANTIZATION not in record.pathname
-                or LOG.isEnabledFor(logging.DEBUG))
+        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.folder) or LOG.isEnabledFor(
+            logging.DEBUG
+        )
 
 
 @contextlib.contextmanager
@@ -265,7 +269,9 @@ def _quantizer_chatter_filtered() -> Iterator[None]:
     """ORT's QDQ quantizer calls ``logging.info`` (the root logger) per tensor: filter those records, and
     only those, during the call. Its warnings (a tensor left unquantized...) still show; the root
     logger's level, and every other record, stay as the application configured them."""
-    chatter = _OrtQuantizerChatter()
+    from onnxruntime import quantization
+
+    chatter = _OrtQuantizerChatter(os.path.join(os.path.dirname(quantization.__file__), ""))
     root = logging.getLogger()
     root.addFilter(chatter)
     try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from resnext_deploy.numerics import mean_cosine
-from resnext_deploy.onnx_io import ort_session
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +38,22 @@ class ParityResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ort_session(model: bytes | str | os.PathLike[str], *, threads: int | None = None, options: Any = None) -> Any:
+    """A plain CPU ONNX Runtime session for numeric checks (the GPU wheel would otherwise try CUDA first).
+
+    ``options`` default to ORT's own with warnings silenced; ``threads`` sets the intra-op pool.
+    """
+    import onnxruntime as ort
+
+    if options is None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def random_inputs(batch: int, input_size: int, seed: int) -> np.ndarray:

@@ -1,15 +1,13 @@
-"""Reading an ONNX graph's inputs and outputs, and a plain ONNX Runtime session, one way for every room."""
+"""Reading an ONNX graph and its inputs and outputs, one way for every room (onnx only, imported lazily)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from resnext_deploy.errors import InputError
 
-CPU_PROVIDERS = ("CPUExecutionProvider",)
 _REEXPORT_HINT = "the file is truncated or not ONNX; re-export it"
 
 
@@ -73,32 +71,3 @@ def _dtype_name(elem_type: int) -> str:
         return helper.tensor_dtype_to_np_dtype(elem_type).name
     except KeyError:  # UNDEFINED and types without a numpy equivalent
         return TensorProto.DataType.Name(elem_type).lower()
-
-
-def ort_session(
-    model: bytes | str | os.PathLike[str],
-    *,
-    threads: int | None = None,
-    options: Any = None,
-    providers: Sequence[str] = CPU_PROVIDERS,
-) -> Any:
-    """An ONNX Runtime session, on the CPU unless ``providers`` say otherwise (the GPU wheel would try CUDA first).
-
-    ``options`` default to ORT's own with warnings silenced; ``threads`` sets the intra-op pool.
-    A file ORT cannot load is an InputError naming it.
-    """
-    import onnxruntime as ort
-
-    if options is None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    if isinstance(model, bytes):  # a graph we just made: failing to load it is our bug, not the user's input
-        return ort.InferenceSession(model, options, providers=list(providers))
-    try:
-        return ort.InferenceSession(os.fspath(model), options, providers=list(providers))
-    except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph... for damaged files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"ONNX Runtime cannot load {model}: {first_line}",
-                         hint="the file is truncated or not a valid ONNX model; re-export it") from None

@@ -20,7 +20,6 @@ from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import atomic_path, sha256_file, write_json
-from resnext_deploy.onnx_io import ort_session
 
 LOG = logging.getLogger(__name__)
 SIDECAR_FORMAT = "resnext-deploy/onnxruntime-engine/1"
@@ -59,7 +58,16 @@ def session_options(options: BuildOptions, *, optimize: bool, save_to: Path | No
 
 
 def _create_session(path: Path, so: Any, providers: tuple[str, ...]) -> Any:
-    return ort_session(path, options=so, providers=providers)
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(os.fspath(path), so, providers=list(providers))
+    except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph... for damaged files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"ONNX Runtime cannot load {path}: {first_line}",
+            hint="the file is truncated or not a valid ONNX model; re-export it",
+        ) from None
 
 
 def _file_record(path: Path, relative_to: Path) -> dict[str, Any]:

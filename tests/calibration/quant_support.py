@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from resnext_deploy.numerics import row_cosines
-from resnext_deploy.onnx_io import ort_session
+from resnext_deploy.exporters.parity import ort_session
 
 SIZE = 64
 

@@ -214,7 +214,9 @@ def test_quantizer_chatter_is_filtered_not_the_root_logger(tiny_fp32: Path, cach
                         method="minmax", cache_dir=cache_dir, progress=False)
     assert hit.stats_cache_hit and logging.getLogger().level == logging.DEBUG  # untouched
 
-    ort_file = str(Path("site-packages", "onnxruntime", "quantization", "qdq_quantizer.py"))
+    from onnxruntime.quantization import qdq_quantizer
+
+    ort_file = qdq_quantizer.__file__
 
     def emit(level: int, pathname: str) -> None:  # what `logging.info(...)` inside ORT's quantizer produces
         logging.getLogger().handle(logging.LogRecord("root", level, pathname, 1, "msg", None, None))

@@ -1,4 +1,4 @@
-"""Graph inputs/outputs, the plain ORT session and the machine facts every room reads through one helper."""
+"""Graph inputs/outputs and the machine facts every room reads through one helper."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from resnext_deploy import environment
 from resnext_deploy.errors import InputError
-from resnext_deploy.onnx_io import graph_inputs, load_model, ort_session, read_graph_io
+from resnext_deploy.onnx_io import graph_inputs, load_model, read_graph_io
 
 
 def _model(path: Path) -> Path:
@@ -48,17 +48,6 @@ def test_missing_and_damaged_files_are_input_errors(tmp_path: Path) -> None:
     damaged.write_bytes(_model(tmp_path / "m.onnx").read_bytes()[:40])
     with pytest.raises(InputError, match="cannot read ONNX file"):
         read_graph_io(damaged)
-    with pytest.raises(InputError, match="ONNX Runtime cannot load"):
-        ort_session(damaged)
-
-
-def test_session_runs_on_the_cpu_from_a_path_or_bytes(tmp_path: Path) -> None:
-    path = _model(tmp_path / "m.onnx")
-    x = np.zeros((2, 3, 4, 8), np.float32)
-    for source in (path, path.read_bytes()):
-        session = ort_session(source, threads=1)
-        assert session.get_providers() == ["CPUExecutionProvider"]
-        assert np.all(session.run(None, {"X": x})[0] == 1.0)
 
 
 def test_machine_facts() -> None:
