@@ -55,6 +55,11 @@ class CalibMethod(str, enum.Enum):
 NoEngineOpt = Annotated[bool, typer.Option("--no-engine", help="Stop after the ONNX artifacts (build on the device later).", rich_help_panel="Engine build")]
 
 
+class Exporter(str, enum.Enum):
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
 class Baseline(str, enum.Enum):
     onnx = "onnx"
     torch = "torch"

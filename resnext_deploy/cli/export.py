@@ -43,7 +43,7 @@ def export(
     verify = None if no_verify or no_engine else verify_options(evaluation, latency, gates, engine.threads)
     options = ExportOptions(
         model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights,
-        output=output, opset=settings.opset, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
+        output=output, opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
         input_size=settings.input_size, force=force, build_engine=not no_engine,
         calibration=calibration.to_options(), engine=engine.to_build_options(), verify=verify,
     )

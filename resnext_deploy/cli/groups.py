@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from resnext_deploy.cli._options import Baseline, CalibMethod, Recipe
+from resnext_deploy.cli._options import Baseline, CalibMethod, Exporter, Recipe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +78,10 @@ class ExportArgs:
         int | None, typer.Option("--opset", help="ONNX opset to export with [default: 18 with the dynamo exporter, 17 with "
                                  "torchscript].", rich_help_panel=_EXPORT, show_default=False)
     ] = None
+    exporter: Annotated[
+        Exporter, typer.Option("--exporter", help="torch.onnx exporter: dynamo (torch.export + onnxscript) or the deprecated "
+                               "TorchScript one.", rich_help_panel=_EXPORT)
+    ] = Exporter.dynamo
     simplify: Annotated[
         bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph with onnxsim (kept only when outputs match).",
                            rich_help_panel=_EXPORT)
