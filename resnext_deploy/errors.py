@@ -49,6 +49,10 @@ class ParityError(DeployError):
     """An exported graph whose outputs do not match its source model."""
 
 
+class CellError(DeployError):
+    """Sweep cells that could not run (their errors are in sweep.json); the other cells' results are kept."""
+
+
 class GateFailed(DeployError):
     """A verification gate failed: the artifact works but is not good enough."""
 

@@ -24,3 +24,16 @@ def artifact_name(precision: str) -> str:
 def stats_name(cache_file_name: str) -> str:
     """Where the calibration statistics of cache file ``cache_file_name`` are copied in the export directory."""
     return f"{STATS_PREFIX}{cache_file_name}"
+
+
+# A sweep directory: one export directory per cell, one FP32 export per model, and the sweep's own outputs.
+SWEEP_JSON_NAME = "sweep.json"
+SWEEP_MD_NAME = "sweep.md"
+PARETO_PNG_NAME = "pareto.png"
+SWEEP_FP32_DIR = "fp32"
+SWEEP_CACHE_DIR = "cache"
+
+
+def sweep_cell_dir(model: str, precision: str, backend: str) -> str:
+    """A cell's export directory inside a sweep directory: ``<model>/<precision>-<backend>``."""
+    return f"{model}/{precision}-{backend}"

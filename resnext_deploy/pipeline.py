@@ -8,6 +8,7 @@ This module only orders the stages and records them in report.json; the work liv
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class ExportOptions:
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     engine: Any = None  # engines.BuildOptions (batch profile, threads, TensorRT settings); None = defaults
     verify: Any = None  # a VerifyOptions: the run ends with verification and gates; None skips it
+    fp32_from: Path | None = None  # start from this earlier export's model.onnx instead of exporting again (sweeps)
 
     def resolved_output(self) -> Path:
         return self.output if self.output is not None else Path("out") / f"{self.model}-{self.precision}"
@@ -94,6 +96,8 @@ def validate(options: ExportOptions) -> ModelSpec:
         raise UsageError("--calib-manifest needs --calib-data", hint="pass the image folder the manifest refers to")
     if calib.size <= 0:
         raise UsageError(f"--calib-size must be positive, got {calib.size}", hint="NVIDIA recommends >= 500 for CNNs")
+    if options.fp32_from is not None and not Path(options.fp32_from).is_file():
+        raise InputError(f"FP32 model {options.fp32_from} does not exist", hint="export the FP32 model first")
     eval_data = getattr(options.verify, "eval_data", None)
     for flag, folder in (("--calib-data", calib.data if options.precision == "int8" else None), ("--eval-data", eval_data)):
         if folder is not None and not Path(folder).is_dir():
@@ -133,7 +137,10 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     report["precision"] = options.precision
     console.err.print(f"[dim]{backend_reason}[/]")
 
-    _export_fp32(spec, options, output, report)
+    if options.fp32_from is not None:
+        _reuse_fp32(Path(options.fp32_from), output, report)
+    else:
+        _export_fp32(spec, options, output, report)
     write_report(output, report)
     artifact = output / artifact_name(options.precision)
     if options.precision == "fp16":
@@ -201,6 +208,27 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
     if not exported.simplify.applied and options.simplify:
         add_warning(report, exported.simplify.reason)
         console.warn(exported.simplify.reason)
+
+
+def _reuse_fp32(source: Path, output: Path, report: dict[str, Any]) -> None:
+    """Start from an earlier export's FP32 ONNX (hard-linked, else copied) and its weights and export records."""
+    from resnext_deploy.metadata import read_metadata
+    from resnext_deploy.report import read_report
+
+    target = output / FP32_NAME
+    if source.resolve() != target.resolve():
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    earlier = read_report(source.parent) if (source.parent / REPORT_NAME).is_file() else {}
+    report["weights"] = earlier.get("weights") or read_metadata(target).get("weights", {})
+    report["export"] = {**earlier.get("export", {}), "reused_from": str(source)}
+    for warning in earlier.get("warnings", []):
+        add_warning(report, warning)
+    report["artifacts"]["fp32"] = FP32_NAME
+    console.err.print(f"[dim]FP32 model reused from {source} (no export)[/]")
 
 
 def _convert_fp16(output: Path, report: dict[str, Any]) -> None:

@@ -21,8 +21,13 @@ GATE_KINDS: dict[str, tuple[str, str, str]] = {
     "min_sqnr_db": ("min", "sqnr_db", "SQNR of target logits vs baseline, dB"),
     "min_speedup": ("min", "speedup", "p50 speedup of target over baseline, per batch size"),
     "max_p99_ms": ("max", "p99_ms", "target p99 latency in ms, per batch size"),
+    "max_top1_regression": ("max", "top1_regression_pp", "top-1 lost since the --compare-to run, percentage points"),
+    "max_latency_growth": ("max", "latency_growth", "target p50 growth since the --compare-to run, fraction, per batch size"),
 }
 DEFAULT_THRESHOLDS: dict[str, float] = {"max_top1_drop": 0.5}
+# Applied only with --compare-to. The same images give the same top-1 for the same artifact, so 0.5 pp
+# (the max_top1_drop default) is a real change; CPU latency drifts 10-20% run to run on shared runners.
+DEFAULT_COMPARE_THRESHOLDS: dict[str, float] = {"max_top1_regression": 0.5, "max_latency_growth": 0.25}
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class GateThresholds:
     min_sqnr_db: float | None = None
     min_speedup: float | None = None
     max_p99_ms: float | None = None
+    max_top1_regression: float | None = None
+    max_latency_growth: float | None = None
 
     def given(self) -> dict[str, float]:
         """The thresholds that were set."""
@@ -147,10 +154,13 @@ def read_gates_file(path: Path, model: str, precision: str) -> tuple[dict[str, f
 
 def load_gates(
     model: str, precision: str, flags: GateThresholds | Mapping[str, float | None] | None = None,
-    gates_file: Path | None = None,
+    gates_file: Path | None = None, comparing: bool = False,
 ) -> Gates:
-    """Resolve thresholds: built-in defaults < gates file (defaults < model < model.precision) < explicit flags."""
-    thresholds = dict(DEFAULT_THRESHOLDS)
+    """Resolve thresholds: built-in defaults < gates file (defaults < model < model.precision) < explicit flags.
+
+    ``comparing`` (a ``--compare-to`` run is given) adds the regression gates' defaults.
+    """
+    thresholds = dict(DEFAULT_THRESHOLDS) | (dict(DEFAULT_COMPARE_THRESHOLDS) if comparing else {})
     sources = {key: "default" for key in thresholds}
     if gates_file is not None:
         values, where = read_gates_file(gates_file, model, precision)
@@ -174,11 +184,48 @@ def _check(name: str, threshold: float, measured: float | None, reason: str = ""
     return GateResult(name, metric, threshold, measured, margin, "passed" if margin >= 0 else "failed")
 
 
-def evaluate_gates(gates: Gates, accuracy: Mapping[str, Any], latency: Mapping[str, Any] | None) -> list[GateResult]:
-    """Check every configured gate against the accuracy and latency sections of the report."""
+def _regression(name: str, threshold: float, measured: float, source: str) -> GateResult:
+    result = _check(name, threshold, measured)
+    return GateResult(result.name, result.metric, threshold, measured, result.margin, result.status, f"vs {source}")
+
+
+def _top1_regression(name: str, threshold: float, accuracy: Mapping[str, Any], earlier: Any) -> GateResult:
+    if earlier is None:
+        return _check(name, threshold, None, "no --compare-to run given")
+    if earlier.top1_skip or accuracy.get("target_top1") is None:
+        return _check(name, threshold, None, earlier.top1_skip or "top-1 was not measured (no labels)")
+    return _regression(name, threshold, earlier.top1 - accuracy["target_top1"], earlier.source)
+
+
+def _latency_growth(name: str, threshold: float, latency: Mapping[str, Any] | None, earlier: Any) -> list[GateResult]:
+    per_batch = (latency or {}).get("per_batch") or {}
+    if earlier is None or earlier.latency_skip or not per_batch:
+        reason = "no --compare-to run given" if earlier is None else earlier.latency_skip or "latency was not measured"
+        return [_check(name, threshold, None, reason)]
+    results = []
+    for batch, row in per_batch.items():
+        gate, before = f"{name}@b{batch}", (earlier.p50_ms or {}).get(batch)
+        if "target" not in row or not before:
+            results.append(_check(gate, threshold, None, row.get("skipped") or f"{earlier.source} did not time batch {batch}"))
+        else:
+            results.append(_regression(gate, threshold, row["target"]["p50_ms"] / before - 1.0, earlier.source))
+    return results
+
+
+def evaluate_gates(
+    gates: Gates, accuracy: Mapping[str, Any], latency: Mapping[str, Any] | None, earlier: Any = None
+) -> list[GateResult]:
+    """Check every configured gate against the accuracy and latency sections of the report.
+
+    ``earlier`` (a ``compare.Comparison``) is what the regression gates compare with.
+    """
     results: list[GateResult] = []
     for name, threshold in gates.thresholds.items():
-        if name == "max_top1_drop":
+        if name == "max_top1_regression":
+            results.append(_top1_regression(name, threshold, accuracy, earlier))
+        elif name == "max_latency_growth":
+            results.extend(_latency_growth(name, threshold, latency, earlier))
+        elif name == "max_top1_drop":
             drop = accuracy.get("top1_drop_pp")
             reason = "" if drop is not None else accuracy.get("accuracy_note") or "top-1 was not measured (no labels)"
             results.append(_check(name, threshold, drop, reason))
@@ -202,3 +249,17 @@ def evaluate_gates(gates: Gates, accuracy: Mapping[str, Any], latency: Mapping[s
                 else:
                     results.append(_check(gate, threshold, row["target"]["p99_ms"]))
     return results
+
+
+def gates_record(gates: Gates, results: list[GateResult], earlier: Any = None) -> dict[str, Any]:
+    """The ``gates`` section of report.json: thresholds, their sources, the verdicts and what was compared with."""
+    record = {
+        **gates.to_dict(),
+        "passed": not any(r.failed for r in results),
+        "failed": [r.name for r in results if r.failed],
+        "skipped": [r.name for r in results if r.status == "skipped"],
+        "results": [r.to_dict() for r in results],
+    }
+    if earlier is not None:
+        record["compare_to"] = earlier.to_dict()
+    return record

@@ -55,6 +55,7 @@ class VerifyOptions:
     reference: Path | None = None  # bare .onnx only: the FP32 model to compare with
     model: str | None = None  # bare .onnx only: zoo entry for a graph without metadata
     output: Path | None = None  # bare .onnx only: where the reports go
+    compare_to: Path | None = None  # an earlier sweep.json or report.json for the regression gates
     plot: bool = True
     progress: bool = True
 

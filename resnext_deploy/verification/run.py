@@ -11,9 +11,11 @@ from resnext_deploy import console
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME
 from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_logits, load_eval_set
-from resnext_deploy.verification.gates import GateResult, evaluate_gates, load_gates
+from resnext_deploy.verification.compare import load_earlier_run
+from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 from resnext_deploy.verification.options import VerifyOptions
+from resnext_deploy.verification.shards import EvalLogits
 
 
 @dataclass
@@ -81,9 +83,10 @@ def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, An
     return path, _open_directory(path), []
 
 
-def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
+def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits | None = None) -> VerifyOutcome:
     """Measure the export in ``directory`` against its FP32 baseline, check the gates, write all outputs.
 
+    ``logits``: the evaluation already run in shards elsewhere (a sweep), used instead of evaluating here.
     Returns a truthy outcome when all gates pass; call ``outcome.raise_for_gates()`` for exit code 1.
     """
     from resnext_deploy import environment
@@ -93,7 +96,8 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
 
     directory, report, bare_notes = _open_target(Path(directory), options)
     model, precision = report["model"]["name"], report["precision"]
-    gates = load_gates(model, precision, options.thresholds, options.gates_file)
+    gates = load_gates(model, precision, options.thresholds, options.gates_file, comparing=options.compare_to is not None)
+    earlier_run = load_earlier_run(options.compare_to) if options.compare_to is not None else None
     artifacts = report["artifacts"]
     target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", FP32_NAME))
     if not target_onnx.is_file():
@@ -109,7 +113,7 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     latency: dict[str, Any] | None = None
     with baseline.runner as base_runner, target.runner as target_runner:
         started = time.perf_counter()
-        reference, produced, labels = eval_logits(
+        reference, produced, labels = logits.for_set(eval_set) if logits is not None else eval_logits(
             eval_set, base_runner, target_runner, options.eval_batch_size, options.progress
         )
         console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
@@ -134,7 +138,9 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     if (report.get("weights") or {}).get("random"):
         notes.append("RANDOM WEIGHTS: accuracy numbers of an untrained model mean nothing")
 
-    results = evaluate_gates(gates, accuracy, latency)
+    earlier = None if earlier_run is None else earlier_run.against(
+        model, precision, target.description["backend"], eval_set.source, environment.describe()["cpu"])
+    results = evaluate_gates(gates, accuracy, latency, earlier)
     from resnext_deploy.engines import BuildOptions
 
     report["verification"] = {
@@ -148,13 +154,7 @@ def verify_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
         "environment": environment.describe(),
         "notes": notes,
     }
-    report["gates"] = {
-        **gates.to_dict(),
-        "passed": not any(r.failed for r in results),
-        "failed": [r.name for r in results if r.failed],
-        "skipped": [r.name for r in results if r.status == "skipped"],
-        "results": [r.to_dict() for r in results],
-    }
+    report["gates"] = gates_record(gates, results, earlier)
     outcome = VerifyOutcome(directory, report, results)
     outcome.outputs["report_json"] = write_report(directory, report)
     outcome.outputs["report_md"] = outputs.write_markdown(directory, report)
@@ -178,3 +178,29 @@ def _runner_facts(runner: Any) -> dict[str, Any]:
         if value is not None:
             facts[name] = value
     return facts
+
+
+def regate_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
+    """Check the gates again on the measurements already in report.json (new thresholds or --compare-to), no inference."""
+    from resnext_deploy.report import write_report
+    from resnext_deploy.verification import outputs
+
+    directory = Path(directory)
+    report = _open_directory(directory)
+    ver = report.get("verification")
+    if not ver:
+        raise InputError(f"{directory} was never verified", hint="run `resnext-deploy verify` on it")
+    model, precision = report["model"]["name"], report["precision"]
+    gates = load_gates(model, precision, options.thresholds, options.gates_file, comparing=options.compare_to is not None)
+    earlier = None
+    if options.compare_to is not None:
+        earlier = load_earlier_run(options.compare_to).against(
+            model, precision, ver["backend"], ver["eval_data"], (ver.get("environment") or {}).get("cpu"))
+    results = evaluate_gates(gates, ver["accuracy"], ver.get("latency"), earlier)
+    report["gates"] = gates_record(gates, results, earlier)
+    outcome = VerifyOutcome(directory, report, results)
+    outcome.outputs["report_json"] = write_report(directory, report)
+    outcome.outputs["report_md"] = outputs.write_markdown(directory, report)
+    if options.junit is not None:
+        outcome.outputs["junit"] = outputs.write_junit(options.junit, report)
+    return outcome

@@ -1,0 +1,159 @@
+"""A sweep's work as picklable jobs and plain functions: the local pool and Ray tasks run the same code.
+
+Every function reads and writes artifacts by path (the sweep directory, on storage every worker
+sees) and returns small records; only evaluation logits travel back as values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.layout import FP32_NAME
+from resnext_deploy.pipeline import CalibrationOptions
+from resnext_deploy.verification.options import VerifyOptions
+from resnext_deploy.verification.shards import ShardResult, where
+from resnext_deploy.zoo import ModelSpec
+
+SWEEP_KEY = "sweep"  # the record a finished sweep step leaves in its report.json
+
+
+@dataclass(frozen=True)
+class Fp32Job:
+    """Export one model to FP32 ONNX, once for all of its cells."""
+
+    spec: ModelSpec
+    weights: str
+    directory: Path
+    opset: int
+    fingerprint: str
+
+    @property
+    def onnx(self) -> Path:
+        return self.directory / FP32_NAME
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One (model, precision, backend): its artifact made from the model's FP32 ONNX, evaluated, timed and gated."""
+
+    key: str
+    spec: ModelSpec
+    precision: str
+    backend: str
+    directory: Path
+    fp32: Path
+    recipe: str
+    calibration: CalibrationOptions
+    verify: VerifyOptions
+    fingerprint: str
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+
+def use_spec(spec: ModelSpec) -> None:
+    """Make the driver's zoo entry known in this worker (models registered at run time, e.g. variants of your own)."""
+    from resnext_deploy.zoo import get_model_spec, register_model
+
+    try:
+        if get_model_spec(spec.name) == spec:
+            return
+    except Exception:  # noqa: BLE001 - unknown here: registered below
+        pass
+    register_model(spec)
+
+
+def mark(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Add the sweep's record to ``directory``'s report.json (atomically): the step is finished."""
+    from resnext_deploy.report import read_report, write_report
+
+    report = read_report(directory)
+    report[SWEEP_KEY] = record
+    write_report(directory, report)
+    return report
+
+
+def export_fp32(job: Fp32Job) -> dict[str, Any]:
+    """Export ``job.spec`` to ``job.directory/model.onnx`` (no engine, no verification)."""
+    from resnext_deploy.pipeline import ExportOptions, run_export
+
+    use_spec(job.spec)
+    started = time.perf_counter()
+    shutil.rmtree(job.directory, ignore_errors=True)
+    options = ExportOptions(model=job.spec.name, precision="fp32", weights=job.weights, output=job.directory,
+                            opset=job.opset, force=True, build_engine=False, verify=None)
+    run_export(options, command=["sweep", "fp32", job.spec.name])
+    record = {"step": "fp32", "fingerprint": job.fingerprint, "seconds": round(time.perf_counter() - started, 3),
+              "ran_on": where()}
+    report = mark(job.directory, record)
+    return record | {"sha256": report["export"]["sha256"]}
+
+
+def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
+    """Make the cell's precision artifact and engine from the model's FP32 ONNX (``after``: steps to wait for)."""
+    from resnext_deploy.pipeline import ExportOptions, run_export
+
+    use_spec(job.spec)
+    started = time.perf_counter()
+    shutil.rmtree(job.directory, ignore_errors=True)
+    options = ExportOptions(
+        model=job.spec.name, precision=job.precision, backend=job.backend, recipe=job.recipe, output=job.directory,
+        force=True, calibration=job.calibration, engine_options=job.engine_options, verify=None, fp32_from=job.fp32,
+    )
+    _, report = run_export(options, command=["sweep", job.key])
+    quantization = report.get("quantization") or {}
+    return {"seconds": round(time.perf_counter() - started, 3), "ran_on": where(),
+            "stats_cache_hit": quantization.get("stats_cache_hit"), "fp32_reused_from": str(job.fp32)}
+
+
+def evaluate_shard(job: CellJob, index: int, records: list[Any], threads: int, *after: Any) -> ShardResult:
+    """Decode and run one evaluation shard of the cell with ``threads`` inference threads."""
+    from resnext_deploy.verification.shards import eval_shard
+
+    use_spec(job.spec)
+    return eval_shard(job.directory, records, index, job.verify.eval_batch_size, job.verify.baseline,
+                      job.backend, threads)
+
+
+def finish_cell(job: CellJob, threads: int, build: dict[str, Any], *shards: ShardResult) -> dict[str, Any]:
+    """Time latency on ``threads`` cores, gate, and write the cell's reports from the merged shards."""
+    from resnext_deploy.verification.run import verify_directory
+    from resnext_deploy.verification.shards import EvalLogits
+
+    use_spec(job.spec)
+    started = time.perf_counter()
+    options = dataclasses.replace(job.verify, threads=threads, progress=False)
+    outcome = verify_directory(job.directory, options, EvalLogits(list(shards)) if shards else None)
+    record = {
+        "step": "cell", "cell": job.key, "fingerprint": job.fingerprint,
+        "ran_on": {"build": build["ran_on"], "shards": [s.ran_on for s in shards],
+                   "latency": where() | {"cpus": threads}},
+        "seconds": {"build": build["seconds"], "finish": round(time.perf_counter() - started, 3)},
+        "fp32_reused_from": build["fp32_reused_from"], "stats_cache_hit": build["stats_cache_hit"],
+    }
+    mark(job.directory, record)
+    return record
+
+
+def quiet() -> None:
+    """Silence the stage lines of a worker process: the driver reports each finished step."""
+    from resnext_deploy import console
+
+    if console.verbosity() < 1:
+        console.err.quiet = True
+
+
+def run_quietly(function: Any, *args: Any) -> Any:
+    """Call ``function(*args)`` in a worker with its stage lines silenced (Ray tasks)."""
+    quiet()
+    return function(*args)
+
+
+def node_facts(paths: list[str]) -> dict[str, Any]:
+    """Which of ``paths`` this node cannot see, and its toolchain version: a sweep's artifacts travel by path."""
+    from resnext_deploy.environment import toolchain_version
+
+    return {"ran_on": where(), "version": toolchain_version(), "missing": [p for p in paths if not Path(p).exists()]}
