@@ -12,6 +12,7 @@ from resnext_deploy.cli.inspect_bundle import inspect_bundle
 from resnext_deploy.cli.models import models
 from resnext_deploy.cli.package import package
 from resnext_deploy.cli.predict import predict
+from resnext_deploy.cli.sweep import sweep
 from resnext_deploy.cli.verify import verify
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ app.command()(package)
 app.command("inspect")(inspect_bundle)
 app.command()(build)
 app.command()(predict)
+app.command()(sweep)
 
 
 def main() -> None:

@@ -273,6 +273,19 @@ class GateArgs:
         float | None, typer.Option("--max-p99-ms", help="Largest target p99 latency in ms, each batch size.",
                                    rich_help_panel=_GATES, show_default=False)
     ] = None
+    compare_to: Annotated[
+        Path | None,
+        typer.Option("--compare-to", help="An earlier sweep.json or report.json: gate on regressions against it "
+                     "(--max-top1-regression, --max-latency-growth).", rich_help_panel=_GATES, show_default=False),
+    ] = None
+    max_top1_regression: Annotated[
+        float | None, typer.Option("--max-top1-regression", help="Largest top-1 loss since the --compare-to run, percentage "
+                                   "points [default: 0.5].", rich_help_panel=_GATES, show_default=False)
+    ] = None
+    max_latency_growth: Annotated[
+        float | None, typer.Option("--max-latency-growth", help="Largest p50 growth since the --compare-to run, fraction, "
+                                   "each batch size [default: 0.25].", rich_help_panel=_GATES, show_default=False)
+    ] = None
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write the gates as JUnit XML here.", rich_help_panel=_GATES, show_default=False)
     ] = None
@@ -294,5 +307,6 @@ def verify_options(evaluation: EvaluationArgs, latency: LatencyArgs, gates: Gate
         eval_data=evaluation.eval_data, labels_file=evaluation.eval_labels, eval_size=evaluation.eval_size,
         seed=evaluation.eval_seed, baseline=evaluation.baseline.value, batch_sizes=parse_batch_sizes(latency.batch_sizes),
         duration=latency.duration, iterations=latency.iterations, warmup_ms=latency.warmup_ms, latency=latency.latency,
-        threads=threads, gates_file=gates.gates, junit=gates.junit, thresholds=gates.thresholds(), **extra,
+        threads=threads, gates_file=gates.gates, junit=gates.junit, thresholds=gates.thresholds(),
+        compare_to=gates.compare_to, **extra,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,24 @@ SWEEP_KEY = "sweep"  # the record a finished sweep step leaves in its report.jso
 
 
 @dataclass(frozen=True)
+class Fp32Settings:
+    """How each model's FP32 ONNX is made (the export's option group)."""
+
+    opset: int = 17
+    simplify: bool = True
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
 class Fp32Job:
     """Export one model to FP32 ONNX, once for all of its cells."""
 
     spec: ModelSpec
     weights: str
     directory: Path
-    opset: int
+    settings: Fp32Settings
     fingerprint: str
 
     @property
@@ -51,7 +62,8 @@ class CellJob:
     calibration: CalibrationOptions
     verify: VerifyOptions
     fingerprint: str
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    engine: Any = None  # engines.BuildOptions, threads = the latency threads
+    input_size: int | None = None
 
 
 def use_spec(spec: ModelSpec) -> None:
@@ -83,8 +95,10 @@ def export_fp32(job: Fp32Job) -> dict[str, Any]:
     use_spec(job.spec)
     started = time.perf_counter()
     shutil.rmtree(job.directory, ignore_errors=True)
+    settings = job.settings
     options = ExportOptions(model=job.spec.name, precision="fp32", weights=job.weights, output=job.directory,
-                            opset=job.opset, force=True, build_engine=False, verify=None)
+                            opset=settings.opset, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
+                            input_size=settings.input_size, force=True, build_engine=False, verify=None)
     run_export(options, command=["sweep", "fp32", job.spec.name])
     record = {"step": "fp32", "fingerprint": job.fingerprint, "seconds": round(time.perf_counter() - started, 3),
               "ran_on": where()}
@@ -101,7 +115,8 @@ def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
     shutil.rmtree(job.directory, ignore_errors=True)
     options = ExportOptions(
         model=job.spec.name, precision=job.precision, backend=job.backend, recipe=job.recipe, output=job.directory,
-        force=True, calibration=job.calibration, engine_options=job.engine_options, verify=None, fp32_from=job.fp32,
+        input_size=job.input_size, force=True, calibration=job.calibration, engine=job.engine, verify=None,
+        fp32_from=job.fp32,
     )
     _, report = run_export(options, command=["sweep", job.key])
     quantization = report.get("quantization") or {}

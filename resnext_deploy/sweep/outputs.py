@@ -141,3 +141,52 @@ def write_pareto_plot(root: Path, rows: Sequence[dict[str, Any]]) -> Path | None
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return path
+
+
+def write_junit(path: Path, sweep: dict[str, Any]) -> Path:
+    """JUnit XML: one ``<testsuite>`` per cell, one ``<testcase>`` per gate; a cell that could not run is an error."""
+    import xml.etree.ElementTree as ET
+
+    from resnext_deploy.files import write_bytes
+
+    root = ET.Element("testsuites", name="resnext-deploy sweep")
+    for row in sweep["cells"]:
+        gates = row.get("gates") or []
+        suite = ET.SubElement(root, "testsuite", name=row["cell"], tests=str(max(len(gates), 1)),
+                              failures=str(sum(g["status"] == "failed" for g in gates)), errors=str(int(bool(row.get("error")))),
+                              skipped=str(sum(g["status"] == "skipped" for g in gates)))
+        if row.get("error"):
+            ET.SubElement(ET.SubElement(suite, "testcase", name="run", classname=row["cell"]), "error", message=row["error"])
+        for gate in gates:
+            case = ET.SubElement(suite, "testcase", name=gate["name"], classname=row["cell"])
+            line = f"{gate['name']}: measured {gate['measured']}, threshold {gate['threshold']} {gate['reason']}".strip()
+            if gate["status"] == "failed":
+                ET.SubElement(case, "failure", message=line, type="GateFailed").text = line
+            elif gate["status"] == "skipped":
+                ET.SubElement(case, "skipped", message=gate["reason"])
+    ET.indent(root)
+    write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    return Path(path)
+
+
+def print_summary(sweep: dict[str, Any], directory: Path) -> None:
+    """The cells as a rich table on stdout, and where the reports are."""
+    from rich.table import Table
+
+    from resnext_deploy.console import out
+
+    front = set(sweep["pareto_front"])
+    table = Table(title=f"sweep: {len(sweep['cells'])} cell(s) on {sweep['scheduler']['kind']}")
+    for column in ("cell", "top-1 %", "Δ pp", "agreement", "p50 b1 ms", "img/s b8", "MB", "gates", "front"):
+        table.add_column(column)
+    for row in sweep["cells"]:
+        if row.get("error"):
+            table.add_row(row["cell"], "", "", "", "", "", "", "[red]error[/]", "")
+            continue
+        size = None if row["size_bytes"] is None else row["size_bytes"] / 1e6
+        verdict = "[green]passed[/]" if row["status"] == "passed" else "[red]failed: " + ", ".join(row["failed_gates"]) + "[/]"
+        table.add_row(row["cell"] + (" (kept)" if row.get("resumed") else ""), _fmt(row["top1"], ".2f"),
+                      _fmt(row["top1_delta_pp"], "+.2f"), _fmt(row["agreement"], ".4f"), _fmt(row["p50_ms_b1"], ".2f"),
+                      _fmt(row["images_per_s_b8"], ".1f"), _fmt(size, ".1f"), verdict, "★" if row["cell"] in front else "")
+    out.print(table)
+    out.print(f"reports: {directory / SWEEP_MD_NAME}, {directory / 'sweep.json'}, {directory / PARETO_PNG_NAME}")

@@ -23,7 +23,7 @@ from resnext_deploy.layout import (
     CALIBRATION_MANIFEST, FP32_NAME, SWEEP_CACHE_DIR, SWEEP_FP32_DIR, SWEEP_JSON_NAME, SWEEP_MD_NAME, sweep_cell_dir,
 )
 from resnext_deploy.pipeline import CalibrationOptions
-from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job
+from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job, Fp32Settings
 from resnext_deploy.sweep.plan import Plan
 from resnext_deploy.sweep.schedule import Event, Scheduler, Work
 from resnext_deploy.verification.options import VerifyOptions
@@ -48,8 +48,8 @@ class SweepOptions:
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     verify: VerifyOptions = field(default_factory=_default_verify)
     recipe: str = "auto"
-    opset: int = 17
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    fp32: Fp32Settings = field(default_factory=Fp32Settings)
+    engine: Any = None  # engines.BuildOptions for every cell [default: the engines' defaults]
     workers: int | None = None  # local pool processes [default: every usable core]
     ray: str | None = None  # "auto" or a cluster address; None: the local pool
     shards: int | None = None  # evaluation shards per cell [default: one per worker or Ray CPU]
@@ -106,7 +106,8 @@ def _validate(options: SweepOptions) -> None:
     comparing = options.verify.compare_to is not None
     for model, precision, backend in options.plan.cells():
         validate(ExportOptions(model=model, precision=precision, backend=backend, recipe=options.recipe,
-                               calibration=options.calibration, verify=options.verify))
+                               calibration=options.calibration, verify=options.verify, input_size=options.fp32.input_size,
+                               atol=options.fp32.atol, rtol=options.fp32.rtol))
         load_gates(model, precision, options.verify.thresholds, options.verify.gates_file, comparing=comparing)
     if comparing:
         load_earlier_run(options.verify.compare_to)
@@ -170,6 +171,7 @@ class _Prepared:
 
 def _prepare(options: SweepOptions, output: Path, threads: int) -> _Prepared:
     """Pin the calibration subset and the evaluation subset, and describe every step with its fingerprint."""
+    from resnext_deploy.engines import BuildOptions
     from resnext_deploy.environment import toolchain_version
     from resnext_deploy.pipeline import default_eval_data
     from resnext_deploy.verification.accuracy import load_eval_set
@@ -193,11 +195,13 @@ def _prepare(options: SweepOptions, output: Path, threads: int) -> _Prepared:
     fp32_jobs = {}
     for model, spec in specs.items():
         weights = plan.weights_for(model)
-        fingerprint = _digest({"spec": spec.to_dict(), "weights": _weights_identity(weights), "opset": options.opset,
-                               "toolchain": toolchain})
-        fp32_jobs[model] = Fp32Job(spec, weights, output / model / SWEEP_FP32_DIR, options.opset, fingerprint)
+        fingerprint = _digest({"spec": spec.to_dict(), "weights": _weights_identity(weights),
+                               "fp32": dataclasses.asdict(options.fp32), "toolchain": toolchain})
+        fp32_jobs[model] = Fp32Job(spec, weights, output / model / SWEEP_FP32_DIR, options.fp32, fingerprint)
     measured = {k: getattr(verify, k) for k in ("eval_data", "labels_file", "eval_size", "seed", "baseline", "batch_sizes",
-                                                "iterations", "warmup", "duration", "eval_batch_size", "random_eval_size")}
+                                                "iterations", "warmup_ms", "duration", "latency", "eval_batch_size",
+                                                "random_eval_size")}
+    engine = dataclasses.replace(options.engine or BuildOptions(), threads=threads)
     cell_jobs = []
     for model, precision, backend in plan.cells():
         fp32 = fp32_jobs[model]
@@ -205,13 +209,13 @@ def _prepare(options: SweepOptions, output: Path, threads: int) -> _Prepared:
                                                        "keep_grouped_float")} | {"manifest": manifest_sha}
                        if precision == "int8" else None)
         fingerprint = _digest({"fp32": fp32.fingerprint, "precision": precision, "backend": backend,
-                               "recipe": options.recipe, "calibration": calibration, "engine": options.engine_options,
+                               "recipe": options.recipe, "calibration": calibration, "engine": engine.to_dict(),
                                "verify": measured, "latency_threads": threads, "toolchain": toolchain})
         cell_jobs.append(CellJob(
             key=sweep_cell_dir(model, precision, backend), spec=specs[model], precision=precision, backend=backend,
             directory=output / sweep_cell_dir(model, precision, backend), fp32=fp32.onnx, recipe=options.recipe,
             calibration=calib, verify=verify, fingerprint=fingerprint,
-            engine_options=dict(options.engine_options) | {"threads": threads},
+            engine=engine, input_size=options.fp32.input_size,
         ))
     return _Prepared(verify, calib, eval_set.source, list(eval_set.records), fp32_jobs, cell_jobs)
 
@@ -257,7 +261,7 @@ def run_sweep(options: SweepOptions, command: list[str] | None = None) -> SweepO
         scheduler.close()
     sweep = _collect(options, prepared, output, kept, fp32_records, errors, scheduler_facts, command)
     sweep["wall_s"] = round(time.perf_counter() - started, 3)
-    return _write(output, sweep)
+    return _write(output, sweep, options.verify.junit)
 
 
 def _unfinished(prepared: _Prepared, force: bool) -> tuple[Work, set[str]]:
@@ -333,12 +337,14 @@ def _collect(
     }
 
 
-def _write(output: Path, sweep: dict[str, Any]) -> SweepOutcome:
+def _write(output: Path, sweep: dict[str, Any], junit: Path | None) -> SweepOutcome:
     from resnext_deploy.files import write_json
     from resnext_deploy.sweep import outputs
 
     write_json(output / SWEEP_JSON_NAME, sweep)
     outputs.write_markdown(output, sweep)
+    if junit is not None:
+        outputs.write_junit(junit, sweep)
     try:
         outputs.write_pareto_plot(output, [r for r in sweep["cells"] if r["status"] != "error"])
     except ImportError:
