@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench bench-export bench-e2e bench-quant bench-engines clean
+.PHONY: install demo test test-fast bench bench-export bench-e2e bench-quant bench-engines bench-sweep clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ bench-quant: install
 
 bench-engines: install
 	$(PY) bench/bench_engines.py
+
+bench-sweep: install
+	$(PY) bench/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

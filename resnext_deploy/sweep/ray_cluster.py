@@ -75,7 +75,7 @@ class RayCluster:
             try:
                 self.ray.init(address=None if address == "auto" else address, include_dashboard=False,
                               log_to_driver=False, logging_level=logging.WARNING)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
                 raise NotAvailableError(f"cannot connect to the Ray cluster at {address}: {exc}",
                                         hint="check the address and that the cluster runs the same Ray version") from None
             self.connected_here = True
@@ -117,6 +117,9 @@ class RayCluster:
         except self.ray.exceptions.GetTimeoutError:
             raise NotAvailableError(f"Ray nodes did not answer within {NODE_CHECK_TIMEOUT_S:.0f} s",
                                     hint="check `ray status` on the head node") from None
+        except self.ray.exceptions.RayError as exc:
+            raise NotAvailableError(f"a Ray node cannot run resnext-deploy: {exc}",
+                                    hint="install the same resnext-deploy (and its [ray] extra) on every node") from None
         for node, fact in facts.items():
             if fact["missing"]:
                 raise InputError(

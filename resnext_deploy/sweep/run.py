@@ -22,7 +22,7 @@ from resnext_deploy.errors import CellError, DeployError, GateFailed, UsageError
 from resnext_deploy.layout import (
     CALIBRATION_MANIFEST, FP32_NAME, SWEEP_CACHE_DIR, SWEEP_FP32_DIR, SWEEP_JSON_NAME, SWEEP_MD_NAME, sweep_cell_dir,
 )
-from resnext_deploy.pipeline import CalibrationOptions
+from resnext_deploy.pipeline import CalibrationOptions, prepare_output_dir
 from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job, Fp32Settings
 from resnext_deploy.sweep.plan import Plan
 from resnext_deploy.sweep.schedule import Event, Scheduler, Work
@@ -243,7 +243,7 @@ def run_sweep(options: SweepOptions, command: list[str] | None = None) -> SweepO
     scheduler = make_scheduler(options)
     try:
         threads = scheduler.latency_threads(options.verify.threads)
-        output.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(output, force=True, names=())
         prepared = _prepare(options, output, threads)
         weights = [Path(w) for w in options.plan.weights.values() if w not in ("pretrained", "random")]
         scheduler.check_paths(shared_paths(output, prepared.calibration.data, prepared.verify.eval_data, *weights))

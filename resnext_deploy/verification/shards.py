@@ -56,6 +56,7 @@ class ShardResult:
     decode_s: float
     infer_s: float
     ran_on: dict[str, Any] = field(default_factory=dict)
+    span: tuple[float, float] = (0.0, 0.0)  # wall-clock start and end (time.time), to time shards run side by side
 
     def facts(self) -> dict[str, Any]:
         return {"index": self.index, "images": len(self.relpaths), "skipped": len(self.skipped),
@@ -75,6 +76,7 @@ def eval_shard(
     from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
     from resnext_deploy.zoo import PreprocessConfig
 
+    begun = time.time()
     directory = Path(directory)
     report = read_report(directory)
     artifacts = report["artifacts"]
@@ -104,7 +106,7 @@ def eval_shard(
         raise InputError(f"no image of evaluation shard {index} could be read", hint="check --eval-data")
     known = None if any(batch is None for batch in labels) else np.concatenate(labels)
     return ShardResult(index, np.concatenate(reference), np.concatenate(produced), known, relpaths, skipped,
-                       decode_s, infer_s, where())
+                       decode_s, infer_s, where(), (begun, time.time()))
 
 
 @dataclass
@@ -129,11 +131,16 @@ class EvalLogits:
 
 
 def throughput(shards: Sequence[ShardResult]) -> dict[str, Any]:
-    """Images/s of decoding and of inference (baseline + target) per worker, and each shard's facts."""
+    """Images/s of decoding and of inference (baseline + target) per worker, of all shards together, and each shard's facts.
+
+    ``wall_s`` runs from the first shard's start to the last one's end (opening runners included).
+    """
     images = sum(len(s.relpaths) for s in shards)
     decode_s, infer_s = sum(s.decode_s for s in shards), sum(s.infer_s for s in shards)
+    wall_s = max(s.span[1] for s in shards) - min(s.span[0] for s in shards)
     return {
         "count": len(shards), "images": images, "decode_s": round(decode_s, 4), "infer_s": round(infer_s, 4),
+        "wall_s": round(wall_s, 4), "images_per_s": images / wall_s if wall_s > 0 else None,
         "decode_images_per_s_per_worker": images / decode_s if decode_s > 0 else None,
         "infer_images_per_s_per_worker": images / infer_s if infer_s > 0 else None,
         "shards": [s.facts() for s in shards],
