@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,8 @@ def test_failing_gate_exits_1_after_every_cell_naming_the_cells(local_sweep: Pat
     output = Path(shutil.copytree(local_sweep, tmp_path / "gated"))
     result = _invoke("--models", ",".join(MODELS), "--precisions", ",".join(PRECISIONS), "--backends", BACKEND,
                      "--weights", tiny_checkpoint.checkpoint, "--calib-data", synthetic_imagenet.root, *FLAGS,
-                     "--output", output, "--workers", 1, "--max-top1-drop", 5, "--min-cosine", 0.99999)
+                     "--output", output, "--workers", 1, "--max-top1-drop", 5, "--min-cosine", 0.99999,
+                     "--junit", tmp_path / "junit.xml")
     assert result.exit_code == 1, result.output
     failing = [cell for cell in CELLS if "int8" in cell]
     assert f"{len(failing)} cell(s) failed their gates" in _text(result)
@@ -141,6 +143,8 @@ def test_failing_gate_exits_1_after_every_cell_naming_the_cells(local_sweep: Pat
     assert all(cells[cell]["resumed"] for cell in CELLS)  # measured once; the new gate is checked on the kept numbers
     assert _sweep(output)["failed_cells"] == failing
     assert "min_cosine" in _report(output, failing[0])["gates"]["failed"]
+    suites = {suite.get("name"): suite for suite in ET.parse(tmp_path / "junit.xml").getroot()}
+    assert set(suites) == set(CELLS) and all(suites[c].get("failures") == ("1" if c in failing else "0") for c in CELLS)
 
 
 def _gray_calibration_folder(root: Path) -> Path:
