@@ -67,7 +67,8 @@ def sweep(
         plan=make_plan(plan, models, precisions, backends, weights), output=output,
         calibration=calibration.to_options(), verify=verify_options(evaluation, latency, gates, engine.threads),
         recipe=calibration.recipe.value, engine=engine.to_build_options(), force=force,
-        fp32=Fp32Settings(settings.opset, settings.simplify, settings.atol, settings.rtol, settings.input_size),
+        fp32=Fp32Settings(opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify,
+                          atol=settings.atol, rtol=settings.rtol, input_size=settings.input_size),
         workers=workers, ray=ray, shards=shards, timeout_s=timeout,
     )
     outcome = run_sweep(options, command=sys.argv)

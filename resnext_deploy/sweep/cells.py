@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER
 from resnext_deploy.layout import FP32_NAME
 from resnext_deploy.pipeline import CalibrationOptions
 from resnext_deploy.verification.options import VerifyOptions
@@ -26,7 +27,8 @@ SWEEP_KEY = "sweep"  # the record a finished sweep step leaves in its report.jso
 class Fp32Settings:
     """How each model's FP32 ONNX is made (the export's option group)."""
 
-    opset: int = 17
+    opset: int | None = None  # None: the exporter's default
+    exporter: str = DEFAULT_EXPORTER
     simplify: bool = True
     atol: float = 1e-4
     rtol: float = 1e-3
@@ -97,7 +99,8 @@ def export_fp32(job: Fp32Job) -> dict[str, Any]:
     shutil.rmtree(job.directory, ignore_errors=True)
     settings = job.settings
     options = ExportOptions(model=job.spec.name, precision="fp32", weights=job.weights, output=job.directory,
-                            opset=settings.opset, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
+                            opset=settings.opset, exporter=settings.exporter, simplify=settings.simplify,
+                            atol=settings.atol, rtol=settings.rtol,
                             input_size=settings.input_size, force=True, build_engine=False, verify=None)
     run_export(options, command=["sweep", "fp32", job.spec.name])
     record = {"step": "fp32", "fingerprint": job.fingerprint, "seconds": round(time.perf_counter() - started, 3),

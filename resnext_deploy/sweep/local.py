@@ -8,21 +8,13 @@ so no two latency measurements, and nothing else of ours, share the cores.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from resnext_deploy.environment import usable_cores
 from resnext_deploy.sweep import cells
 from resnext_deploy.sweep.schedule import Event, Work
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 class InlineExecutor(Executor):

@@ -40,8 +40,15 @@ class Plan:
         return self.weights.get(model, DEFAULT_WEIGHTS)
 
     def cells(self) -> list[tuple[str, str, str]]:
-        """Every (model, precision, backend), models outermost, in plan order."""
-        return [(m, p, b) for m in self.models for p in self.precisions for b in self.backends]
+        """Every (model, precision, backend), models outermost, in plan order; ``auto`` resolved per precision here."""
+        from resnext_deploy.engines import resolve_backend
+
+        cells = []
+        for model in self.models:
+            for precision in self.precisions:
+                names = [resolve_backend(b, precision)[0].name if b == "auto" else b for b in self.backends]
+                cells += [(model, precision, backend) for backend in dict.fromkeys(names)]
+        return cells
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": list(self.models), "precisions": list(self.precisions), "backends": list(self.backends),
@@ -102,7 +109,7 @@ def make_plan(
     backends: Sequence[str] | str | None = None, weights: str | None = None,
 ) -> Plan:
     """The plan from ``path`` (optional) with flags replacing its lists, every name checked against the zoo and engines."""
-    from resnext_deploy.engines import BACKEND_NAMES
+    from resnext_deploy.engines import backend_names
     from resnext_deploy.zoo import get_model_spec
 
     data = read_plan_file(path) if path is not None else {}
@@ -121,7 +128,7 @@ def make_plan(
     for model in lists["models"]:
         get_model_spec(model)
     _check_choices("precision", lists["precisions"], PRECISIONS)
-    _check_choices("engine", lists["backends"], BACKEND_NAMES)
+    _check_choices("engine", lists["backends"], backend_names())
     every, per_model = _weights(data.get("weights"), Path(path).parent if path is not None else None, where)
     if weights is not None:
         every, per_model = weights, {}
@@ -129,11 +136,4 @@ def make_plan(
     for model, value in table.items():
         if value not in ("pretrained", "random") and not Path(value).expanduser().is_file():
             raise InputError(f"weights of {model}: {value} is not a file", hint="pass 'pretrained', 'random' or a checkpoint path")
-    return Plan(lists["models"], lists["precisions"], _concrete(lists["backends"]), table)
-
-
-def _concrete(backends: tuple[str, ...]) -> tuple[str, ...]:
-    """``auto`` resolved on this machine (TensorRT where it runs, else ONNX Runtime); duplicates dropped."""
-    from resnext_deploy.engines import resolve_backend
-
-    return tuple(dict.fromkeys(resolve_backend(name)[0].name if name == "auto" else name for name in backends))
+    return Plan(lists["models"], lists["precisions"], lists["backends"], table)

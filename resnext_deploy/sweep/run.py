@@ -107,7 +107,8 @@ def _validate(options: SweepOptions) -> None:
     for model, precision, backend in options.plan.cells():
         validate(ExportOptions(model=model, precision=precision, backend=backend, recipe=options.recipe,
                                calibration=options.calibration, verify=options.verify, input_size=options.fp32.input_size,
-                               atol=options.fp32.atol, rtol=options.fp32.rtol))
+                               opset=options.fp32.opset, exporter=options.fp32.exporter, atol=options.fp32.atol,
+                               rtol=options.fp32.rtol))
         load_gates(model, precision, options.verify.thresholds, options.verify.gates_file, comparing=comparing)
     if comparing:
         load_earlier_run(options.verify.compare_to)

@@ -32,8 +32,8 @@ def test_auto_backend_resolves_on_this_machine() -> None:
     from resnext_deploy.engines import resolve_backend
 
     plan = make_plan(models=["resnext50d_32x4d"], backends=["auto"])
-    assert plan.backends == (resolve_backend("auto")[0].name,)
     assert plan.precisions == ("fp32", "fp16", "int8")
+    assert plan.cells() == [("resnext50d_32x4d", p, resolve_backend("auto", p)[0].name) for p in plan.precisions]
 
 
 def test_a_weights_value_that_is_no_string_is_a_usage_error(tmp_path: Path) -> None:
