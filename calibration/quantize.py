@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.calibration.fp16 import float_regions_to_fp16
 from resnext_deploy.calibration.recipes import DEFAULT_RECIPE, Recipe, get_recipe, grouped_conv_nodes
 from resnext_deploy.calibration.stats_cache import CachedStats, StatsCache, StatsKey
 from resnext_deploy.calibration.statistics import (
@@ -47,6 +48,7 @@ class QuantizationResult:
     keep_grouped_float: bool
     excluded_nodes: list[str]
     residual_adds_released: int  # Adds whose conv-side Q/DQ was removed so TensorRT fuses Conv+Add
+    float_regions: str  # "fp32", or "fp16": what runs outside INT8 (graph I/O stays FP32 either way)
     quantize_linear_nodes: int
     dequantize_linear_nodes: int
     stats_cache_hit: bool
@@ -120,6 +122,8 @@ def quantize_int8(
         _quantize(prepared, quantized_path, recipe_obj, method, excluded, stats.path)
         model = onnx.load(quantized_path)
     released = release_conv_side_of_residual_adds(model) if recipe_obj.release_residual_conv_side else []
+    if recipe_obj.float_regions == "fp16":
+        model, _ = float_regions_to_fp16(model)
 
     del model.metadata_props[:]
     calib_record = {
@@ -130,6 +134,7 @@ def quantize_int8(
         "params": params,
         "stats_key": key.digest(),
         "keep_grouped_float": recipe_obj.keep_grouped_float,
+        "float_regions": recipe_obj.float_regions,
         **(calibration_record or {}),
     }
     set_metadata(model, {**source_meta, "precision": "int8", "calibration": calib_record})
@@ -148,6 +153,7 @@ def quantize_int8(
         keep_grouped_float=recipe_obj.keep_grouped_float,
         excluded_nodes=excluded,
         residual_adds_released=len(released),
+        float_regions=recipe_obj.float_regions,
         quantize_linear_nodes=ops.count("QuantizeLinear"),
         dequantize_linear_nodes=ops.count("DequantizeLinear"),
         stats_cache_hit=stats_source != "calibrated",

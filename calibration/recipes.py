@@ -10,6 +10,8 @@ Both recipes read the same calibration statistics and differ only in quantizer s
   quantize the inputs of weighted layers and the skip connection, not their outputs, so
   TensorRT fuses Conv+bias+Add+ReLU+Q), float bias; optionally grouped 3x3 convs left unquantized
   (TensorRT's INT8 grouped conv is slower than FP16: NVIDIA/TensorRT issues 4529 and 1409).
+  Its float regions (and Q/DQ scales) are FP16 with FP32 graph I/O, ModelOpt's default: a strongly
+  typed TensorRT network runs exactly the graph's types, so FP32 regions would run in FP32.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Recipe:
     extra_options: dict[str, Any] = field(default_factory=dict)
     default_method: str = "entropy"  # the calibration method `--calib-method auto` picks for this recipe
     release_residual_conv_side: bool = False  # see calibration/qdq_placement.py
+    float_regions: str = "fp32"  # "fp16": everything not INT8 runs FP16 (calibration/fp16.float_regions_to_fp16)
 
     @property
     def activation_symmetric(self) -> bool:
@@ -93,6 +96,7 @@ def tensorrt_recipe(keep_grouped_float: bool = False) -> Recipe:
         # three methods in bench/bench_quant.py (0.99915 vs entropy 0.99863, minmax 0.99870)
         default_method="percentile",
         release_residual_conv_side=True,
+        float_regions="fp16",
     )
 
 
