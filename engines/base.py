@@ -38,6 +38,7 @@ class BuildOptions:
     timing_cache: Path | None = None
     hardware_compatible: bool = False
     version_compatible: bool = False
+    tf32: bool = True  # TensorRT: let FP32 layers use TF32 tensor cores (trtexec's default; --no-tf32 turns it off)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -132,6 +133,8 @@ class Runner(abc.ABC):
     """A loaded artifact: a context manager whose ``infer`` checks its feed and times the backend call."""
 
     backend: str = "base"
+    # what ``last_inference_time`` covers, recorded next to every latency figure
+    latency_scope: str = "end-to-end, host buffers: the backend call on host arrays, outputs copied out"
 
     def __init__(self, input_specs: dict[str, TensorSpec], output_names: list[str]) -> None:
         self._specs = dict(input_specs)
@@ -202,6 +205,11 @@ class Runner(abc.ABC):
 
     def check_batch(self, feed: dict[str, np.ndarray]) -> None:
         """Backend-specific limits on dynamic dims (e.g. an optimization profile); none by default."""
+
+    @property
+    def batch_range(self) -> tuple[int, int | None]:
+        """(smallest, largest) batch this runner accepts; largest None when unbounded (TensorRT: its profile)."""
+        return 1, None
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; ``last_inference_time`` is the backend call alone, in seconds."""

@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata
 from resnext_deploy.engines.cuda import cuda_devices
-from resnext_deploy.engines.tensorrt.plan import engine_path_for, make_plan
+from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
+from resnext_deploy.engines.tensorrt.plan import TrtBuildPlan, engine_path_for, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
 from resnext_deploy.engines.tensorrt.sidecar import SIDECAR_FORMAT, TrtEnvironment, check_engine, read_sidecar, save_engine
-from resnext_deploy.errors import InputError, NotAvailableError
+from resnext_deploy.errors import DeployError, InputError, NotAvailableError
 from resnext_deploy.files import sha256_file
 
 INSTALL_HINT = "pip install 'resnext-deploy[tensorrt]' on a machine with an NVIDIA GPU, or use --backend onnxruntime"
@@ -24,62 +26,52 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def available(self) -> tuple[bool, str]:
+    def _availability(self) -> tuple[bool, str, str]:
+        """(available, why, what to do): TensorRT imports, a CUDA device exists, Polygraphy finds the CUDA runtime."""
         if importlib.util.find_spec("tensorrt") is None:
-            return False, "tensorrt not installed"
+            return False, "tensorrt not installed", INSTALL_HINT
         try:
             import tensorrt
         except Exception as exc:  # a broken install raises ImportError or OSError from its libraries
-            return False, f"tensorrt does not import ({exc})"
+            return False, f"tensorrt does not import ({exc})", INSTALL_HINT
         devices = cuda_devices()
         if not devices:
-            return False, "no CUDA device"
-        return True, f"TensorRT {tensorrt.__version__} on {devices[0].name}"
+            return False, "no CUDA device", INSTALL_HINT
+        from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+
+        problem = cuda_runtime_problem()
+        if problem is not None:
+            return False, problem[0], problem[1]
+        return True, f"TensorRT {tensorrt.__version__} on {devices[0].name}", ""
+
+    def available(self) -> tuple[bool, str]:
+        ok, why, _ = self._availability()
+        return ok, why
 
     def require_available(self) -> None:
-        """Raise ``NotAvailableError`` (exit 2) naming the extra to install when TensorRT cannot run here."""
-        ok, reason = self.available()
+        """Raise ``NotAvailableError`` (exit 2) saying what is missing when TensorRT cannot run here."""
+        ok, reason, hint = self._availability()
         if not ok:
-            raise NotAvailableError(f"TensorRT backend is not available: {reason}", hint=INSTALL_HINT)
+            raise NotAvailableError(f"TensorRT backend is not available: {reason}", hint=hint)
+
+    def check_artifact(self, onnx_path: Path) -> None:
+        """Refuse (exit 2, with the command that makes the right one) an INT8 artifact TensorRT cannot parse."""
+        check_tensorrt_artifact(Path(onnx_path))
 
     def build(self, onnx_path: Path, options: BuildOptions, output_dir: Path | None = None) -> BuiltArtifact:
         """Build ``model.<precision>.engine`` and its sidecar; nothing is left behind if the build fails."""
         plan = make_plan(Path(onnx_path), options, Path(output_dir) if output_dir is not None else None)
+        self.check_artifact(plan.onnx_path)
         self.require_available()
         env = TrtEnvironment.current()
+        stale_cache = None
         if plan.timing_cache is not None:
+            from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
+
             plan.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        loader = plan.to_polygraphy()
-
-        def engine_chunks() -> Any:
-            from polygraphy.exception import PolygraphyException
-
-            try:
-                yield loader()
-            except PolygraphyException as exc:
-                raise InputError(
-                    f"TensorRT could not build {plan.onnx_path.name}: {exc}",
-                    hint="check the log above; the ONNX must parse strongly typed (FP32, FP16 or Q/DQ INT8)",
-                ) from None
-
-        sidecar = {
-            "format": SIDECAR_FORMAT,
-            "backend": self.name,
-            **env.to_dict(),
-            "precision": plan.precision,
-            "strongly_typed": plan.strongly_typed,
-            "profile": plan.profile_dict(),
-            "inputs": [dataclasses.asdict(i) for i in plan.inputs],
-            "outputs": [dataclasses.asdict(o) for o in plan.outputs],
-            "hardware_compatibility_level": plan.hardware_compatibility_level,
-            "source_onnx": {
-                "path": os.path.relpath(plan.onnx_path, plan.engine_path.parent),
-                "sha256": sha256_file(plan.onnx_path),
-            },
-            "options": options.to_dict(),
-            "model_metadata": model_metadata(plan.onnx_path),
-        }
-        record = save_engine(plan.engine_path, engine_chunks(), sidecar)
+            stale_cache = drop_stale_timing_cache(plan.timing_cache)
+        sidecar = sidecar_record(plan, env, options, stale_cache)
+        record = save_engine(plan.engine_path, build_engine_bytes(plan.to_polygraphy(), plan.onnx_path.name), sidecar)
         return BuiltArtifact(self.name, plan.engine_path, plan.onnx_path, plan.sidecar_path, record)
 
     def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> TensorRTRunner:
@@ -95,3 +87,47 @@ class TensorRTBackend:
         self.require_available()
         check_engine(engine_path, sidecar, TrtEnvironment.current(), engine_bytes)
         return TensorRTRunner(engine_path, engine_bytes, sidecar)
+
+
+def sidecar_record(plan: TrtBuildPlan, env: TrtEnvironment, options: BuildOptions, stale_cache: str | None) -> dict[str, Any]:
+    """What the sidecar records about a build (the engine's sha256 and size are added once it is written)."""
+    return {
+        "format": SIDECAR_FORMAT,
+        "backend": TensorRTBackend.name,
+        **env.to_dict(),
+        "precision": plan.precision,
+        "strongly_typed": plan.strongly_typed,
+        "tf32": plan.tf32,
+        "profile": plan.profile_dict(),
+        "inputs": [dataclasses.asdict(i) for i in plan.inputs],
+        "outputs": [dataclasses.asdict(o) for o in plan.outputs],
+        "hardware_compatibility_level": plan.hardware_compatibility_level,
+        "timing_cache": None if plan.timing_cache is None else {"path": str(plan.timing_cache), "rebuilt": stale_cache},
+        "source_onnx": {
+            "path": os.path.relpath(plan.onnx_path, plan.engine_path.parent),
+            "sha256": sha256_file(plan.onnx_path),
+        },
+        "options": options.to_dict(),
+        "model_metadata": model_metadata(plan.onnx_path),
+    }
+
+
+def build_engine_bytes(loader: Callable[[], Any], onnx_name: str) -> Iterator[Any]:
+    """Call the Polygraphy loader chain lazily, as ``save_engine``'s chunk source, with its errors made clear."""
+    from polygraphy.exception import PolygraphyException
+
+    try:
+        yield loader()
+    except DeployError:
+        raise
+    except PolygraphyException as exc:
+        raise InputError(
+            f"TensorRT could not build {onnx_name}: {exc}",
+            hint="check the log above; the ONNX must parse strongly typed (FP32, FP16 or Q/DQ INT8)",
+        ) from None
+    except (RuntimeError, AttributeError, TypeError) as exc:  # raised by TensorRT's bindings inside Polygraphy
+        raise NotAvailableError(
+            f"TensorRT failed while building {onnx_name}: {type(exc).__name__}: {exc}",
+            hint="check TensorRT's log above and that this TensorRT release supports the options used; "
+            "run with --debug for the traceback",
+        ) from None

@@ -6,24 +6,30 @@ constructors do not touch TensorRT: enum-valued settings (workspace pool, hardwa
 are resolved by ``TrtEnumSettings`` only when the config is created on a machine with TensorRT.
 
 TensorRT API used by this package directly, all present in 10.x and 11.x:
-``trt.__version__``, ``trt.Runtime``, ``Runtime.engine_host_code_allowed``, ``trt.MemoryPoolType.WORKSPACE``,
-``IBuilderConfig.set_memory_pool_limit``, ``trt.HardwareCompatibilityLevel.AMPERE_PLUS``,
-``IBuilderConfig.hardware_compatibility_level``. Through Polygraphy with our arguments:
+``trt.__version__``, ``trt.Runtime``, ``Runtime.engine_host_code_allowed``, ``Runtime.deserialize_cuda_engine``
+(``runtime.py``), ``trt.MemoryPoolType.WORKSPACE``, ``IBuilderConfig.set_memory_pool_limit``,
+``trt.HardwareCompatibilityLevel.AMPERE_PLUS``, ``IBuilderConfig.hardware_compatibility_level``,
+``IBuilderConfig.create_timing_cache`` / ``set_timing_cache`` (``timing_cache.py``),
+``ICudaEngine.create_engine_inspector`` / ``IEngineInspector.get_engine_information`` (``layers.py``),
+``IExecutionContext.set_all_tensors_debug_state`` (``runner.py``). Through Polygraphy with our arguments:
 ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, ``OnnxParser.parse_from_file``,
 ``IBuilderConfig.add_optimization_profile`` / ``builder_optimization_level`` / timing cache calls,
-``BuilderFlag.VERSION_COMPATIBLE``, ``Builder.build_serialized_network``, ``Runtime.deserialize_cuda_engine``.
-No ``BuilderFlag.FP16/INT8`` and no calibrator: precision comes from the strongly typed graph (TensorRT 11 removed them).
+``BuilderFlag.TF32`` (set, or cleared), ``BuilderFlag.VERSION_COMPATIBLE``, ``Builder.build_serialized_network``.
+No ``BuilderFlag.FP16/INT8`` and no calibrator: precision comes from the strongly typed graph (TensorRT 11
+removed them); TF32 is allowed with strong typing and only affects FP32 layers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import BuildOptions, model_base, precision_of, require_onnx_file
-from resnext_deploy.errors import InputError
+from resnext_deploy.errors import InputError, NotAvailableError
 from resnext_deploy.onnx_io import read_graph_io
 
 HARDWARE_COMPATIBILITY_LEVEL = "AMPERE_PLUS"
@@ -44,6 +50,8 @@ class TrtEnumSettings:
     """Builder settings whose values are TensorRT enums, applied when the config is created.
 
     Used as Polygraphy's ``PostprocessConfig`` function, so constructing the loaders needs no TensorRT.
+    A TensorRT release without the enum member, or refusing the value, raises ``NotAvailableError``
+    naming the option instead of an ``AttributeError``/``RuntimeError`` traceback.
     """
 
     workspace_bytes: int | None = None
@@ -53,25 +61,27 @@ class TrtEnumSettings:
         import tensorrt as trt
 
         if self.workspace_bytes is not None:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
+            with _enum_setting(trt, "--workspace-mb", "MemoryPoolType.WORKSPACE"):
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
         if self.hardware_compatibility_level is not None:
-            config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, self.hardware_compatibility_level)
+            member = f"HardwareCompatibilityLevel.{self.hardware_compatibility_level}"
+            with _enum_setting(trt, "--hardware-compatible", member):
+                config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, self.hardware_compatibility_level)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrustedRuntime:
-    """Creates the ``trt.Runtime`` for deserializing; version-compatible engines embed host code to allow."""
-
-    allow_host_code: bool = False
-
-    def __call__(self) -> Any:
-        import tensorrt as trt
-        from polygraphy.backend.trt import util as trt_util
-
-        runtime = trt.Runtime(trt_util.get_trt_logger())
-        if self.allow_host_code:
-            runtime.engine_host_code_allowed = True
-        return runtime
+@contextlib.contextmanager
+def _enum_setting(trt: Any, option: str, member: str) -> Iterator[None]:
+    """Map TensorRT's errors for one enum-valued setting to ``NotAvailableError`` naming the option."""
+    try:
+        yield
+    except AttributeError:
+        raise NotAvailableError(
+            f"TensorRT {trt.__version__} has no {member}, which {option} needs", hint=f"drop {option}, or use a newer TensorRT"
+        ) from None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise NotAvailableError(
+            f"TensorRT {trt.__version__} refused {member} for {option}: {exc}", hint=f"drop {option} or change its value"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +100,7 @@ class TrtBuildPlan:
     timing_cache: Path | None = None
     hardware_compatibility_level: str | None = None
     version_compatible: bool = False
+    tf32: bool = True  # trtexec's default (TensorRT's own); Polygraphy's CreateConfig clears it unless asked
 
     @property
     def sidecar_path(self) -> Path:
@@ -116,6 +127,7 @@ class TrtBuildPlan:
         network = NetworkFromOnnxPath(os.fspath(self.onnx_path), strongly_typed=self.strongly_typed)
         cache = os.fspath(self.timing_cache) if self.timing_cache is not None else None
         config = CreateConfig(
+            tf32=self.tf32,
             profiles=[profile],
             builder_optimization_level=self.builder_optimization_level,
             load_timing_cache=cache,
@@ -168,4 +180,5 @@ def make_plan(onnx_path: Path, options: BuildOptions, output_dir: Path | None = 
         timing_cache=Path(options.timing_cache) if options.timing_cache is not None else None,
         hardware_compatibility_level=HARDWARE_COMPATIBILITY_LEVEL if options.hardware_compatible else None,
         version_compatible=options.version_compatible,
+        tf32=options.tf32,
     )

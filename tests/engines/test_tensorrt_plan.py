@@ -11,7 +11,7 @@ from engines_testlib import batch
 
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.engines.tensorrt import TensorRTBackend
-from resnext_deploy.engines.tensorrt.plan import TrtEnumSettings, TrustedRuntime, make_plan
+from resnext_deploy.engines.tensorrt.plan import TrtEnumSettings, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
 from resnext_deploy.engines.tensorrt.sidecar import (
     SIDECAR_FORMAT,
@@ -96,7 +96,6 @@ def test_plain_options_need_no_enum_postprocessing(onnx_copy: Path) -> None:
     loader = make_plan(onnx_copy, BuildOptions()).to_polygraphy()
     assert isinstance(loader._config, CreateConfig)
     assert loader.timing_cache_path is None and loader._config.version_compatible is False
-    assert TrustedRuntime().allow_host_code is False
 
 
 def test_only_the_batch_axis_may_be_dynamic(tmp_path: Path) -> None:
@@ -162,7 +161,7 @@ def test_missing_engine_or_sidecar(engine: Path) -> None:
     sidecar_path_for(engine).unlink()
     with pytest.raises(InputError, match="has no sidecar") as info:
         read_sidecar(engine)
-    assert "resnext-deploy build model.fp32.onnx --backend tensorrt" in (info.value.hint or "")
+    assert f"resnext-deploy export MODEL --backend tensorrt --output {engine.parent} --force" in (info.value.hint or "")
     engine.unlink()
     with pytest.raises(InputError, match="engine not found"):
         TensorRTBackend().load(engine)
