@@ -101,12 +101,29 @@ def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield images[start : start + batch_size]
 
 
+def eval_batch_size(requested: int, *runners: Runner) -> int:
+    """``requested``, capped at the largest batch every runner accepts (a TensorRT engine's profile maximum)."""
+    limits = [high for _, high in (runner.batch_range for runner in runners) if high is not None]
+    return min([requested, *limits])
+
+
 def run_logits(runner: Runner, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits (float32) of ``runner`` over ``images``, in batches the runner accepts."""
+    """Logits (float32) of ``runner`` over ``images``, in batches the runner accepts.
+
+    Batches are at most ``batch_size`` and the runner's largest; a last batch below the runner's
+    smallest (a profile with min > 1) is padded with copies of its last image, whose logits are dropped.
+    """
     spec = next(iter(runner.input_specs.values()))
     name = next(iter(runner.input_specs))
-    out = [np.asarray(next(iter(runner.infer({name: batch.astype(spec.dtype, copy=False)}).values())), dtype=np.float32)
-           for batch in _batches(images, batch_size)]
+    low, high = runner.batch_range
+    step = min(batch_size, high) if high is not None else batch_size
+    out = []
+    for batch in _batches(images, step):
+        count = len(batch)
+        if count < low:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], low - count, axis=0)])
+        logits = runner.infer({name: batch.astype(spec.dtype, copy=False)})
+        out.append(np.asarray(next(iter(logits.values())), dtype=np.float32)[:count])
     return np.concatenate(out)
 
 

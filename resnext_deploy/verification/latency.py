@@ -12,7 +12,10 @@ import numpy as np
 from resnext_deploy.engines.base import Runner
 from resnext_deploy.errors import InputError
 
-RANDOM_NOTE = "latency measured on random inputs (data loading and preprocessing excluded): pure inference time"
+RANDOM_NOTE = (
+    "latency measured on random inputs (data loading and preprocessing excluded); what each side's time covers "
+    "is in latency.scope (TensorRT: end-to-end on host buffers, copies included)"
+)
 
 
 @dataclass
@@ -73,15 +76,35 @@ def random_feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[st
     return {name: rng.standard_normal(shape, dtype=np.float32).astype(spec.dtype, copy=False)}
 
 
+def outside_range(batch: int, *runners: Runner) -> str | None:
+    """Why ``batch`` cannot be timed on these runners (outside a TensorRT profile), or None when it can."""
+    for runner in runners:
+        low, high = runner.batch_range
+        if batch < low or (high is not None and batch > high):
+            limit = f"{low}..{high}" if high is not None else f"{low} and up"
+            return f"batch {batch} is outside the {runner.backend} engine's batch range {limit}"
+    return None
+
+
 def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progress: bool = True) -> dict[str, Any]:
-    """Baseline and target latency per batch size and the target's speedup (baseline p50 / target p50)."""
+    """Baseline and target latency per batch size and the target's speedup (baseline p50 / target p50).
+
+    Only batch sizes both runners accept are timed; the others are listed in ``skipped_batch_sizes`` with the reason.
+    """
     from resnext_deploy.console import progress_bar
 
     per_batch: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     rng = np.random.default_rng(plan.seed)
     with progress_bar(progress) as bar:
         task = bar.add_task("latency", total=2 * len(plan.batch_sizes))
         for batch in plan.batch_sizes:
+            reason = outside_range(batch, baseline, target)
+            if reason is not None:
+                skipped[str(batch)] = reason
+                per_batch[str(batch)] = {"skipped": reason}
+                bar.advance(task, 2)
+                continue
             row: dict[str, Any] = {}
             for side, runner in (("baseline", baseline), ("target", target)):
                 bar.update(task, description=f"latency {side} batch {batch}")
@@ -99,4 +122,6 @@ def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progres
     return {
         "note": RANDOM_NOTE, "inputs": "random", "warmup_ms": plan.warmup_s * 1000.0,
         "min_iterations": plan.iterations, "duration_s": plan.duration, "per_batch": per_batch,
+        "skipped_batch_sizes": skipped,
+        "scope": {"baseline": baseline.latency_scope, "target": target.latency_scope},
     }

@@ -10,7 +10,7 @@ from typing import Any
 from resnext_deploy import console
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME
-from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_logits, load_eval_set
+from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_batch_size, eval_logits, load_eval_set
 from resnext_deploy.verification.compare import load_earlier_run
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
@@ -113,14 +113,16 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
     latency: dict[str, Any] | None = None
     with baseline.runner as base_runner, target.runner as target_runner:
         started = time.perf_counter()
+        batch_size = eval_batch_size(options.eval_batch_size, base_runner, target_runner)  # within an engine's profile
         reference, produced, labels = logits.for_set(eval_set) if logits is not None else eval_logits(
-            eval_set, base_runner, target_runner, options.eval_batch_size, options.progress
+            eval_set, base_runner, target_runner, batch_size, options.progress
         )
         console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
         accuracy = compare_logits(reference, produced, labels)
         if options.measures_latency:
             plan = LatencyPlan(options.batch_sizes, options.duration, options.iterations, options.warmup_ms / 1000.0, options.seed)
             latency = measure_latency(base_runner, target_runner, plan, progress=options.progress)
+        eval_set.source["batch_size"] = batch_size
         target.description.update(_runner_facts(target_runner))
         baseline.description.update(_runner_facts(base_runner))
 
@@ -173,7 +175,7 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
 
 def _runner_facts(runner: Any) -> dict[str, Any]:
     facts: dict[str, Any] = {}
-    for name in ("start_mode", "start_reason", "providers"):
+    for name in ("start_mode", "start_reason", "providers", "latency_scope"):
         value = getattr(runner, name, None)
         if value is not None:
             facts[name] = value
