@@ -19,7 +19,7 @@ import numpy as np
 
 from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
-from resnext_deploy.layout import PRECISIONS
+from resnext_deploy.layout import PRECISIONS, split_artifact_name
 
 PRECISION_SUFFIXES = PRECISIONS
 
@@ -73,17 +73,15 @@ class BuildOptions:
 
 
 def precision_of(onnx_path: Path, options: BuildOptions) -> str:
-    """The artifact's precision: the option, else the ``model.<precision>.onnx`` suffix, else fp32."""
+    """The artifact's precision: the option, else the ``model.<precision>[.<target>].onnx`` name, else fp32."""
     if options.precision is not None:
         return options.precision
-    suffix = Path(onnx_path.stem).suffix.lstrip(".")
-    return suffix if suffix in PRECISION_SUFFIXES else "fp32"
+    return split_artifact_name(Path(onnx_path).name)[1] or "fp32"
 
 
 def model_base(onnx_path: Path) -> str:
-    """``model.int8.onnx`` -> ``model``: the file name without extension and precision suffix."""
-    stem = Path(onnx_path.stem)
-    return stem.stem if stem.suffix.lstrip(".") in PRECISION_SUFFIXES else str(stem)
+    """``model.int8.onnx`` and ``model.int8.tensorrt.onnx`` -> ``model``: the name without precision and target."""
+    return split_artifact_name(Path(onnx_path).name)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +253,7 @@ class EngineSpec:
     auto_precisions: tuple[str, ...] = ()  # precisions for which `auto` prefers it when available (see auto_rule)
     auto_machines: tuple[str, ...] = ()  # platform.machine() values where that preference was measured; () = any
     packages: tuple[str, ...] = ()  # distribution names whose versions reports record
+    check_artifact: Callable[[Path], None] | None = None  # refuses (InputError) an ONNX artifact it cannot take
 
     def backend(self) -> Any:
         """A fresh Backend object."""

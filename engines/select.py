@@ -9,6 +9,7 @@ Runtime), which runs everywhere. No timing run happens per export.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 from resnext_deploy.engines.base import Backend
 from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, backend_names, get_spec
@@ -21,9 +22,10 @@ def _require(name: str) -> Backend:
     """The named backend, or ``NotAvailableError`` (exit 2) saying why and how to install it."""
     spec = get_spec(name)
     backend = spec.backend()
-    ok, why = backend.available()
+    availability = getattr(backend, "availability", None)  # (ok, why, what to do) where a backend knows better
+    ok, why, hint = availability() if availability is not None else (*backend.available(), "")
     if not ok:
-        raise NotAvailableError(f"{spec.title} backend is not available: {why}", hint=spec.install_hint)
+        raise NotAvailableError(f"{spec.title} backend is not available: {why}", hint=hint or spec.install_hint)
     return backend
 
 
@@ -59,6 +61,14 @@ def resolve_backend(name: str, precision: str | None = None) -> tuple[Backend, s
     if name == AUTO:
         return auto_rule(precision)
     return _require(name), f"{name}: requested"
+
+
+def check_artifact(name: str, onnx_path: Path) -> None:
+    """Refuse, before any availability check, an ONNX artifact backend ``name`` cannot take (exit 2 with the fix)."""
+    if name != AUTO:
+        check = get_spec(name).check_artifact
+        if check is not None:
+            check(Path(onnx_path))
 
 
 def get_backend(name: str, precision: str | None = None) -> Backend:

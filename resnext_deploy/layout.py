@@ -16,9 +16,26 @@ CALIBRATION_MANIFEST = f"{CALIBRATION_DIR}/manifest.json"
 STATS_PREFIX = f"{CALIBRATION_DIR}/stats-"
 
 
-def artifact_name(precision: str) -> str:
-    """File name of a precision artifact inside an export directory: ``model.onnx``, ``model.int8.onnx``."""
-    return FP32_NAME if precision == "fp32" else f"model.{precision}.onnx"
+def artifact_name(precision: str, target: str | None = None) -> str:
+    """File name of a precision artifact inside an export directory: ``model.onnx``, ``model.int8.onnx``.
+
+    ``target`` names another target's INT8 recipe made by the same export (``--targets``):
+    ``model.int8.tensorrt.onnx``; ``model.int8.onnx`` is always the export's own (``--recipe``) one.
+    """
+    if precision == "fp32":
+        return FP32_NAME
+    return f"model.{precision}.onnx" if target is None else f"model.{precision}.{target}.onnx"
+
+
+def split_artifact_name(file_name: str) -> tuple[str, str | None, str | None]:
+    """``model.int8.tensorrt.onnx`` -> (``model``, ``int8``, ``tensorrt``); ``model.onnx`` -> (``model``, None, None)."""
+    stem = file_name[: -len(".onnx")] if file_name.endswith(".onnx") else file_name
+    parts = stem.split(".")
+    if len(parts) >= 2 and parts[-1] in PRECISIONS:
+        return ".".join(parts[:-1]), parts[-1], None
+    if len(parts) >= 3 and parts[-2] in PRECISIONS:
+        return ".".join(parts[:-2]), parts[-2], parts[-1]
+    return stem, None, None
 
 
 def stats_name(cache_file_name: str) -> str:

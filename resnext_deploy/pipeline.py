@@ -39,6 +39,7 @@ class CalibrationOptions:
     keep_grouped_float: bool | None = None
     cache_dir: Path | None = None
     workers: int | None = None
+    targets: tuple[str, ...] = ()  # other backends' INT8 recipes to make too (model.int8.<target>.onnx)
 
 
 @dataclass
@@ -87,6 +88,8 @@ def validate(options: ExportOptions) -> ModelSpec:
     resolve_opset(options.exporter, options.opset)
     calib = options.calibration
     _check_choice("calibration method", calib.method, CALIB_METHODS)
+    for target in calib.targets:
+        _check_choice("target", target, backend_names(with_auto=False))
     if options.precision == "int8" and calib.data is None:
         raise UsageError(
             "--precision int8 needs calibration images",
@@ -130,8 +133,9 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     spec = validate(options)
     backend, backend_reason = resolve_backend(options.backend, options.precision)
     recipe = resolve_recipe(options.recipe, backend.name)
+    targets = int8_targets(recipe, options.calibration.targets) if options.precision == "int8" else {}
     output = options.resolved_output()
-    prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), REPORT_NAME))
+    prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), *targets.values(), REPORT_NAME))
     report = new_report(command or [])
     report["model"] = spec.to_dict()
     report["precision"] = options.precision
@@ -142,11 +146,11 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     else:
         _export_fp32(spec, options, output, report)
     write_report(output, report)
-    artifact = output / artifact_name(options.precision)
+    artifact = output / _engine_source(targets, backend.name, options.precision)
     if options.precision == "fp16":
         _convert_fp16(output, report)
     elif options.precision == "int8":
-        _quantize_int8(spec, options.calibration, recipe, output, report)
+        _quantize_int8(spec, options.calibration, targets, output, report)
     write_report(output, report)
     if options.build_engine:
         _build_engine(backend, backend_reason, artifact, options, report)
@@ -282,30 +286,69 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
     return manifest, loaded
 
 
-def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, recipe: str, output: Path, report: dict[str, Any]) -> None:
-    from resnext_deploy.calibration.quantize import quantize_int8
-    from resnext_deploy.calibration.recipes import get_recipe
+def int8_targets(recipe: str, backends: tuple[str, ...]) -> dict[str, str]:
+    """Recipe -> INT8 artifact name: the export's own recipe is ``model.int8.onnx``; each target backend's default
+    recipe gets ``model.int8.<recipe>.onnx`` (backends sharing a recipe share its artifact)."""
+    from resnext_deploy.engines import default_recipe
 
-    if calib.method == "auto":
-        calib = dataclasses.replace(calib, method=get_recipe(recipe, calib.keep_grouped_float).default_method)
+    names = {recipe: artifact_name("int8")}
+    for backend in backends:
+        target = default_recipe(backend)
+        names.setdefault(target, artifact_name("int8", target))
+    return names
+
+
+def _engine_source(targets: dict[str, str], backend: str, precision: str) -> str:
+    """The artifact the export's engine is built from: the one made with the backend's recipe when there is one."""
+    from resnext_deploy.engines import default_recipe
+
+    return targets.get(default_recipe(backend), artifact_name(precision))
+
+
+def _int8_method(calib: CalibrationOptions, recipes: list[str]) -> str:
+    """The calibration method: the one asked for, else one that serves every recipe (statistics computed once)."""
+    from resnext_deploy.calibration.recipes import get_recipe, shared_method
+
+    if calib.method != "auto":
+        return calib.method
+    return shared_method([get_recipe(name, calib.keep_grouped_float) for name in recipes])
+
+
+def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, targets: dict[str, str], output: Path,
+                   report: dict[str, Any]) -> None:
+    """One FP32 export, one calibration subset and one statistics pass; one Q/DQ artifact per target recipe."""
+    from resnext_deploy.calibration.quantize import quantize_int8
+
+    calib = dataclasses.replace(calib, method=_int8_method(calib, list(targets)))
     manifest, loaded = _calibration_images(spec, calib, output, report)
-    with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe)"):
-        result = quantize_int8(
-            output / FP32_NAME,
-            output / artifact_name("int8"),
-            loaded.array,
-            manifest_sha256=manifest.sha256,
-            method=calib.method,
-            recipe=recipe,
-            keep_grouped_float=calib.keep_grouped_float,
-            cache_dir=calib.cache_dir,
-            calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
-        )
+    for index, (recipe, name) in enumerate(targets.items()):
+        with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe) -> {name}"):
+            result = quantize_int8(
+                output / FP32_NAME,
+                output / name,
+                loaded.array,
+                manifest_sha256=manifest.sha256,
+                method=calib.method,
+                recipe=recipe,
+                keep_grouped_float=calib.keep_grouped_float,
+                cache_dir=calib.cache_dir,
+                calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
+            )
+        _record_int8(result, recipe, name, index == 0, output, report)
+
+
+def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, report: dict[str, Any]) -> None:
+    """report.json: the export's own artifact under ``quantization``/``artifacts.int8``, every one under ``targets``."""
     stats = stats_name(result.stats_file.name)
-    shutil.copyfile(result.stats_file, output / stats)
-    report["quantization"] = result.to_dict() | {"path": artifact_name("int8"), "stats_file": stats}
-    report["artifacts"]["int8"] = artifact_name("int8")
-    report["artifacts"]["calibration_stats"] = stats
+    if not (output / stats).is_file():
+        shutil.copyfile(result.stats_file, output / stats)
+    record = result.to_dict() | {"path": name, "stats_file": stats}
+    report.setdefault("targets", {})[recipe] = {"artifact": name, "own": own, "quantization": record}
+    report["artifacts"].setdefault("recipes", {})[recipe] = name
+    if own:
+        report["quantization"] = record
+        report["artifacts"]["int8"] = name
+        report["artifacts"]["calibration_stats"] = stats
 
 
 def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:

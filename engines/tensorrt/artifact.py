@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.errors import InputError
-from resnext_deploy.layout import CALIBRATION_MANIFEST
+from resnext_deploy.layout import CALIBRATION_MANIFEST, artifact_name
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -143,5 +143,5 @@ def check_tensorrt_artifact(onnx_path: Path) -> QdqFindings:
     raise InputError(
         f"{onnx_path.name} was quantized with {made_with} and TensorRT cannot parse it: {findings.describe()} "
         "(TensorRT takes symmetric INT8 Q/DQ only: signed INT8, zero points 0, float bias)",
-        hint=f"make the TensorRT artifact (model.int8.tensorrt.onnx) with: {tensorrt_artifact_command(onnx_path, metadata)}",
+        hint=f"make the TensorRT artifact ({artifact_name('int8', 'tensorrt')}) with: {tensorrt_artifact_command(onnx_path, metadata)}",
     )

@@ -20,6 +20,13 @@ def _make() -> Any:
     return TensorRTBackend()
 
 
+def check_artifact(onnx_path: Path) -> None:
+    """Refuse Q/DQ TensorRT's parser cannot take (the CPU recipe), naming the command that makes the right artifact."""
+    from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
+
+    check_tensorrt_artifact(onnx_path)
+
+
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of an engine: TensorRT version, GPU, profile and compatibility flags."""
     engine = (sidecar.get("engine") or {}).get("path")
@@ -72,4 +79,5 @@ SPEC = EngineSpec(
                        default_when_recorded=False),
     auto_precisions=PRECISIONS,
     packages=("tensorrt", "polygraphy"),
+    check_artifact=check_artifact,
 )

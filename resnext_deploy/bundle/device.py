@@ -76,8 +76,9 @@ def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any]
     bundle.listed(recorded["artifact"])
     sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
     source_sha = (sidecar.get("source_onnx") or {}).get("sha256")
-    if source_sha != sha256_file(bundle.artifact("model")):
-        return f"{recorded['artifact']} was built from another ONNX file than {bundle.manifest['artifacts']['model']}"
+    source = bundle.artifact_for(backend)
+    if source_sha != sha256_file(source):
+        return f"{recorded['artifact']} was built from another ONNX file than {source.name}"
     return get_spec(backend).target_mismatch(bundle.directory, recorded)
 
 
@@ -93,16 +94,18 @@ def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str
 def build_bundle(bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None) -> BuildResult:
     """Build the engine for this machine from the bundle's ONNX, or reuse the recorded one when its target matches."""
     from resnext_deploy.engines import BuildOptions, resolve_backend
+    from resnext_deploy.engines.select import check_artifact
 
     directory = unpack_for_device(Path(bundle), output)
     opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle))
+    check_artifact(backend, opened.artifact_for(backend))  # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 first
     chosen, why = resolve_backend(backend, opened.manifest.get("precision"))
     recorded = _recorded(opened.manifest, chosen.name)
     mismatch = target_mismatch(opened, chosen.name, recorded)
     if mismatch is None and recorded is not None:
         return BuildResult(directory, chosen.name, why, "reused", "the recorded target matches this machine",
                            recorded["artifact"], recorded["sidecar"])
-    built = chosen.build(opened.artifact("model"), options or BuildOptions(), output_dir=directory)
+    built = chosen.build(opened.artifact_for(chosen.name), options or BuildOptions(), output_dir=directory)
     added = [built.path.relative_to(directory).as_posix(), built.sidecar.relative_to(directory).as_posix()]
     _refresh_manifest(directory, opened.manifest, added)
     return BuildResult(directory, chosen.name, why, "built", str(mismatch), added[0], added[1])
@@ -165,7 +168,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
     mismatch = target_mismatch(bundle, chosen.name, recorded)
     if mismatch is None and recorded is not None:
         max_batch = _max_batch(recorded)
-        artifact = bundle.artifact("model") if spec.loads_from_onnx else bundle.directory / recorded["artifact"]
+        artifact = bundle.artifact_for(chosen.name) if spec.loads_from_onnx else bundle.directory / recorded["artifact"]
         return chosen.load(artifact), chosen.name, why, max_batch
     if not spec.loads_from_onnx:
         if backend == chosen.name:
@@ -173,7 +176,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
                                     hint=f"run `{spec.rebuild_hint}` on this machine first")
         why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
         chosen = get_backend(DEFAULT_BACKEND)
-    return chosen.load(bundle.artifact("model")), chosen.name, why, DEFAULT_MAX_BATCH
+    return chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH
 
 
 def _max_batch(recorded: dict[str, Any]) -> int:

@@ -38,6 +38,14 @@ class OpenedBundle:
             raise InputError(f"{self.source}: manifest has no '{key}' artifact", hint=REPACK_HINT)
         return self.listed(name)
 
+    def artifact_for(self, backend: str) -> Path:
+        """The model artifact made with ``backend``'s default recipe (``artifacts.recipes``), else the bundle's own model."""
+        from resnext_deploy.engines import default_recipe
+
+        recipes = self.manifest.get("artifacts", {}).get("recipes") or {}
+        name = recipes.get(default_recipe(backend)) if recipes else None
+        return self.listed(name) if isinstance(name, str) else self.artifact("model")
+
     def preprocess(self) -> PreprocessConfig:
         """The bundle's own eval transform (preprocess.json)."""
         path = self.artifact("preprocess")

@@ -91,6 +91,9 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     stats = [n for n in members if n.startswith(STATS_PREFIX)]
     if stats:
         artifacts["calibration_stats"] = stats
+    recipes = {recipe: name for recipe, name in ((report.get("artifacts") or {}).get("recipes") or {}).items() if name in members}
+    if recipes:
+        artifacts["recipes"] = recipes  # recipe (= backend) -> the INT8 artifact made with it (export --targets)
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,

@@ -143,7 +143,8 @@ def write_triton_repository(
         if batch > int(profile_max[0]):
             raise InputError(f"max batch {batch} exceeds the engine's profile maximum {profile_max[0]}")
     else:
-        source = bundle_dir / manifest["artifacts"]["model"]
+        recipes = manifest["artifacts"].get("recipes") or {}  # the artifact made with this backend's recipe, if any
+        source = bundle_dir / recipes.get(spec.default_recipe, manifest["artifacts"]["model"])
         batch = max_batch_size or DEFAULT_MAX_BATCH
     config = config_text(manifest, name, entry, batch)
     repository = Path(repository)

@@ -12,10 +12,11 @@ from resnext_deploy.cli.groups import EngineArgs, uses
 @handles_errors
 @uses(engine=EngineArgs)
 def build(bundle: BundleArg, engine: EngineArgs, backend: BackendOpt = Backend.auto, output: UnpackDirOpt = None) -> None:
-    """Build the engine for this machine from BUNDLE's ONNX, or reuse the bundled one when its recorded target matches.
+    """Build the engine for this machine from BUNDLE's ONNX (the artifact made with that backend's recipe when the
+    bundle holds several), or reuse the bundled one when its recorded target matches.
     BUNDLE may also be a bare .onnx file: the engine and its sidecar are written beside it.
 
-    The engine options (batch profile, threads, TensorRT workspace, timing cache) apply to a new build.
+    The engine options (batch profile, threads, TensorRT workspace, timing cache, TF32) apply to a new build.
     """
     from resnext_deploy.bundle import build_bundle
 

@@ -144,6 +144,13 @@ class CalibrationArgs:
         typer.Option("--cache-dir", help="Calibration statistics cache [default: $RESNEXT_DEPLOY_CACHE or ~/.cache/resnext-deploy].",
                      rich_help_panel=_CALIB, show_default=False),
     ] = None
+    targets: Annotated[
+        str,
+        typer.Option("--targets", help="Also make the INT8 artifact of these backends' recipes, e.g. onnxruntime,tensorrt "
+                     "(model.int8.<target>.onnx; model.int8.onnx stays the --recipe one), from the same FP32 export, "
+                     "calibration images and statistics; a bundle then builds each backend from its own artifact.",
+                     rich_help_panel=_CALIB, show_default=False),
+    ] = ""
 
     def to_options(self) -> Any:
         """The pipeline's ``CalibrationOptions``."""
@@ -153,6 +160,7 @@ class CalibrationArgs:
             data=self.calib_data, labels_file=self.calib_labels, size=self.calib_size, manifest=self.calib_manifest,
             method=self.calib_method.value, seed=self.calib_seed, strict=self.strict,
             keep_grouped_float=self.keep_grouped_float, cache_dir=self.cache_dir,
+            targets=tuple(dict.fromkeys(t.strip() for t in self.targets.split(",") if t.strip())),
         )
 
 
@@ -181,6 +189,11 @@ class EngineArgs:
         bool, typer.Option("--version-compatible", help="TensorRT engine that runs on later TensorRT releases.",
                            rich_help_panel=_ENGINE)
     ] = False
+    tf32: Annotated[
+        bool, typer.Option("--tf32/--no-tf32", help="TensorRT: let FP32 layers use TF32 tensor cores (trtexec's default; "
+                           "--no-tf32 for FP32 results closest to ONNX Runtime). Recorded in the engine's sidecar.",
+                           rich_help_panel=_ENGINE)
+    ] = True
 
     def to_build_options(self, precision: str | None = None) -> Any:
         """The engines' ``BuildOptions`` (validated there: batch range, positive sizes)."""
@@ -189,7 +202,7 @@ class EngineArgs:
         return BuildOptions(
             precision=precision, threads=self.threads, min_batch=self.min_batch, opt_batch=self.opt_batch,
             max_batch=self.max_batch, workspace_mb=self.workspace_mb, timing_cache=self.timing_cache,
-            hardware_compatible=self.hardware_compatible, version_compatible=self.version_compatible,
+            hardware_compatible=self.hardware_compatible, version_compatible=self.version_compatible, tf32=self.tf32,
         )
 
 

@@ -96,22 +96,27 @@ def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) 
 
 
 def target_side(directory: Path, report: dict[str, Any], backend: str | None, threads: int | None) -> Side:
-    """The precision artifact on ``backend`` (default: the one recorded in report["engine"]).
+    """The precision artifact made for ``backend`` (default: the one recorded in report["engine"]) on that backend.
 
-    A backend that loads from ONNX finds its own saved engine next to the artifact (or compiles in
-    memory and says why); one that needs a built engine uses the recorded one or builds it here.
+    An export with several INT8 targets holds one artifact per recipe (``artifacts.recipes``); the
+    backend gets the one of its default recipe, and an artifact it cannot take is refused before its
+    availability is even checked. A backend that loads from ONNX finds its own saved engine next to
+    the artifact (or compiles in memory and says why); one that needs a built engine uses the recorded
+    one or builds it here.
     """
     from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend
+    from resnext_deploy.engines.select import check_artifact
 
     precision = report.get("precision", "fp32")
-    artifacts = report.get("artifacts", {})
-    onnx_name = artifacts.get(precision) or artifact_name(precision)
-    onnx_path = _existing(directory / onnx_name)
     recorded = (report.get("engine") or {}).get("backend")
-    chosen, reason = resolve_backend(backend or recorded or DEFAULT_BACKEND, precision)
+    requested = backend or recorded or DEFAULT_BACKEND
+    check_artifact(requested, _existing(directory / target_artifact(report, requested)))
+    chosen, reason = resolve_backend(requested, precision)
+    onnx_name = target_artifact(report, chosen.name)
+    onnx_path = _existing(directory / onnx_name)
     options = BuildOptions(precision=precision, threads=threads)
     load_from: Path = onnx_path
-    engine_name = artifacts.get("engine")
+    engine_name = report.get("artifacts", {}).get("engine")
     if not get_spec(chosen.name).loads_from_onnx:
         if engine_name and recorded == chosen.name:
             load_from = _existing(directory / engine_name)
@@ -123,6 +128,18 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
         "artifact": onnx_name, "precision": precision,
     }
     return Side(runner, description)
+
+
+def target_artifact(report: dict[str, Any], backend: str) -> str:
+    """The ONNX artifact made with ``backend``'s default recipe when the export made one, else the export's own."""
+    from resnext_deploy.engines import default_recipe
+
+    precision = report.get("precision", "fp32")
+    artifacts = report.get("artifacts", {})
+    own = artifacts.get(precision) or artifact_name(precision)
+    if precision != "int8" or not artifacts.get("recipes"):
+        return own
+    return artifacts["recipes"].get(default_recipe(backend), own)
 
 
 def _existing(path: Path) -> Path:
