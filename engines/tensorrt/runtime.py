@@ -20,6 +20,25 @@ class EngineDeserializationError(NotAvailableError):
     """TensorRT returned no engine: built by another TensorRT or for another GPU, damaged, or host code refused."""
 
 
+def deserialize(runtime: Any, engine_bytes: bytes, allow_host_code: bool, label: str = "engine", version: str = "") -> Any:
+    """``runtime.deserialize_cuda_engine`` with host code allowed only when asked; None becomes a clear error."""
+    if allow_host_code:
+        try:
+            runtime.engine_host_code_allowed = True
+        except AttributeError:
+            raise NotAvailableError(
+                f"TensorRT {version} cannot run version-compatible engines (no IRuntime.engine_host_code_allowed)",
+                hint="use TensorRT 8.6 or newer, or rebuild without --version-compatible",
+            ) from None
+    engine = runtime.deserialize_cuda_engine(engine_bytes)  # the engine keeps its runtime alive
+    if engine is None:
+        raise EngineDeserializationError(
+            f"TensorRT could not deserialize {label} (its log above says why): built by another TensorRT "
+            "or for another GPU, damaged, or it embeds host code, which only --version-compatible engines may"
+        )
+    return engine
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineDeserializer:
     """Callable handed to Polygraphy's ``TrtRunner``: returns the ``trt.ICudaEngine`` of ``engine_bytes``."""
@@ -28,27 +47,9 @@ class EngineDeserializer:
     allow_host_code: bool = False
     label: str = "engine"
 
-    def runtime(self) -> Any:
-        """A ``trt.Runtime`` on Polygraphy's logger that allows host code only when asked to."""
+    def __call__(self) -> Any:
         import tensorrt as trt
         from polygraphy.backend.trt import util as trt_util
 
         runtime = trt.Runtime(trt_util.get_trt_logger())
-        if self.allow_host_code:
-            try:
-                runtime.engine_host_code_allowed = True
-            except AttributeError:
-                raise NotAvailableError(
-                    f"TensorRT {trt.__version__} cannot run version-compatible engines (no IRuntime.engine_host_code_allowed)",
-                    hint="use TensorRT 8.6 or newer, or rebuild without --version-compatible",
-                ) from None
-        return runtime
-
-    def __call__(self) -> Any:
-        engine = self.runtime().deserialize_cuda_engine(self.engine_bytes)  # the engine keeps its runtime alive
-        if engine is None:
-            raise EngineDeserializationError(
-                f"TensorRT could not deserialize {self.label} (its log above says why): built by another TensorRT "
-                "or for another GPU, damaged, or it embeds host code, which only --version-compatible engines may"
-            )
-        return engine
+        return deserialize(runtime, self.engine_bytes, self.allow_host_code, self.label, trt.__version__)

@@ -1,0 +1,277 @@
+"""What the first GPU would have hit, checked on CPU up to the TensorRT call.
+
+TensorRT itself is never imported here: where a test needs its side of a call, a stand-in
+object offers exactly the documented surface (``IBuilderConfig.create_timing_cache`` /
+``set_timing_cache``, ``IRuntime.engine_host_code_allowed`` / ``deserialize_cuda_engine``,
+``trt.MemoryPoolType`` / ``trt.HardwareCompatibilityLevel``) and behaves as the docs say.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.tensorrt.backend import build_engine_bytes, sidecar_record
+from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem, polygraphy_search_dirs
+from resnext_deploy.engines.tensorrt.layers import data_type, parse_engine_information, summarize
+from resnext_deploy.engines.tensorrt.plan import TrtEnumSettings, make_plan
+from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
+from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError, EngineDeserializer, deserialize
+from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, rebuild_hint
+from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache, timing_cache_problem
+from resnext_deploy.errors import InputError, NotAvailableError
+
+H100 = TrtEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
+
+
+# --- TF32 (item 6) -----------------------------------------------------------------------------------------------
+
+def test_tf32_is_on_by_default_as_in_trtexec_and_recorded(onnx_copy: Path) -> None:
+    plan = make_plan(onnx_copy, BuildOptions())
+    assert plan.tf32 is True and plan.to_polygraphy()._config.tf32 is True  # Polygraphy clears the flag otherwise
+    off = make_plan(onnx_copy, BuildOptions(tf32=False))
+    assert off.to_polygraphy()._config.tf32 is False
+    record = sidecar_record(off, H100, BuildOptions(tf32=False), None)
+    assert record["tf32"] is False and record["options"]["tf32"] is False
+    assert sidecar_record(plan, H100, BuildOptions(), None)["tf32"] is True
+
+
+# --- our own deserialization (item 8) -----------------------------------------------------------------------------
+
+class StandInRuntime:
+    """``trt.IRuntime``'s documented surface: host code disallowed by default; None for an engine it cannot load."""
+
+    def __init__(self, engine: object | None) -> None:
+        self.engine, self.deserialized, self.engine_host_code_allowed = engine, None, False
+
+    def deserialize_cuda_engine(self, data: bytes) -> object | None:
+        self.deserialized = data
+        return self.engine
+
+
+class StandInRuntimeBefore86:
+    """A TensorRT 8.5 runtime: no ``engine_host_code_allowed`` attribute to set."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: object | None) -> None:
+        self.engine = engine
+
+
+def test_host_code_is_allowed_only_for_version_compatible_engines() -> None:
+    runtime = StandInRuntime(engine="engine")
+    assert deserialize(runtime, b"plan", allow_host_code=False) == "engine"
+    assert runtime.engine_host_code_allowed is False and runtime.deserialized == b"plan"
+    allowing = StandInRuntime(engine="engine")
+    deserialize(allowing, b"plan", allow_host_code=True)
+    assert allowing.engine_host_code_allowed is True
+    with pytest.raises(EngineDeserializationError, match="could not deserialize model.int8.engine"):
+        deserialize(StandInRuntime(engine=None), b"plan", allow_host_code=False, label="model.int8.engine")
+    with pytest.raises(NotAvailableError, match="cannot run version-compatible engines"):
+        deserialize(StandInRuntimeBefore86(engine="e"), b"plan", allow_host_code=True, version="8.5")
+
+
+def _runner(engine: Path, version_compatible: bool) -> TensorRTRunner:
+    sidecar = {
+        "inputs": [{"name": "input", "shape": [-1, 3, 32, 32], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
+        "profile": {"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [16, 3, 32, 32]}},
+        "options": {"version_compatible": version_compatible},
+    }
+    return TensorRTRunner(engine, b"engine bytes", sidecar)
+
+
+def test_runner_hands_polygraphy_our_deserializer_not_engine_from_bytes(tmp_path: Path) -> None:
+    from polygraphy.backend.trt import TrtRunner
+
+    trt_runner = _runner(tmp_path / "model.int8.engine", version_compatible=False).polygraphy_runner()
+    assert isinstance(trt_runner, TrtRunner)
+    assert trt_runner._engine_or_context == EngineDeserializer(b"engine bytes", False, "model.int8.engine")
+    compatible = _runner(tmp_path / "model.int8.engine", version_compatible=True).polygraphy_runner()
+    assert compatible._engine_or_context.allow_host_code is True
+    assert _runner(tmp_path / "m.engine", False).batch_range == (1, 16)
+
+
+# --- enum settings, TensorRT binding errors and the timing cache (item 9) ------------------------------------------
+
+@pytest.fixture
+def trt_without_hardware_levels(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """A stand-in ``tensorrt`` module of a release before HardwareCompatibilityLevel (TensorRT 8.5)."""
+    module = types.ModuleType("tensorrt")
+    module.__version__ = "8.5.3"
+    module.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module
+
+
+class StandInConfig:
+    """``IBuilderConfig``'s setters as used by ``TrtEnumSettings``; ``refuse`` makes the pool setter raise."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse, self.pools = refuse, {}
+
+    def set_memory_pool_limit(self, pool: str, size: int) -> None:
+        if self.refuse:
+            raise RuntimeError("invalid argument")
+        self.pools[pool] = size
+
+
+def test_enum_settings_name_the_option_instead_of_a_traceback(trt_without_hardware_levels: types.ModuleType) -> None:
+    config = StandInConfig()
+    TrtEnumSettings(workspace_bytes=1 << 20)(None, None, config)
+    assert config.pools == {"workspace": 1 << 20}
+    with pytest.raises(NotAvailableError, match=r"TensorRT 8.5.3 has no HardwareCompatibilityLevel.AMPERE_PLUS") as info:
+        TrtEnumSettings(hardware_compatibility_level="AMPERE_PLUS")(None, None, config)
+    assert "--hardware-compatible" in str(info.value)
+    with pytest.raises(NotAvailableError, match=r"refused MemoryPoolType.WORKSPACE for --workspace-mb: invalid argument"):
+        TrtEnumSettings(workspace_bytes=1)(None, None, StandInConfig(refuse=True))
+
+
+def test_binding_errors_inside_the_build_become_clear_errors() -> None:
+    from polygraphy.exception import PolygraphyException
+
+    def raising(exc: Exception):  # type: ignore[no-untyped-def]
+        def loader() -> bytes:
+            raise exc
+        return loader
+
+    with pytest.raises(NotAvailableError, match="TensorRT failed while building model.onnx: RuntimeError: boom"):
+        list(build_engine_bytes(raising(RuntimeError("boom")), "model.onnx"))
+    with pytest.raises(NotAvailableError, match="AttributeError"):
+        list(build_engine_bytes(raising(AttributeError("no such flag")), "model.onnx"))
+    with pytest.raises(InputError, match="TensorRT could not build model.onnx: parse failed"):
+        list(build_engine_bytes(raising(PolygraphyException("parse failed")), "model.onnx"))
+    with pytest.raises(NotAvailableError, match="kept as is"):
+        list(build_engine_bytes(raising(NotAvailableError("kept as is")), "model.onnx"))
+    assert list(build_engine_bytes(lambda: b"plan", "model.onnx")) == [b"plan"]
+
+
+class StandInTimingConfig:
+    """``IBuilderConfig.create_timing_cache``/``set_timing_cache`` as documented, for one kind of cache file."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def create_timing_cache(self, data: bytes) -> object | None:
+        if self.kind == "damaged":
+            raise RuntimeError("Deserialization failed")
+        return None if self.kind == "other-version" else object()
+
+    def set_timing_cache(self, cache: object, ignore_mismatch: bool) -> bool:
+        assert ignore_mismatch is False
+        return self.kind != "other-gpu"
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("good", None),
+    ("damaged", "TensorRT cannot read it (Deserialization failed)"),
+    ("other-version", "TensorRT cannot read it (written by another TensorRT version, or damaged)"),
+    ("other-gpu", "it was written on another GPU or CUDA version"),
+])
+def test_stale_timing_cache_is_rebuilt_with_a_warning(kind: str, reason: str | None, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    assert timing_cache_problem(StandInTimingConfig(kind), b"cache") == reason
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache")
+    with caplog.at_level(logging.WARNING, logger="resnext_deploy.engines.tensorrt.timing_cache"):
+        assert drop_stale_timing_cache(cache, lambda: (None, StandInTimingConfig(kind))) == reason
+    assert cache.exists() is (reason is None)  # a stale file is removed; Polygraphy then saves a fresh one there
+    assert ("is stale" in caplog.text) is (reason is not None)
+    assert drop_stale_timing_cache(tmp_path / "absent.cache", lambda: pytest.fail("probed an absent file")) is None
+
+
+# --- the CUDA runtime Polygraphy needs (item 4) --------------------------------------------------------------------
+
+def test_missing_cuda_runtime_says_where_it_is(tmp_path: Path) -> None:
+    searched, wheel = tmp_path / "cuda" / "lib64", tmp_path / "site-packages" / "nvidia" / "cu13" / "lib"
+    searched.mkdir(parents=True)
+    wheel.mkdir(parents=True)
+    (wheel / "libcudart.so.13").write_bytes(b"")
+    problem = cuda_runtime_problem([str(searched)], loader_fallback="libcudart-absent.so.0", elsewhere=[str(wheel)])
+    assert problem is not None
+    message, hint = problem
+    assert "Polygraphy cannot find the CUDA runtime (libcudart.so*)" in message and str(searched) in message
+    assert hint == f"it is at {wheel / 'libcudart.so.13'}; run `export LD_LIBRARY_PATH={wheel}:$LD_LIBRARY_PATH` and retry"
+    nowhere = cuda_runtime_problem([str(searched)], loader_fallback="libcudart-absent.so.0", elsewhere=[])
+    assert nowhere is not None and "pip install nvidia-cuda-runtime-cu12" in nowhere[1]
+    (searched / "libcudart.so.12").write_bytes(b"")
+    assert cuda_runtime_problem([str(searched)], loader_fallback="libcudart-absent.so.0", elsewhere=[]) is None
+
+
+def test_polygraphy_search_dirs_are_polygraphys_own() -> None:
+    dirs = polygraphy_search_dirs()
+    assert "/usr/local/cuda/lib64" in dirs and any(d.endswith("nvidia/cuda_runtime/lib") for d in dirs)
+    assert not any(d.endswith("nvidia/cu13/lib") for d in dirs)  # the CUDA 13 wheel layout it misses
+
+
+# --- the engine inspector's per-layer precisions -------------------------------------------------------------------
+
+TRT10_LAYERS = {
+    "Layers": [
+        {"Name": "/conv1/Conv + /act1/Relu", "LayerType": "CaskConvolution", "ParameterType": "Convolution", "Groups": 1,
+         "Inputs": [{"Name": "x", "Dimensions": [8, 3, 224, 224], "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+         "Outputs": [{"Name": "y", "Dimensions": [8, 64, 112, 112], "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+         "Weights": {"Type": "Int8", "Count": 9408}},
+        {"Name": "/layer1/conv2/Conv", "LayerType": "CaskGemmConvolution", "ParameterType": "Convolution", "Groups": 32,
+         "Inputs": [{"Name": "a", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+         "Outputs": [{"Name": "b", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+         "Weights": {"Type": "Half", "Count": 4608}},
+        {"Name": "/global_pool/GlobalAveragePool", "LayerType": "CaskPooling", "ParameterType": "Pooling",
+         "Inputs": [{"Name": "b", "Format/Datatype": "Row major linear FP16 format"}],
+         "Outputs": [{"Name": "c", "Format/Datatype": "Row major linear FP16 format"}]},
+    ],
+    "Bindings": ["input", "logits"],
+}
+
+
+def test_inspector_layers_say_which_convs_run_int8() -> None:
+    layers = parse_engine_information(TRT10_LAYERS)
+    assert [layer.precision for layer in layers if layer.convolution] == ["INT8", "FP16"]
+    summary = summarize(layers)
+    assert summary["dense_convolutions"] == {"INT8": 1} and summary["grouped_convolutions"] == {"FP16": 1}
+    assert summary["not_int8"] == ["/layer1/conv2/Conv (FP16)"] and summary["detailed"] is True
+    trt11 = {"Name": "c", "LayerType": "CaskConvolution", "ParameterType": "Convolution", "Groups": 1,
+             "Inputs": [{"Name": "x", "Datatype": "Int8", "Format": "Thirty-two wide channel vectorized row major"}]}
+    assert parse_engine_information({"Layers": [trt11]})[0].precision == "INT8"  # TensorRT 11 split the key
+    assert data_type({"Format/Datatype": "Row major linear FP32"}) == "FP32"
+    names_only = summarize(parse_engine_information({"Layers": ["/conv1/Conv + /act1/Relu"]}))
+    assert names_only["detailed"] is False and names_only["convolutions"] == {}
+
+
+# --- the rebuild hint names commands that exist ---------------------------------------------------------------------
+
+def test_rebuild_hint_names_commands_that_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from resnext_deploy.cli import app
+
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    hint = rebuild_hint(export_dir / "model.int8.engine", "resnext50d_32x4d")
+    assert f"resnext-deploy export resnext50d_32x4d --backend tensorrt --output {export_dir} --force" in hint
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    (bundle_dir / "manifest.json").write_text("{}")
+    assert rebuild_hint(bundle_dir / "model.int8.engine") == (
+        f"rebuild it on this machine: `resnext-deploy build {bundle_dir} --backend tensorrt`"
+    )
+    for command, flags in (("export", ("--backend", "--output", "--force")), ("build", ("--backend",)), ("package", ("--output",))):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0 and all(flag in result.output for flag in flags), command
+
+
+# --- the GPU test's INT8 fixture is one TensorRT parses (item 1) ----------------------------------------------------
+
+def test_gpu_int8_fixture_is_the_tensorrt_recipe(tiny_trt_int8_onnx: Path, tiny_int8_onnx: Path) -> None:
+    from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
+
+    findings = check_tensorrt_artifact(tiny_trt_int8_onnx)
+    assert findings.parsable and findings.qdq_nodes > 0
+    with pytest.raises(InputError, match="not this toolchain's tensorrt recipe") as info:  # quantize_static's defaults
+        check_tensorrt_artifact(tiny_int8_onnx)
+    assert "non-zero zero points" in info.value.message
