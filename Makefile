@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
+GPU_CHECK_OUT ?= out/gpu-check
 
-.PHONY: install demo test test-fast bench bench-export bench-e2e bench-quant bench-engines bench-sweep clean
+.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +26,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# One NVIDIA GPU: TensorRT FP32/FP16/INT8 engines through the CLI, parity, latency, layer precisions (< 8 min)
+gpu-check: install
+	$(PIP_INSTALL) -e '.[tensorrt]'
+	PYTHON=$(PY) scripts/gpu_check.sh $(GPU_CHECK_OUT)
 
 bench: install
 	$(PY) bench/bench_all.py --work out/bench

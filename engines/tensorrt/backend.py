@@ -26,7 +26,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def _availability(self) -> tuple[bool, str, str]:
+    def availability(self) -> tuple[bool, str, str]:
         """(available, why, what to do): TensorRT imports, a CUDA device exists, Polygraphy finds the CUDA runtime."""
         if importlib.util.find_spec("tensorrt") is None:
             return False, "tensorrt not installed", INSTALL_HINT
@@ -45,12 +45,12 @@ class TensorRTBackend:
         return True, f"TensorRT {tensorrt.__version__} on {devices[0].name}", ""
 
     def available(self) -> tuple[bool, str]:
-        ok, why, _ = self._availability()
+        ok, why, _ = self.availability()
         return ok, why
 
     def require_available(self) -> None:
         """Raise ``NotAvailableError`` (exit 2) saying what is missing when TensorRT cannot run here."""
-        ok, reason, hint = self._availability()
+        ok, reason, hint = self.availability()
         if not ok:
             raise NotAvailableError(f"TensorRT backend is not available: {reason}", hint=hint)
 
