@@ -17,7 +17,7 @@ import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError
-from resnext_deploy.engines.tensorrt.sidecar import model_name, rebuild_hint
+from resnext_deploy.engines.tensorrt.sidecar import rebuild_hint
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError
 
 LATENCY_SCOPE = (
@@ -82,7 +82,7 @@ class TensorRTRunner(Runner):
             self._trt.activate()
         except EngineDeserializationError as exc:
             self._trt = None
-            raise NotAvailableError(exc.message, hint=rebuild_hint(self.engine_path, model_name(self.sidecar))) from None
+            raise NotAvailableError(exc.message, hint=rebuild_hint(self.engine_path, self.sidecar)) from None
         except DeployError:
             self._trt = None
             raise

@@ -51,23 +51,23 @@ def sidecar_path_for(engine_path: Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
-def model_name(sidecar: dict[str, Any] | None) -> str | None:
-    """The zoo model an engine was built for, from its sidecar's copy of the ONNX metadata."""
-    return ((sidecar or {}).get("model_metadata") or {}).get("model_name")
+def source_onnx_for(engine_path: Path, sidecar: dict[str, Any] | None = None) -> Path:
+    """The ONNX an engine was built from: its sidecar's record, else ``model.int8.engine`` -> ``model.int8.onnx``."""
+    recorded = ((sidecar or {}).get("source_onnx") or {}).get("path")
+    if recorded:
+        return engine_path.parent / recorded
+    stem = engine_path.name.removesuffix(".engine")
+    return engine_path.parent / (stem.removesuffix(".fp32") + ".onnx")
 
 
-def rebuild_hint(engine_path: Path, model: str | None = None) -> str:
-    """How to make a fresh engine for this machine: `build` for a bundle folder, a re-export for an export folder."""
+def rebuild_hint(engine_path: Path, sidecar: dict[str, Any] | None = None) -> str:
+    """How to make a fresh engine for this machine: `build` on the bundle folder, or on the ONNX it came from."""
     from resnext_deploy.bundle.manifest import MANIFEST_NAME
 
     folder = engine_path.parent
     if (folder / MANIFEST_NAME).is_file():
         return f"rebuild it on this machine: `resnext-deploy build {folder} --backend tensorrt`"
-    return (
-        f"rebuild it on this machine: `resnext-deploy export {model or 'MODEL'} --backend tensorrt --output {folder} --force` "
-        f"with the options of the first export, or package the folder (`resnext-deploy package {folder} --output B.tar.gz`) "
-        "and run `resnext-deploy build B.tar.gz --backend tensorrt`"
-    )
+    return f"rebuild it on this machine: `resnext-deploy build {source_onnx_for(engine_path, sidecar)} --backend tensorrt`"
 
 
 def save_engine(engine_path: Path, engine_chunks: Iterable[Any], sidecar: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +127,11 @@ def _cc(text: str) -> tuple[int, ...]:
 
 def check_engine(engine_path: Path, sidecar: dict[str, Any], env: TrtEnvironment, engine_bytes: bytes) -> None:
     """Raise a clear error when ``engine_bytes`` or ``env`` do not fit the sidecar; return when they do."""
-    recorded, model = sidecar["engine"], model_name(sidecar)
+    recorded = sidecar["engine"]
     if len(engine_bytes) != recorded.get("size") or hashlib.sha256(engine_bytes).hexdigest() != recorded["sha256"]:
         raise InputError(
             f"engine {engine_path.name} does not match its sidecar sha256 (truncated, damaged or replaced)",
-            hint=rebuild_hint(engine_path, model),
+            hint=rebuild_hint(engine_path, sidecar),
         )
     built_version = str(sidecar["tensorrt_version"])
     if built_version != env.tensorrt_version:
@@ -141,7 +141,7 @@ def check_engine(engine_path: Path, sidecar: dict[str, Any], env: TrtEnvironment
                 f"engine {engine_path.name} was built with TensorRT {built_version}; this machine has "
                 f"TensorRT {env.tensorrt_version}"
                 + ("" if sidecar.get("options", {}).get("version_compatible") else " and it is not version-compatible"),
-                hint=rebuild_hint(engine_path, model) + ", or build with --version-compatible to run on later TensorRT releases",
+                hint=rebuild_hint(engine_path, sidecar) + ", or build with --version-compatible to run on later TensorRT releases",
             )
     built_cc = str(sidecar["gpu"]["compute_capability"])
     if built_cc != env.compute_capability:
@@ -154,5 +154,5 @@ def check_engine(engine_path: Path, sidecar: dict[str, Any], env: TrtEnvironment
             raise NotAvailableError(
                 f"engine {engine_path.name} was built for {sidecar['gpu'].get('name')} (compute capability {built_cc}); "
                 f"this GPU is {env.gpu_name} (compute capability {env.compute_capability})",
-                hint=rebuild_hint(engine_path, model) + ", or build with --hardware-compatible (Ampere and newer)",
+                hint=rebuild_hint(engine_path, sidecar) + ", or build with --hardware-compatible (Ampere and newer)",
             )

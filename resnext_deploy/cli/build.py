@@ -38,7 +38,10 @@ def _build_bare(onnx_path, engine: EngineArgs, backend: str, output) -> None:  #
     from resnext_deploy.engines import resolve_backend
     from resnext_deploy.engines.base import model_metadata
 
+    from resnext_deploy.engines.select import check_artifact
+
     precision = model_metadata(onnx_path).get("precision")
+    check_artifact(backend, onnx_path)  # an artifact the backend cannot take: exit 2 before anything else
     chosen, why = resolve_backend(backend, precision)
     console.err.print(f"[dim]{why}[/]")
     with console.stage(f"build the {chosen.name} engine for {onnx_path.name}"):

@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from resnext_deploy.cli._options import Baseline, CalibMethod, Exporter, Recipe
+from resnext_deploy.engines.registry import backend_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,9 +147,10 @@ class CalibrationArgs:
     ] = None
     targets: Annotated[
         str,
-        typer.Option("--targets", help="Also make the INT8 artifact of these backends' recipes, e.g. onnxruntime,tensorrt "
-                     "(model.int8.<target>.onnx; model.int8.onnx stays the --recipe one), from the same FP32 export, "
-                     "calibration images and statistics; a bundle then builds each backend from its own artifact.",
+        typer.Option("--targets", help="Also make the INT8 artifact of these backends' recipes, comma-separated from "
+                     f"{','.join(backend_names(with_auto=False))} (model.int8.<recipe>.onnx; model.int8.onnx stays the "
+                     "--recipe one), from the same FP32 export, calibration images and statistics; a bundle then "
+                     "builds each backend from its own artifact.",
                      rich_help_panel=_CALIB, show_default=False),
     ] = ""
 

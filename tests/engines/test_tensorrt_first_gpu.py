@@ -9,6 +9,7 @@ object offers exactly the documented surface (``IBuilderConfig.create_timing_cac
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.tensorrt import TensorRTBackend
 from resnext_deploy.engines.tensorrt.backend import build_engine_bytes, sidecar_record
 from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem, polygraphy_search_dirs
 from resnext_deploy.engines.tensorrt.layers import data_type, parse_engine_information, summarize
@@ -245,24 +247,33 @@ def test_inspector_layers_say_which_convs_run_int8() -> None:
 
 # --- the rebuild hint names commands that exist ---------------------------------------------------------------------
 
-def test_rebuild_hint_names_commands_that_work(tmp_path: Path) -> None:
+def test_rebuild_hint_names_commands_that_work(tmp_path: Path, tiny_int8_onnx: Path, tiny_trt_int8_onnx: Path) -> None:
     from typer.testing import CliRunner
 
     from resnext_deploy.cli import app
 
     export_dir = tmp_path / "export"
     export_dir.mkdir()
-    hint = rebuild_hint(export_dir / "model.int8.engine", "resnext50d_32x4d")
-    assert f"resnext-deploy export resnext50d_32x4d --backend tensorrt --output {export_dir} --force" in hint
+    assert rebuild_hint(export_dir / "model.int8.engine") == (
+        f"rebuild it on this machine: `resnext-deploy build {export_dir / 'model.int8.onnx'} --backend tensorrt`"
+    )
+    assert f"build {export_dir / 'model.onnx'} --backend" in rebuild_hint(export_dir / "model.fp32.engine")
+    sidecar = {"source_onnx": {"path": "model.int8.tensorrt.onnx"}}
+    assert f"build {export_dir / 'model.int8.tensorrt.onnx'} --backend" in rebuild_hint(export_dir / "model.int8.engine", sidecar)
     bundle_dir = tmp_path / "bundle"
     bundle_dir.mkdir()
     (bundle_dir / "manifest.json").write_text("{}")
     assert rebuild_hint(bundle_dir / "model.int8.engine") == (
         f"rebuild it on this machine: `resnext-deploy build {bundle_dir} --backend tensorrt`"
     )
-    for command, flags in (("export", ("--backend", "--output", "--force")), ("build", ("--backend",)), ("package", ("--output",))):
-        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
-        assert result.exit_code == 0 and all(flag in result.output for flag in flags), command
+    # the hinted command: `build` on a bare ONNX checks the artifact first, then TensorRT's availability
+    cpu_recipe = Path(shutil.copy(tiny_int8_onnx, export_dir / "model.int8.onnx"))
+    refused = CliRunner().invoke(app, ["build", str(cpu_recipe), "--backend", "tensorrt"])
+    assert refused.exit_code == 2 and "TensorRT cannot parse it" in " ".join(refused.output.split())
+    if not TensorRTBackend().available()[0]:
+        trt_recipe = Path(shutil.copy(tiny_trt_int8_onnx, tmp_path / "model.int8.onnx"))
+        unavailable = CliRunner().invoke(app, ["build", str(trt_recipe), "--backend", "tensorrt"])
+        assert unavailable.exit_code == 2 and "TensorRT backend is not available" in unavailable.output
 
 
 # --- the GPU test's INT8 fixture is one TensorRT parses (item 1) ----------------------------------------------------

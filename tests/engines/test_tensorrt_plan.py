@@ -161,7 +161,7 @@ def test_missing_engine_or_sidecar(engine: Path) -> None:
     sidecar_path_for(engine).unlink()
     with pytest.raises(InputError, match="has no sidecar") as info:
         read_sidecar(engine)
-    assert f"resnext-deploy export MODEL --backend tensorrt --output {engine.parent} --force" in (info.value.hint or "")
+    assert f"resnext-deploy build {engine.parent / 'model.onnx'} --backend tensorrt" in (info.value.hint or "")
     engine.unlink()
     with pytest.raises(InputError, match="engine not found"):
         TensorRTBackend().load(engine)
