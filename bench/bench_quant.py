@@ -11,6 +11,7 @@ Run: ``.venv/bin/python bench/bench_quant.py`` (``--quick`` for a small smoke ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -121,6 +122,8 @@ def main() -> None:
         if args.variants:
             recipes["int8 onnxruntime (grouped int8)"] = onnxruntime_recipe(keep_grouped_float=False)
             recipes["int8 tensorrt (grouped float)"] = tensorrt_recipe(keep_grouped_float=True)
+            # the recipe before its float regions became FP16 (what a strongly typed TensorRT network then ran in FP32)
+            recipes["int8 tensorrt (fp32 regions)"] = dataclasses.replace(tensorrt_recipe(), float_regions="fp32")
         for name, recipe in recipes.items():
             out = work / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.onnx"
             method = recipe.default_method if args.method == "auto" else args.method
