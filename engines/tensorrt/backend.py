@@ -45,6 +45,7 @@ class TensorRTBackend:
         return True, f"TensorRT {tensorrt.__version__} on {devices[0].name}", ""
 
     def available(self) -> tuple[bool, str]:
+        """Whether TensorRT can run here, and why not (``availability`` adds what to do)."""
         ok, why, _ = self.availability()
         return ok, why
 
