@@ -38,15 +38,15 @@ def tiny_int8_onnx(tiny_onnx: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_trt_int8_onnx(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model quantized with the ``tensorrt`` recipe (symmetric INT8, zero points 0, FP16 float regions),
-    the Q/DQ TensorRT's parser takes; ``quantize_static``'s defaults (``tiny_int8_onnx``) are not."""
+def tiny_cpu_int8_onnx(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model quantized with the ``onnxruntime`` (CPU) recipe: unsigned activations with zero points and
+    INT32 bias, the Q/DQ TensorRT's parser refuses."""
     from resnext_deploy.calibration.quantize import quantize_int8
 
-    folder = tmp_path_factory.mktemp("tiny-trt")
-    calibration = np.random.default_rng(0).standard_normal((8, *INPUT_SHAPE), dtype=np.float32)
-    result = quantize_int8(tiny_onnx, folder / "model.int8.tensorrt.onnx", calibration, manifest_sha256="random-8",
-                           method="minmax", recipe="tensorrt", cache_dir=folder / "cache", progress=False)
+    folder = tmp_path_factory.mktemp("tiny-cpu")
+    calibration = np.random.default_rng(0).standard_normal((4, *INPUT_SHAPE), dtype=np.float32)
+    result = quantize_int8(tiny_onnx, folder / "model.int8.onnx", calibration, manifest_sha256="engines-tests-cpu",
+                           method="minmax", recipe="onnxruntime", cache_dir=folder / "cache", progress=False)
     return result.path
 
 

@@ -247,7 +247,7 @@ def test_inspector_layers_say_which_convs_run_int8() -> None:
 
 # --- the rebuild hint names commands that exist ---------------------------------------------------------------------
 
-def test_rebuild_hint_names_commands_that_work(tmp_path: Path, tiny_int8_onnx: Path, tiny_trt_int8_onnx: Path) -> None:
+def test_rebuild_hint_names_commands_that_work(tmp_path: Path, tiny_int8_onnx: Path, tiny_cpu_int8_onnx: Path) -> None:
     from typer.testing import CliRunner
 
     from resnext_deploy.cli import app
@@ -267,22 +267,22 @@ def test_rebuild_hint_names_commands_that_work(tmp_path: Path, tiny_int8_onnx: P
         f"rebuild it on this machine: `resnext-deploy build {bundle_dir} --backend tensorrt`"
     )
     # the hinted command: `build` on a bare ONNX checks the artifact first, then TensorRT's availability
-    cpu_recipe = Path(shutil.copy(tiny_int8_onnx, export_dir / "model.int8.onnx"))
+    cpu_recipe = Path(shutil.copy(tiny_cpu_int8_onnx, export_dir / "model.int8.onnx"))
     refused = CliRunner().invoke(app, ["build", str(cpu_recipe), "--backend", "tensorrt"])
     assert refused.exit_code == 2 and "TensorRT cannot parse it" in " ".join(refused.output.split())
     if not TensorRTBackend().available()[0]:
-        trt_recipe = Path(shutil.copy(tiny_trt_int8_onnx, tmp_path / "model.int8.onnx"))
+        trt_recipe = Path(shutil.copy(tiny_int8_onnx, tmp_path / "model.int8.onnx"))
         unavailable = CliRunner().invoke(app, ["build", str(trt_recipe), "--backend", "tensorrt"])
         assert unavailable.exit_code == 2 and "TensorRT backend is not available" in unavailable.output
 
 
 # --- the GPU test's INT8 fixture is one TensorRT parses (item 1) ----------------------------------------------------
 
-def test_gpu_int8_fixture_is_the_tensorrt_recipe(tiny_trt_int8_onnx: Path, tiny_int8_onnx: Path) -> None:
+def test_gpu_int8_fixture_is_the_tensorrt_recipe(tiny_int8_onnx: Path, tiny_cpu_int8_onnx: Path) -> None:
     from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 
-    findings = check_tensorrt_artifact(tiny_trt_int8_onnx)
+    findings = check_tensorrt_artifact(tiny_int8_onnx)
     assert findings.parsable and findings.qdq_nodes > 0
-    with pytest.raises(InputError, match="not this toolchain's tensorrt recipe") as info:  # quantize_static's defaults
-        check_tensorrt_artifact(tiny_int8_onnx)
-    assert "non-zero zero points" in info.value.message
+    with pytest.raises(InputError, match="quantized with the onnxruntime recipe and TensorRT cannot parse it") as info:
+        check_tensorrt_artifact(tiny_cpu_int8_onnx)
+    assert "use UINT8" in info.value.message and "non-zero zero points" in info.value.message

@@ -44,14 +44,14 @@ def test_build_infer_and_match_onnxruntime(onnx_copy: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(out, _ort(onnx_copy, feed), rtol=1e-2, atol=1e-2)
 
 
-def test_int8_qdq_engine_runs(tiny_trt_int8_onnx: Path, tmp_path: Path) -> None:
-    artifact = TensorRTBackend().build(tiny_trt_int8_onnx, BuildOptions(max_batch=4), output_dir=tmp_path)
+def test_int8_qdq_engine_runs(tiny_int8_onnx: Path, tmp_path: Path) -> None:
+    artifact = TensorRTBackend().build(tiny_int8_onnx, BuildOptions(max_batch=4), output_dir=tmp_path)
     assert artifact.path.name == "model.int8.engine"
     feed = batch(2)
     with TensorRTBackend().load(artifact.path) as runner:
         out = runner.infer(feed)["logits"]
     assert out.shape == (2, 10) and np.isfinite(out).all()
-    reference = _ort(tiny_trt_int8_onnx, feed)  # the same Q/DQ graph (FP16 float regions) on ONNX Runtime's CPU
+    reference = _ort(tiny_int8_onnx, feed)  # the same Q/DQ graph (FP16 float regions) on ONNX Runtime's CPU
     assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.9
 
 
@@ -66,9 +66,9 @@ def test_fp32_engine_records_tf32_and_a_damaged_timing_cache_is_rebuilt(onnx_cop
     assert again.metadata["timing_cache"]["rebuilt"] is None and again.metadata["tf32"] is False
 
 
-def test_int8_engine_runs_its_convolutions_in_int8(tiny_trt_int8_onnx: Path, tmp_path: Path) -> None:
+def test_int8_engine_runs_its_convolutions_in_int8(tiny_int8_onnx: Path, tmp_path: Path) -> None:
     from resnext_deploy.engines.tensorrt.layers import inspect_engine, summarize
 
-    artifact = TensorRTBackend().build(tiny_trt_int8_onnx, BuildOptions(max_batch=4), output_dir=tmp_path)
+    artifact = TensorRTBackend().build(tiny_int8_onnx, BuildOptions(max_batch=4), output_dir=tmp_path)
     summary = summarize(inspect_engine(artifact.path))
     assert summary["detailed"] and summary["dense_convolutions"].get("INT8", 0) > 0, summary
