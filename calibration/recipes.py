@@ -1,6 +1,6 @@
 """INT8 Q/DQ recipes: where Q/DQ nodes go and with which types, chosen by the target backend.
 
-Both recipes read the same calibration statistics and differ only in quantizer settings:
+Every recipe reads the same calibration statistics; they differ only in quantizer settings:
 
 * ``onnxruntime`` (CPU): unsigned INT8 activations (ORT's x86 kernels are u8s8), per-channel
   symmetric INT8 weights, every op ORT has a QDQ fusion for, grouped convolutions left in float
@@ -12,6 +12,9 @@ Both recipes read the same calibration statistics and differ only in quantizer s
   (TensorRT's INT8 grouped conv is slower than FP16: NVIDIA/TensorRT issues 4529 and 1409).
   Its float regions (and Q/DQ scales) are FP16 with FP32 graph I/O, ModelOpt's default: a strongly
   typed TensorRT network runs exactly the graph's types, so FP32 regions would run in FP32.
+* ``openvino`` (CPU): every convolution quantized, grouped ones included (OpenVINO's CPU plugin runs
+  Q/DQ grouped convolutions as int8 kernels), symmetric per-channel INT8 weights, float bias, and
+  the activation type OpenVINO measured fastest (see ``openvino_recipe``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from resnext_deploy.errors import UsageError
 
-RECIPES = ("onnxruntime", "tensorrt")
+RECIPES = ("onnxruntime", "openvino", "tensorrt")
 DEFAULT_RECIPE = RECIPES[0]
 
 
@@ -100,12 +103,36 @@ def tensorrt_recipe(keep_grouped_float: bool = False) -> Recipe:
     )
 
 
+def openvino_recipe(keep_grouped_float: bool = False, activation_type: str = "QUInt8") -> Recipe:
+    """OpenVINO CPU: every conv in INT8 (grouped too), per-channel symmetric QInt8 weights, float bias.
+
+    Activations: unsigned asymmetric (post-ReLU tensors use the whole u8 range; OpenVINO's int8
+    kernels are u8s8 on VNNI), measured against signed symmetric in bench/bench_quant.py.
+    """
+    return Recipe(
+        name="openvino",
+        activation_type=activation_type,
+        weight_type="QInt8",
+        per_channel=True,
+        keep_grouped_float=keep_grouped_float,
+        extra_options={
+            "ActivationSymmetric": activation_type == "QInt8",
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
+        },
+        default_method="minmax",
+    )
+
+
+_FACTORIES = {"onnxruntime": onnxruntime_recipe, "openvino": openvino_recipe, "tensorrt": tensorrt_recipe}
+
+
 def get_recipe(name: str, keep_grouped_float: bool | None = None) -> Recipe:
-    """The named recipe; ``keep_grouped_float=None`` takes the recipe's default (ORT: True, TensorRT: False)."""
-    if name == "onnxruntime":
-        return onnxruntime_recipe() if keep_grouped_float is None else onnxruntime_recipe(keep_grouped_float)
-    if name == "tensorrt":
-        return tensorrt_recipe() if keep_grouped_float is None else tensorrt_recipe(keep_grouped_float)
+    """The named recipe; ``keep_grouped_float=None`` takes the recipe's default (ORT: True, OpenVINO and TensorRT: False)."""
+    factory = _FACTORIES.get(name)
+    if factory is not None:
+        return factory() if keep_grouped_float is None else factory(keep_grouped_float)
     raise UsageError(f"unknown quantization recipe {name!r}", hint=f"choose one of: {', '.join(RECIPES)}")
 
 

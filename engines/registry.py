@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from resnext_deploy.engines.base import EngineSpec
 from resnext_deploy.engines.onnxruntime.spec import SPEC as ONNXRUNTIME
+from resnext_deploy.engines.openvino.spec import SPEC as OPENVINO
 from resnext_deploy.engines.tensorrt.spec import SPEC as TENSORRT
 from resnext_deploy.errors import UsageError
 
@@ -19,6 +20,7 @@ AUTO = "auto"
 
 REGISTRY: dict[str, EngineSpec] = {
     TENSORRT.name: TENSORRT,  # NVIDIA GPUs: first wherever it really runs
+    OPENVINO.name: OPENVINO,  # x86-64 CPUs, for the precisions where it measured faster (auto_precisions)
     ONNXRUNTIME.name: ONNXRUNTIME,  # everywhere else: the default
 }
 DEFAULT_BACKEND = ONNXRUNTIME.name

@@ -1,0 +1,240 @@
+"""OpenVINO backend: compile once, export the compiled model next to the artifact, import it later.
+
+"Build" reads the precision ONNX, compiles it for the CPU with settings chosen per precision
+(``config.py``), and writes ``model.<p>.openvino.blob`` (``CompiledModel.export_model``) plus the
+sidecar ``model.<p>.openvino.json`` (OpenVINO version, device, CPU, settings, sha256 of source and
+blob). "Load" imports the blob when the sidecar matches this machine and the blob its sha256;
+otherwise it compiles from the ONNX in memory and logs why (another OpenVINO or CPU, a truncated or
+foreign blob). A sidecar that belongs to another ONNX file, or is not ours, is an error naming the
+rebuild command. Load never writes: a bundle's files stay as its manifest lists them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
+from resnext_deploy.engines.openvino import config as ovconfig
+from resnext_deploy.engines.openvino.environment import DEVICE, OvEnvironment, core, reduced_float_precision
+from resnext_deploy.engines.openvino.runner import OpenVinoRunner
+from resnext_deploy.errors import InputError, NotAvailableError
+from resnext_deploy.files import atomic_open, sha256_bytes, sha256_file, write_json
+
+LOG = logging.getLogger(__name__)
+NAME = "openvino"
+SIDECAR_FORMAT = "resnext-deploy/openvino-engine/1"
+BLOB_SUFFIX = ".openvino.blob"
+SIDECAR_SUFFIX = ".openvino.json"
+INSTALL_HINT = (
+    "pip install openvino (resnext-deploy installs it on x86-64 Linux and Windows and on Apple-silicon macOS), "
+    "or use --backend onnxruntime"
+)
+
+
+def blob_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
+    """``dir/model.int8.onnx`` -> ``output_dir/model.int8.openvino.blob``."""
+    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}{BLOB_SUFFIX}"
+
+
+def sidecar_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
+    """``dir/model.int8.onnx`` -> ``output_dir/model.int8.openvino.json``."""
+    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}{SIDECAR_SUFFIX}"
+
+
+def rebuild_hint(source: Path) -> str:
+    """How to make a fresh compiled model for this machine."""
+    return (f"rebuild it: `resnext-deploy build BUNDLE --backend {NAME}` in a bundle, or re-export with "
+            f"`--backend {NAME} --force`; or delete {source.stem}{BLOB_SUFFIX} and {source.stem}{SIDECAR_SUFFIX} "
+            "to compile at every start")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def io_names(model: Any) -> tuple[list[str], list[str]]:
+    """The graph's input and output names, read before compiling (compiled ports gain aliases)."""
+    return [min(p.get_names()) for p in model.inputs], [min(p.get_names()) for p in model.outputs]
+
+
+def _compile(source: Path, config: dict[str, str]) -> tuple[Any, float, tuple[list[str], list[str]]]:
+    """(compiled model, seconds, I/O names) for the ONNX ``source``; ``InputError`` for a file OpenVINO cannot read."""
+    start = time.perf_counter()
+    try:
+        model = core().read_model(os.fspath(source))
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with C++ traces for damaged files
+        raise InputError(f"OpenVINO cannot read {source}: {_first_line(exc)}",
+                         hint="the file is truncated or not a valid ONNX model; re-export it") from None
+    try:
+        compiled = core().compile_model(model, DEVICE, config)
+    except Exception as exc:
+        raise InputError(f"OpenVINO cannot compile {source.name}: {_first_line(exc)}",
+                         hint="check the ONNX model; `--backend onnxruntime` runs it without OpenVINO") from None
+    return compiled, time.perf_counter() - start, io_names(model)
+
+
+def _file_record(path: Path, relative_to: Path, digest: str | None = None) -> dict[str, Any]:
+    return {"path": os.path.relpath(path, relative_to), "sha256": digest or sha256_file(path), "size": path.stat().st_size}
+
+
+class OpenVinoBackend:
+    """x86-64 CPUs (and Intel edge devices): FP32 strictly f32, FP16 at bf16/f16 where the CPU has it, INT8 Q/DQ."""
+
+    name = NAME
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import openvino as ov
+        except ModuleNotFoundError:
+            return False, f"{NAME} not installed"
+        except Exception as exc:  # a broken install raises ImportError or OSError from its libraries
+            return False, f"{NAME} does not import ({_first_line(exc)})"
+        version = ov.__version__.split("-")[0]
+        try:
+            devices = core().available_devices
+        except Exception as exc:  # RuntimeError from a plugin that does not load
+            return False, f"OpenVINO {version} does not load its plugins ({_first_line(exc)})"
+        if DEVICE not in devices:
+            return False, f"OpenVINO {version} sees no {DEVICE} device"
+        return True, f"OpenVINO {version} on {DEVICE}"
+
+    def require_available(self) -> None:
+        """``NotAvailableError`` (exit 2) naming the install when OpenVINO cannot run here."""
+        ok, why = self.available()
+        if not ok:
+            raise NotAvailableError(f"OpenVINO backend is not available: {why}", hint=INSTALL_HINT)
+
+    def build(self, onnx_path: Path, options: BuildOptions, output_dir: Path | None = None) -> BuiltArtifact:
+        """Compile for this CPU, export the compiled model and write its sidecar (both atomically)."""
+        source = require_onnx_file(onnx_path)
+        self.require_available()
+        out_dir = Path(output_dir) if output_dir is not None else source.parent
+        blob, sidecar = blob_path(source, out_dir), sidecar_path(source, out_dir)
+        env = OvEnvironment.current()
+        precision = precision_of(source, options)
+        reduced = reduced_float_precision(env.capabilities)
+        settings = ovconfig.compile_config(precision, options, reduced)
+        compiled, seconds, names = _compile(source, settings)
+        stream = io.BytesIO()
+        compiled.export_model(stream)
+        data = stream.getvalue()
+        if not data:
+            raise InputError(f"OpenVINO exported an empty compiled model for {source.name}")
+        with atomic_open(blob) as handle:
+            handle.write(data)
+        metadata: dict[str, Any] = {
+            "format": SIDECAR_FORMAT,
+            "backend": NAME,
+            **env.to_dict(),
+            "precision": precision,
+            "inference_precision": settings["INFERENCE_PRECISION_HINT"],
+            "reduced_float_precision": reduced,
+            "config": settings,
+            "effective": ovconfig.effective_properties(compiled),
+            "inputs": names[0],
+            "outputs": names[1],
+            "source_onnx": _file_record(source, out_dir),
+            "compiled_model": _file_record(blob, out_dir, sha256_bytes(data)),
+            "options": options.to_dict(),
+            "compile_seconds": round(seconds, 4),
+            "model_metadata": model_metadata(source),
+        }
+        write_json(sidecar, metadata)
+        return BuiltArtifact(NAME, blob, source, sidecar, metadata)
+
+    def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> OpenVinoRunner:
+        """A runner from the exported compiled model when it fits this machine, else compiled from the ONNX."""
+        options = options or BuildOptions()
+        source, sidecar_file = self._locate(artifact_or_path)
+        self.require_available()
+        sidecar = _read_sidecar(sidecar_file, source)
+        if source is None:
+            if sidecar is None:
+                raise InputError(f"OpenVINO sidecar not found: {sidecar_file}", hint="run `resnext-deploy export` first")
+            source = sidecar_file.parent / sidecar["source_onnx"]["path"]
+        require_onnx_file(source)
+        precision = precision_of(source, options)
+        if sidecar is None:
+            reason = f"no compiled model {sidecar_file.name}; `resnext-deploy build` or export with --backend {NAME} saves one"
+            LOG.info("openvino: compiling %s (%s)", source.name, reason)
+        else:
+            _check_belongs(sidecar, sidecar_file, source, precision)
+            reason = OvEnvironment.current().mismatch(sidecar) or _blob_problem(sidecar, sidecar_file)
+            if reason is None:
+                blob = sidecar_file.parent / sidecar["compiled_model"]["path"]
+                start = time.perf_counter()
+                try:
+                    compiled = core().import_model(blob.read_bytes(), DEVICE, ovconfig.import_config(sidecar["config"], options))
+                except Exception as exc:  # a foreign or damaged blob that still matched its sidecar
+                    reason = f"OpenVINO cannot import {blob.name} ({_first_line(exc)})"
+                else:
+                    return OpenVinoRunner(compiled, (sidecar["inputs"], sidecar["outputs"]), start_mode="cached",
+                                          start_reason=f"compiled model {blob.name}",
+                                          startup_seconds=time.perf_counter() - start)
+            LOG.warning("openvino: recompiling %s: %s", source.name, reason)
+        reduced = reduced_float_precision(OvEnvironment.current().capabilities)
+        compiled, seconds, names = _compile(source, ovconfig.compile_config(precision, options, reduced))
+        return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason, startup_seconds=seconds)
+
+    @staticmethod
+    def _locate(artifact_or_path: BuiltArtifact | Path) -> tuple[Path | None, Path]:
+        """(source ONNX, or None when only the sidecar names it; sidecar path)."""
+        if isinstance(artifact_or_path, BuiltArtifact):
+            return artifact_or_path.source_onnx, artifact_or_path.sidecar
+        path = Path(artifact_or_path)
+        for suffix in (SIDECAR_SUFFIX, BLOB_SUFFIX):
+            if path.name.endswith(suffix):
+                return None, path.with_name(path.name[: -len(suffix)] + SIDECAR_SUFFIX)
+        return path, sidecar_path(path)
+
+
+def _read_sidecar(path: Path, source: Path | None) -> dict[str, Any] | None:
+    """The sidecar, None when there is none, or ``InputError`` when it is not an OpenVINO engine record."""
+    if not path.is_file():
+        return None
+    hint = rebuild_hint(source or path)
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"OpenVINO sidecar {path} is unreadable ({exc})", hint=hint) from None
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        raise InputError(f"{path} is not an OpenVINO engine sidecar (format {sidecar.get('format') if isinstance(sidecar, dict) else None!r})",
+                         hint=hint)
+    try:
+        sidecar["compiled_model"]["path"], sidecar["compiled_model"]["sha256"], sidecar["source_onnx"]["sha256"]  # noqa: B018
+        if not (isinstance(sidecar["config"], dict) and isinstance(sidecar["inputs"], list) and isinstance(sidecar["outputs"], list)):
+            raise TypeError("config, inputs, outputs")
+    except (KeyError, TypeError):
+        raise InputError(f"OpenVINO sidecar {path} is incomplete", hint=hint) from None
+    return sidecar
+
+
+def _check_belongs(sidecar: dict[str, Any], sidecar_file: Path, source: Path, precision: str) -> None:
+    """``InputError`` with the rebuild command when the sidecar describes another model than ``source``."""
+    recorded = sidecar["source_onnx"]
+    if recorded.get("size") != source.stat().st_size or recorded["sha256"] != sha256_file(source):
+        raise InputError(f"{sidecar_file.name} was compiled from another ONNX file than {source.name} "
+                         "(the model changed since the engine was built)", hint=rebuild_hint(source))
+    if sidecar.get("precision") != precision:
+        raise InputError(f"{sidecar_file.name} records precision {sidecar.get('precision')}, {source.name} is {precision}",
+                         hint=rebuild_hint(source))
+
+
+def _blob_problem(sidecar: dict[str, Any], sidecar_file: Path) -> str | None:
+    """Why the exported compiled model cannot be imported as recorded (missing, truncated, changed), or None."""
+    record = sidecar["compiled_model"]
+    blob = sidecar_file.parent / record["path"]
+    if not blob.is_file():
+        return f"compiled model {blob.name} is missing"
+    if blob.stat().st_size != record.get("size"):
+        return f"compiled model {blob.name} is {blob.stat().st_size} bytes, its sidecar says {record.get('size')} (truncated)"
+    if sha256_file(blob) != record["sha256"]:
+        return f"compiled model {blob.name} does not match its sidecar sha256 (changed or foreign)"
+    return None

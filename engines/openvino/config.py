@@ -1,0 +1,72 @@
+"""The OpenVINO compile settings, decided once per precision and recorded in the sidecar.
+
+* FP32 compiles strictly in f32 (``INFERENCE_PRECISION_HINT=f32``): OpenVINO's CPU default on
+  AVX-512-BF16/AMX machines is bf16, which would make the "FP32" baseline a bf16 one.
+* FP16 compiles at the fastest reduced float type the CPU really computes in (bf16 on
+  AVX-512-BF16/AMX, f16 where the device lists FP16), else f32 (the report says so).
+* INT8 runs the Q/DQ graph's convolutions as int8 kernels whatever the hint; the hint sets the
+  float parts between them (see ``INT8_FLOAT_PRECISION``).
+* One stream, ``LATENCY`` hint and an explicit thread count: the edge case is one request at a
+  time, and a thread count left to OpenVINO would change with the machine's load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnext_deploy.engines.base import BuildOptions
+
+PERFORMANCE_HINT = "LATENCY"
+NUM_STREAMS = 1
+INT8_FLOAT_PRECISION = "f32"  # measured: see docs/DESIGN.md (OpenVINO INT8)
+RECORDED_PROPERTIES = (
+    "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+    "EXECUTION_MODE_HINT", "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING",
+)
+
+
+def inference_precision(precision: str, reduced: str | None) -> str:
+    """The float type OpenVINO computes in for an artifact of ``precision`` on a device whose best reduced type is ``reduced``."""
+    if precision == "fp16":
+        return reduced or "f32"
+    if precision == "int8":
+        return INT8_FLOAT_PRECISION
+    return "f32"
+
+
+def compile_config(precision: str, options: BuildOptions, reduced: str | None) -> dict[str, str]:
+    """The properties passed to ``compile_model`` (strings, as recorded)."""
+    return {
+        "INFERENCE_PRECISION_HINT": inference_precision(precision, reduced),
+        "PERFORMANCE_HINT": PERFORMANCE_HINT,
+        "NUM_STREAMS": str(NUM_STREAMS),
+        "INFERENCE_NUM_THREADS": str(options.intra_op_threads),
+    }
+
+
+def import_config(recorded: dict[str, str], options: BuildOptions) -> dict[str, str]:
+    """The properties passed to ``import_model``: the recorded compile settings, with this run's threads.
+
+    The CPU plugin's exported model does not pin the inference precision: ``import_model`` applies
+    the precision it is given, and OpenVINO's default (bf16 on AVX-512-BF16/AMX), so it must be passed again.
+    """
+    return {**recorded, "INFERENCE_NUM_THREADS": str(options.intra_op_threads)}
+
+
+def effective_properties(compiled: Any) -> dict[str, str]:
+    """What the compiled model really runs with (OpenVINO may resolve hints differently from the request)."""
+    values = {}
+    for key in RECORDED_PROPERTIES:
+        try:
+            values[key] = _text(compiled.get_property(key))
+        except RuntimeError:  # a property this plugin version does not report
+            continue
+    return values
+
+
+def _text(value: Any) -> str:
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    text = str(value)
+    return text.removeprefix("<Type: '").removesuffix("'>")

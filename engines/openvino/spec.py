@@ -1,0 +1,89 @@
+"""OpenVINO's registry entry: x86-64 CPUs and Intel edge devices, compiled models cached next to the artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX
+
+# `auto` on CPU (bench/bench_all.py, docs/DESIGN.md "OpenVINO on CPU"): OpenVINO for the FP16 artifact
+# (bf16 kernels, ~0.5x ORT FP32) and the INT8 Q/DQ artifact (int8 grouped convs, ~0.3x), measured on
+# x86-64 only; FP32 stays on ONNX Runtime (OpenVINO strictly f32 measured no faster).
+AUTO_PRECISIONS = ("fp16", "int8")
+AUTO_MACHINES = ("x86_64", "AMD64")
+
+
+def _make() -> Any:
+    from resnext_deploy.engines.openvino.backend import OpenVinoBackend
+
+    return OpenVinoBackend()
+
+
+def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
+    """The bundle's record of a compiled model: OpenVINO build, device, CPU and the precision it computes in."""
+    import posixpath
+
+    blob = (sidecar.get("compiled_model") or {}).get("path")
+    return {
+        "backend": NAME,
+        "artifact": posixpath.join(posixpath.dirname(sidecar_name), blob) if blob else None,
+        "sidecar": sidecar_name,
+        "precision": sidecar.get("precision"),
+        "openvino_version": sidecar.get("openvino_version"),
+        "device": sidecar.get("device"),
+        "cpu": sidecar.get("cpu"),
+        "inference_precision": sidecar.get("inference_precision"),
+        "config": sidecar.get("config"),
+    }
+
+
+def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
+    """Why the recorded compiled model cannot be imported on this machine (OpenVINO build, CPU), or None."""
+    from resnext_deploy.engines.openvino.environment import OvEnvironment
+
+    ok, why = _make().available()
+    if not ok:
+        return why
+    sidecar = json.loads((directory / target["sidecar"]).read_text(encoding="utf-8"))
+    return OvEnvironment.current().mismatch(sidecar)
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    """``OpenVINO 2026.4.1 on AMD EPYC (CPU, computes in bf16)``."""
+    cpu = target.get("cpu") or {}
+    version = str(target.get("openvino_version") or "?").split("-")[0]
+    device = (target.get("device") or {}).get("name", "CPU")
+    return f"OpenVINO {version} on {cpu.get('model') or cpu.get('machine')} ({device}, computes in {target.get('inference_precision')})"
+
+
+def triton_parameters(precision: str) -> dict[str, str]:
+    """Triton OpenVINO backend parameters: our latency settings; bf16 for the FP16 artifact where the CPU has it."""
+    parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if precision == "fp16":
+        parameters["HINT_BF16"] = "YES"
+    return parameters
+
+
+SPEC = EngineSpec(
+    name=NAME,
+    title="OpenVINO",
+    make=_make,
+    install_hint=INSTALL_HINT,
+    default_recipe="openvino",
+    sidecar_suffix=SIDECAR_SUFFIX,
+    loads_from_onnx=True,
+    target_record=target_record,
+    target_mismatch=target_mismatch,
+    describe_target=describe_target,
+    rebuild_hint=f"resnext-deploy build BUNDLE --backend {NAME}",
+    # Triton's OpenVINO backend reads ONNX itself (default_model_filename), so the repository holds the
+    # precision ONNX and each server compiles for its own CPU
+    triton=TritonEntry(model_file="model.onnx", serves="onnx", backend=NAME, instance_kind="KIND_CPU",
+                       parameters=triton_parameters, default_model_filename="model.onnx"),
+    auto_precisions=AUTO_PRECISIONS,
+    auto_machines=AUTO_MACHINES,
+    packages=("openvino",),
+)
