@@ -64,7 +64,7 @@ def io_names(model: Any) -> tuple[list[str], list[str]]:
     return [min(p.get_names()) for p in model.inputs], [min(p.get_names()) for p in model.outputs]
 
 
-def _compile(source: Path, config: dict[str, str]) -> tuple[Any, float, tuple[list[str], list[str]]]:
+def compile_onnx(source: Path, config: dict[str, str]) -> tuple[Any, float, tuple[list[str], list[str]]]:
     """(compiled model, seconds, I/O names) for the ONNX ``source``; ``InputError`` for a file OpenVINO cannot read."""
     start = time.perf_counter()
     try:
@@ -121,7 +121,7 @@ class OpenVinoBackend:
         precision = precision_of(source, options)
         reduced = reduced_float_precision(env.capabilities)
         settings = ovconfig.compile_config(precision, options, reduced)
-        compiled, seconds, names = _compile(source, settings)
+        compiled, seconds, names = compile_onnx(source, settings)
         stream = io.BytesIO()
         compiled.export_model(stream)
         data = stream.getvalue()
@@ -180,7 +180,7 @@ class OpenVinoBackend:
                                           startup_seconds=time.perf_counter() - start)
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
         reduced = reduced_float_precision(OvEnvironment.current().capabilities)
-        compiled, seconds, names = _compile(source, ovconfig.compile_config(precision, options, reduced))
+        compiled, seconds, names = compile_onnx(source, ovconfig.compile_config(precision, options, reduced))
         return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason, startup_seconds=seconds)
 
     @staticmethod
