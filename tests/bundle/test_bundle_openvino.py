@@ -21,6 +21,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
+    from resnext_deploy.engines import BuildOptions
     from resnext_deploy.pipeline import ExportOptions, run_export
     from resnext_deploy.zoo import register_model
     from tests.support.tiny import TINY_SPEC
@@ -28,7 +29,7 @@ def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     register_model(TINY_SPEC)
     out = tmp_path_factory.mktemp("ov-export") / "tiny"
     directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
-                                                 backend="openvino", output=out, engine_options={"threads": 1}))
+                                                 backend="openvino", output=out, engine=BuildOptions(threads=1)))
     assert report["engine"]["backend"] == "openvino"
     return directory
 
@@ -122,8 +123,8 @@ def test_verify_runs_the_target_on_openvino(export_dir: Path, tmp_path: Path) ->
     from resnext_deploy.verification import VerifyOptions, verify_directory
 
     directory = Path(shutil.copytree(export_dir, tmp_path / "export"))
-    outcome = verify_directory(directory, VerifyOptions(backend="openvino", batch_sizes=(1,), iterations=2, warmup=1,
-                                                        random_eval_size=4, plot=False, progress=False))
+    outcome = verify_directory(directory, VerifyOptions(backend="openvino", batch_sizes=(1,), iterations=2, duration=0.0,
+                                                        warmup_ms=0.0, random_eval_size=4, plot=False, progress=False))
     verification = outcome.report["verification"]
     assert verification["backend"] == "openvino" and verification["baseline"]["backend"] == "onnxruntime"
     assert verification["target"]["start_mode"] == "compiled"  # an ONNX Runtime export holds no OpenVINO engine
