@@ -22,7 +22,7 @@ def test_every_module_imports_light_without_tensorrt() -> None:
             importlib.import_module(name)
         heavy = sorted(
             m for m in sys.modules
-            if m.split(".")[0] in {"onnxruntime", "polygraphy", "torch", "onnx", "timm", "cuda", "pycuda"}
+            if m.split(".")[0] in {"onnxruntime", "openvino", "polygraphy", "torch", "onnx", "timm", "cuda", "pycuda"}
         )
         assert sys.modules["tensorrt"] is None
         print(len(names), heavy)
