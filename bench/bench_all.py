@@ -77,8 +77,10 @@ def export_all(
         from proxy_model import build_proxy
         from proxy_model import natural_images as bn_images
 
-        size = get_model_spec(model).preprocess.input_size
-        torch.save(build_proxy(bn_images(128, size, seed=5)).state_dict(), checkpoint)
+        spec = get_model_spec(model)
+        size = spec.preprocess.input_size
+        proxy = build_proxy(bn_images(128, size, seed=5), model_name=spec.timm_name)
+        torch.save(proxy.state_dict(), checkpoint)
     images = work / "images"
     if not images.is_dir():
         natural_images(images, max(calib_size, 16))

@@ -42,15 +42,16 @@ def natural_images(count: int, size: int, seed: int) -> np.ndarray:
     return (out - MEAN) / STD
 
 
-def build_proxy(bn_images: np.ndarray, residual_gamma: float = DEFAULT_RESIDUAL_GAMMA, seed: int = 0):  # type: ignore[no-untyped-def]
-    """resnext50d_32x4d with random weights, scaled residual branches and BN re-estimated on ``bn_images``."""
+def build_proxy(bn_images: np.ndarray, residual_gamma: float = DEFAULT_RESIDUAL_GAMMA, seed: int = 0,  # type: ignore[no-untyped-def]
+                model_name: str = "resnext50d_32x4d"):
+    """``model_name`` (timm) with random weights, scaled residual branches and BN re-estimated on ``bn_images``."""
     import timm
     import torch
 
     from tests.support.batchnorm import reestimate_batchnorm  # the bench scripts put the repository on sys.path
 
     torch.manual_seed(seed)
-    model = timm.create_model("resnext50d_32x4d", pretrained=False, zero_init_last=False)
+    model = timm.create_model(model_name, pretrained=False, zero_init_last=False)
     for module in model.modules():
         if type(module).__name__ == "Bottleneck":
             torch.nn.init.constant_(module.bn3.weight, residual_gamma)

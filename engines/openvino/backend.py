@@ -81,7 +81,17 @@ def compile_onnx(source: Path, config: dict[str, str]) -> tuple[Any, float, tupl
 
 
 def _file_record(path: Path, relative_to: Path, digest: str | None = None) -> dict[str, Any]:
-    return {"path": os.path.relpath(path, relative_to), "sha256": digest or sha256_file(path), "size": path.stat().st_size}
+    stat = path.stat()
+    return {"path": os.path.relpath(path, relative_to), "sha256": digest or sha256_file(path), "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns}
+
+
+def _same_content(path: Path, record: dict[str, Any]) -> bool:
+    """Content check by sha256, skipped when size and mtime are exactly those recorded (as the ONNX Runtime backend does)."""
+    stat = path.stat()
+    if stat.st_size != record.get("size"):
+        return False
+    return stat.st_mtime_ns == record.get("mtime_ns") or sha256_file(path) == record.get("sha256")
 
 
 class OpenVinoBackend:
@@ -152,6 +162,7 @@ class OpenVinoBackend:
     def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> OpenVinoRunner:
         """A runner from the exported compiled model when it fits this machine, else compiled from the ONNX."""
         options = options or BuildOptions()
+        started = time.perf_counter()
         source, sidecar_file = self._locate(artifact_or_path)
         self.require_available()
         sidecar = _read_sidecar(sidecar_file, source)
@@ -169,7 +180,6 @@ class OpenVinoBackend:
             reason = OvEnvironment.current().mismatch(sidecar) or _blob_problem(sidecar, sidecar_file)
             if reason is None:
                 blob = sidecar_file.parent / sidecar["compiled_model"]["path"]
-                start = time.perf_counter()
                 try:
                     compiled = core().import_model(blob.read_bytes(), DEVICE, ovconfig.import_config(sidecar["config"], options))
                 except Exception as exc:  # a foreign or damaged blob that still matched its sidecar
@@ -177,11 +187,12 @@ class OpenVinoBackend:
                 else:
                     return OpenVinoRunner(compiled, (sidecar["inputs"], sidecar["outputs"]), start_mode="cached",
                                           start_reason=f"compiled model {blob.name}",
-                                          startup_seconds=time.perf_counter() - start)
+                                          startup_seconds=time.perf_counter() - started)
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
         reduced = reduced_float_precision(OvEnvironment.current().capabilities)
-        compiled, seconds, names = compile_onnx(source, ovconfig.compile_config(precision, options, reduced))
-        return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason, startup_seconds=seconds)
+        compiled, _, names = compile_onnx(source, ovconfig.compile_config(precision, options, reduced))
+        return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason,
+                              startup_seconds=time.perf_counter() - started)
 
     @staticmethod
     def _locate(artifact_or_path: BuiltArtifact | Path) -> tuple[Path | None, Path]:
@@ -218,8 +229,7 @@ def _read_sidecar(path: Path, source: Path | None) -> dict[str, Any] | None:
 
 def _check_belongs(sidecar: dict[str, Any], sidecar_file: Path, source: Path, precision: str) -> None:
     """``InputError`` with the rebuild command when the sidecar describes another model than ``source``."""
-    recorded = sidecar["source_onnx"]
-    if recorded.get("size") != source.stat().st_size or recorded["sha256"] != sha256_file(source):
+    if not _same_content(source, sidecar["source_onnx"]):
         raise InputError(f"{sidecar_file.name} was compiled from another ONNX file than {source.name} "
                          "(the model changed since the engine was built)", hint=rebuild_hint(source))
     if sidecar.get("precision") != precision:
@@ -235,6 +245,6 @@ def _blob_problem(sidecar: dict[str, Any], sidecar_file: Path) -> str | None:
         return f"compiled model {blob.name} is missing"
     if blob.stat().st_size != record.get("size"):
         return f"compiled model {blob.name} is {blob.stat().st_size} bytes, its sidecar says {record.get('size')} (truncated)"
-    if sha256_file(blob) != record["sha256"]:
+    if not _same_content(blob, record):
         return f"compiled model {blob.name} does not match its sidecar sha256 (changed or foreign)"
     return None

@@ -65,6 +65,8 @@ def effective_properties(compiled: Any) -> dict[str, str]:
 
 
 def _text(value: Any) -> str:
+    if hasattr(value, "to_string"):  # an element type: "f32", "bf16", as the hint is spelled
+        return str(value.to_string())
     name = getattr(value, "name", None)
     if isinstance(name, str) and name:
         return name

@@ -56,7 +56,7 @@ def test_fp32_builds_strict_f32_and_loads_from_the_exported_model(onnx_copy: Pat
     assert sidecar == artifact.metadata and sidecar["backend"] == "openvino" and sidecar["precision"] == "fp32"
     assert sidecar["config"] == {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
                                  "INFERENCE_NUM_THREADS": "1"}
-    assert sidecar["effective"]["INFERENCE_PRECISION_HINT"] == "float32"
+    assert sidecar["effective"]["INFERENCE_PRECISION_HINT"] == "f32"
     assert sidecar["effective"]["INFERENCE_NUM_THREADS"] == "1"
     assert sidecar["source_onnx"]["sha256"] == sha256_file(onnx_copy)
     assert sidecar["compiled_model"]["sha256"] == sha256_file(artifact.path)
@@ -67,7 +67,7 @@ def test_fp32_builds_strict_f32_and_loads_from_the_exported_model(onnx_copy: Pat
         runner = BACKEND.load(handle, OPTIONS)
         assert runner.start_mode == "cached", runner.start_reason
     with runner:
-        assert runner.inference_precision == "float32"  # the blob alone would come back at OpenVINO's default
+        assert runner.inference_precision == "f32"  # the blob alone would come back at OpenVINO's default
         assert runner.input_specs["input"].shape == (-1, 3, 32, 32) and runner.output_names == ["logits"]
         out = runner.infer(feed)["logits"]
     # strict f32: only summation order differs from ONNX Runtime
