@@ -37,7 +37,7 @@ def auto_rule(precision: str | None = None, machine: str | None = None) -> tuple
         if spec.name == DEFAULT_BACKEND:
             break
         if precision is not None and precision not in spec.auto_precisions:
-            skipped.append(f"{spec.name} measured no faster at {precision}")
+            skipped.append(f"{spec.name} not preferred at {precision}")
             continue
         if spec.auto_machines and machine not in spec.auto_machines:
             skipped.append(f"{spec.name} measured only on {'/'.join(spec.auto_machines)}")

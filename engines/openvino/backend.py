@@ -80,6 +80,19 @@ def compile_onnx(source: Path, config: dict[str, str]) -> tuple[Any, float, tupl
     return compiled, time.perf_counter() - start, io_names(model)
 
 
+def _import(blob: Path, config: dict[str, str]) -> tuple[Any, Any]:
+    """(compiled model, the memory map it lives on): the blob is mapped, not read and copied.
+
+    The CPU plugin uses the weights in place from a tensor it is given, so the map must live as long
+    as the compiled model (the runner holds it); copy-on-write keeps the file untouched.
+    """
+    import numpy as np
+    import openvino as ov
+
+    mapped = np.memmap(blob, dtype=np.uint8, mode="c")
+    return core().import_model(ov.Tensor(mapped, shared_memory=True), DEVICE, config), mapped
+
+
 def _file_record(path: Path, relative_to: Path, digest: str | None = None) -> dict[str, Any]:
     stat = path.stat()
     return {"path": os.path.relpath(path, relative_to), "sha256": digest or sha256_file(path), "size": stat.st_size,
@@ -181,13 +194,13 @@ class OpenVinoBackend:
             if reason is None:
                 blob = sidecar_file.parent / sidecar["compiled_model"]["path"]
                 try:
-                    compiled = core().import_model(blob.read_bytes(), DEVICE, ovconfig.import_config(sidecar["config"], options))
+                    compiled, mapped = _import(blob, ovconfig.import_config(sidecar["config"], options))
                 except Exception as exc:  # a foreign or damaged blob that still matched its sidecar
                     reason = f"OpenVINO cannot import {blob.name} ({_first_line(exc)})"
                 else:
                     return OpenVinoRunner(compiled, (sidecar["inputs"], sidecar["outputs"]), start_mode="cached",
                                           start_reason=f"compiled model {blob.name}",
-                                          startup_seconds=time.perf_counter() - started)
+                                          startup_seconds=time.perf_counter() - started, keep_alive=mapped)
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
         reduced = reduced_float_precision(OvEnvironment.current().capabilities)
         compiled, _, names = compile_onnx(source, ovconfig.compile_config(precision, options, reduced))

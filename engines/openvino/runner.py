@@ -21,12 +21,14 @@ class OpenVinoRunner(Runner):
 
     def __init__(
         self, compiled: Any, io_names: tuple[list[str], list[str]], *, start_mode: str, start_reason: str,
-        startup_seconds: float,
+        startup_seconds: float, keep_alive: Any = None,
     ) -> None:
-        """``io_names``: the graph's own input and output names (compiling adds aliases such as a Cast's name)."""
+        """``io_names``: the graph's own input and output names (compiling adds aliases such as a Cast's name);
+        ``keep_alive``: memory the compiled model uses in place (the mapped blob), held as long as the runner."""
         inputs, outputs = io_names
         super().__init__({name: _spec(compiled.input(name)) for name in inputs}, list(outputs))
         self.compiled = compiled
+        self._keep_alive = keep_alive
         self.start_mode = start_mode
         self.start_reason = start_reason
         self.startup_seconds = startup_seconds

@@ -9,9 +9,10 @@ from typing import Any
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX
 
-# `auto` on CPU (bench/bench_all.py, docs/DESIGN.md "OpenVINO on CPU"): OpenVINO for the FP16 artifact
-# (bf16 kernels, ~0.5x ORT FP32) and the INT8 Q/DQ artifact (int8 grouped convs, ~0.3x), measured on
-# x86-64 only; FP32 stays on ONNX Runtime (OpenVINO strictly f32 measured no faster).
+# `auto` on CPU (bench/bench_all.py; docs/DESIGN.md): OpenVINO for the FP16 artifact (bf16 kernels, 0.40x
+# ORT FP32 on an AVX-512-BF16 EPYC, 0.49x on the AMX Xeon) and the INT8 Q/DQ artifact (int8 grouped
+# convolutions, 0.23x / 0.30x), measured on x86-64 only. FP32 stays on ONNX Runtime: strict-f32 OpenVINO was
+# 0.96x on the Xeon and 0.76x at batch 1 but 1.00x at batch 8 on the EPYC, no structural gain to switch for.
 AUTO_PRECISIONS = ("fp16", "int8")
 AUTO_MACHINES = ("x86_64", "AMD64")
 
