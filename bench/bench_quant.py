@@ -5,7 +5,8 @@ BatchNorm statistics re-estimated on generated images with natural-image statist
 spectrum, correlated colour channels, random occluding discs: "dead leaves"). BN is folded and exported with the
 project's exporter, calibrated on ``--calib-size`` images (timed), and compared on held-out images.
 
-Run: ``.venv/bin/python bench/bench_quant.py`` (``--quick`` for a small smoke run).
+Run: ``.venv/bin/python bench/bench_quant.py`` (``--quick`` for a small smoke run; ``--openvino`` adds the
+openvino recipe with u8 and s8 activations and times every artifact on OpenVINO as well).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--residual-gamma", type=float, default=DEFAULT_RESIDUAL_GAMMA,
                         help="scale of each residual branch's last BatchNorm (see proxy_model.py)")
     parser.add_argument("--variants", action="store_true", help="also time ORT recipe variants")
+    parser.add_argument("--openvino", action="store_true",
+                        help="add the openvino recipe (u8 and s8 activations) and time every artifact on OpenVINO too")
     parser.add_argument("--quick", action="store_true", help="small smoke run (numbers not meaningful)")
     args = parser.parse_args()
     if args.quick:
@@ -98,7 +101,7 @@ def main() -> None:
     from resnext_deploy.calibration.fp16 import convert_fp16
     from resnext_deploy.numerics import mean_cosine
     from resnext_deploy.calibration.quantize import quantize_int8
-    from resnext_deploy.calibration.recipes import onnxruntime_recipe, tensorrt_recipe
+    from resnext_deploy.calibration.recipes import onnxruntime_recipe, openvino_recipe, tensorrt_recipe
 
     console = Console(width=140)
     size = 224
@@ -119,6 +122,9 @@ def main() -> None:
             "int8 onnxruntime": onnxruntime_recipe(),
             "int8 tensorrt": tensorrt_recipe(),
         }
+        if args.openvino:
+            recipes["int8 openvino (u8)"] = openvino_recipe()
+            recipes["int8 openvino (s8)"] = openvino_recipe(activation_type="QInt8")
         if args.variants:
             recipes["int8 onnxruntime (grouped int8)"] = onnxruntime_recipe(keep_grouped_float=False)
             recipes["int8 tensorrt (grouped float)"] = tensorrt_recipe(keep_grouped_float=True)
@@ -143,18 +149,52 @@ def main() -> None:
         top1 = {name: float(np.mean(logits(path, held, args.threads).argmax(1) == reference.argmax(1)))
                 for name, path in models.items()}
         lat = latencies(models, args.threads, args.rounds, args.iters)
+        ov_lat, ov_cos = openvino_side(models, held, reference, args) if args.openvino else ({}, {})
 
     table = Table(title=f"resnext50d_32x4d (random weights, residual gamma {args.residual_gamma}, BN re-estimated), "
                         f"{args.method} calibration method, ORT CPU batch 1, {args.threads} threads")
-    for column in ("model", "cosine vs fp32", "top-1 agree", "latency ms", "ratio vs fp32", "Q/DQ nodes"):
+    columns = ["model", "cosine vs fp32", "top-1 agree", "latency ms", "ratio vs fp32", "Q/DQ nodes"]
+    if ov_lat:
+        columns += ["OpenVINO cosine", "OpenVINO ms", "OpenVINO / ORT fp32"]
+    for column in columns:
         table.add_column(column, justify="right" if column != "model" else "left")
     for name in models:
         qdq = f"{results[name].quantize_linear_nodes}/{results[name].dequantize_linear_nodes}" if name in results else "-"
-        table.add_row(name, f"{cosines[name]:.6f}", f"{top1[name]:.3f}", f"{lat[name]:.1f}",
-                      f"{lat[name] / lat['fp32']:.3f}", qdq)
+        row = [name, f"{cosines[name]:.6f}", f"{top1[name]:.3f}", f"{lat[name]:.1f}", f"{lat[name] / lat['fp32']:.3f}", qdq]
+        if ov_lat:
+            row += [f"{ov_cos[name]:.6f}", f"{ov_lat[name]:.1f}", f"{ov_lat[name] / lat['fp32']:.3f}"]
+        table.add_row(*row)
     console.print(table)
     console.print("targets: int8 onnxruntime cosine >= 0.999, fp16 >= 0.9999, int8 onnxruntime latency ratio <= 0.45, "
                   "calibration of 512 images < 180 s on 2 cores")
+
+
+def openvino_side(models: dict[str, Path], held: np.ndarray, reference: np.ndarray, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(median batch-1 ms, cosine vs ORT fp32) of every artifact compiled by the OpenVINO backend's own settings."""
+    from resnext_deploy.engines import BuildOptions
+    from resnext_deploy.engines.openvino.backend import compile_onnx
+    from resnext_deploy.engines.openvino.config import compile_config
+    from resnext_deploy.engines.openvino.environment import capabilities, reduced_float_precision
+
+    options = BuildOptions(threads=args.threads)
+    requests = {}
+    for name, path in models.items():
+        precision = "fp32" if name == "fp32" else ("fp16" if name == "fp16" else "int8")
+        config = compile_config(precision, options, reduced_float_precision(capabilities()))
+        requests[name] = compile_onnx(path, config)[0].create_infer_request()
+    cos = {name: cosine(reference, np.concatenate([r.infer({"input": held[i : i + 16]})[0].copy()
+                                                   for i in range(0, len(held), 16)]))
+           for name, r in requests.items()}
+    x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    for _ in range(args.rounds):
+        for name, request in requests.items():
+            for index in range(3 + args.iters):
+                start = time.perf_counter()
+                request.infer({"input": x})
+                if index >= 3:
+                    samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}, cos
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ def sidecar_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
 
 def rebuild_hint(source: Path) -> str:
     """How to make a fresh compiled model for this machine."""
-    return (f"rebuild it: `resnext-deploy build BUNDLE --backend {NAME}` in a bundle, or re-export with "
-            f"`--backend {NAME} --force`; or delete {source.stem}{BLOB_SUFFIX} and {source.stem}{SIDECAR_SUFFIX} "
-            "to compile at every start")
+    return (f"rebuild it: `resnext-deploy build {source.parent / source.name} --backend {NAME}` (or "
+            f"`resnext-deploy build BUNDLE --backend {NAME}` in a bundle); or delete {source.stem}{BLOB_SUFFIX} and "
+            f"{source.stem}{SIDECAR_SUFFIX} to compile at every start")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -223,7 +223,7 @@ def _read_sidecar(path: Path, source: Path | None) -> dict[str, Any] | None:
     """The sidecar, None when there is none, or ``InputError`` when it is not an OpenVINO engine record."""
     if not path.is_file():
         return None
-    hint = rebuild_hint(source or path)
+    hint = rebuild_hint(source or path.with_name(path.name.removesuffix(SIDECAR_SUFFIX) + ".onnx"))
     try:
         sidecar = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -135,6 +135,7 @@ def test_sidecar_of_another_model_is_an_error_naming_the_rebuild(onnx_copy: Path
     onnx_copy.write_bytes(tiny_int8_onnx.read_bytes())
     with pytest.raises(InputError, match="compiled from another ONNX file than model.onnx") as info:
         BACKEND.load(onnx_copy, OPTIONS)
+    assert f"resnext-deploy build {onnx_copy} --backend openvino" in (info.value.hint or "")
     assert "resnext-deploy build BUNDLE --backend openvino" in (info.value.hint or "")
     artifact.sidecar.write_text('{"format": "resnext-deploy/onnxruntime-engine/1"}')
     with pytest.raises(InputError, match="is not an OpenVINO engine sidecar"):
