@@ -248,7 +248,7 @@ def main() -> None:
             f"{r} recipe ({int8_method(work, 'int8' if i == 0 else f'int8-{r}')})" for i, r in enumerate(recipes))
         + f" calibration on {args.calib_size} generated images; cosine on 32 held-out generated images.",
         "",
-        f"| runtime | computes in | batch 1 p50 ms | vs {reference_name} | vs ORT FP32 | batch 8 p50 ms | img/s (b8) "
+        f"| runtime | computes in | batch 1 p50 ms | speed-up vs {reference_name} | time / ORT FP32 | batch 8 p50 ms | img/s (b8) "
         f"| logits cosine vs {reference_name} |",
         "|---|---|---|---|---|---|---|---|",
     ]
