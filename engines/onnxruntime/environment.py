@@ -10,11 +10,8 @@ import dataclasses
 import functools
 from typing import Any
 
-from resnext_deploy.engines.cpu import cpu_fingerprint
 from resnext_deploy.engines.cuda import has_cuda_device
 from resnext_deploy.environment import cpu_fingerprint
-
-__all__ = ["CPU_PROVIDER", "GPU_PROVIDERS", "OrtEnvironment", "cpu_fingerprint", "session_providers"]
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

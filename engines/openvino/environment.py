@@ -11,7 +11,7 @@ import dataclasses
 import functools
 from typing import Any
 
-from resnext_deploy.engines.cpu import cpu_fingerprint
+from resnext_deploy.environment import cpu_fingerprint
 
 DEVICE = "CPU"
 
