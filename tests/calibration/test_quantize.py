@@ -270,8 +270,8 @@ def test_bad_method_and_recipe(tiny_fp32: Path, calib: np.ndarray, tmp_path: Pat
         quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, manifest_sha256="m", method="kl", cache_dir=tmp_path)
     assert "entropy" in str(err.value) and "percentile" in str(err.value)
     with pytest.raises(UsageError, match="recipe") as err:
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, manifest_sha256="m", recipe="openvino", cache_dir=tmp_path)
-    assert "tensorrt" in str(err.value) and "onnxruntime" in str(err.value)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, manifest_sha256="m", recipe="int4", cache_dir=tmp_path)
+    assert "tensorrt" in str(err.value) and "onnxruntime" in str(err.value) and "openvino" in str(err.value)
     with pytest.raises(UsageError):
         quantize_int8(tiny_fp32, tiny_fp32, calib, manifest_sha256="m", cache_dir=tmp_path)
     assert not (tmp_path / "x.onnx").exists()
