@@ -1,11 +1,14 @@
 """Deterministic, class-stratified image subsets and their manifests (relative path + sha256).
 
 A manifest pins exactly which images calibration used, so CI calibrates on the same bytes every
-time and evaluation can prove it never overlaps the calibration images.
+time and evaluation can prove it never overlaps the calibration images. It also pins the
+*tuning* slice: held-out images of the same source that mixed-precision fallback measures its
+candidates on, never calibration images and, by the same overlap check, never evaluation images.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -76,6 +79,7 @@ class Manifest:
     seed: int
     entries: tuple[ManifestEntry, ...]
     split: str | None = None
+    tuning: tuple[ManifestEntry, ...] = ()  # held-out slice of the same source for mixed-precision fallback
 
     @classmethod
     def from_records(
@@ -94,8 +98,32 @@ class Manifest:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @property
+    def tuning_sha256(self) -> str | None:
+        """Hash of the tuning slice's canonical JSON (part of the sensitivity cache key), None without one."""
+        if not self.tuning:
+            return None
+        canonical = json.dumps([e.to_dict() for e in self.tuning], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
     def relpaths(self) -> set[str]:
         return {e.relpath for e in self.entries}
+
+    def with_tuning(self, records: Sequence[ImageRecord]) -> Manifest:
+        """This manifest with ``records`` pinned as its tuning slice (InputError if one is a calibration image)."""
+        tuning = tuple(ManifestEntry(r.relpath, sha256_file(r.path), r.label, r.path.stat().st_size) for r in records)
+        hashes = {entry.sha256 for entry in self.entries}
+        shared = sorted(e.relpath for e in tuning if e.relpath in self.relpaths or e.sha256 in hashes)
+        if shared:
+            raise InputError(
+                f"{len(shared)} tuning image(s) are also calibration images: {', '.join(shared[:5])}",
+                hint="tuning images must be held out from calibration; pick them with select_subset(..., exclude=...)",
+            )
+        return dataclasses.replace(self, tuning=tuning)
+
+    def tuning_records(self, root: str | Path) -> list[ImageRecord]:
+        """The tuning slice under ``root``, each file checked against its sha256 (like :meth:`resolve`)."""
+        return dataclasses.replace(self, entries=self.tuning, tuning=()).resolve(root)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +136,8 @@ class Manifest:
             "seed": self.seed,
             "count": len(self.entries),
             "entries": [e.to_dict() for e in self.entries],
+            **({"tuning": {"sha256": self.tuning_sha256, "count": len(self.tuning),
+                           "entries": [e.to_dict() for e in self.tuning]}} if self.tuning else {}),
         }
 
     def write(self, path: str | Path) -> Path:
@@ -131,21 +161,19 @@ class Manifest:
         if data.get("version") != MANIFEST_VERSION:
             raise InputError(f"manifest {path} has version {data.get('version')}, expected {MANIFEST_VERSION}", hint="re-create it with this release")
         try:
-            entries = tuple(
-                ManifestEntry(
-                    str(e["relpath"]), str(e["sha256"]), None if e["label"] is None else int(e["label"]), int(e["size"])
-                )
-                for e in data["entries"]
-            )
+            entries = _entries(data["entries"])
+            tuning = _entries((data.get("tuning") or {}).get("entries", []))
             manifest = cls(
                 root=str(data["root"]), layout=str(data["layout"]), seed=int(data["seed"]),
-                entries=entries, split=data.get("split"),
+                entries=entries, split=data.get("split"), tuning=tuning,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"manifest {path} is malformed ({exc!r})", hint=hint) from None
         if not entries:
             raise InputError(f"manifest {path} lists no images", hint=hint)
-        if data.get("sha256") not in (None, manifest.sha256):
+        if data.get("sha256") not in (None, manifest.sha256) or (
+            tuning and data["tuning"].get("sha256") not in (None, manifest.tuning_sha256)
+        ):
             raise InputError(f"manifest {path} was edited: its sha256 does not match its entries", hint="re-create the manifest instead of editing it")
         return manifest
 
@@ -176,29 +204,42 @@ class Manifest:
         return records
 
 
+def _entries(items: Iterable[dict[str, Any]]) -> tuple[ManifestEntry, ...]:
+    return tuple(
+        ManifestEntry(str(e["relpath"]), str(e["sha256"]), None if e["label"] is None else int(e["label"]), int(e["size"]))
+        for e in items
+    )
+
+
 def check_disjoint(calib: Manifest, eval_records: Sequence[ImageRecord]) -> None:
-    """Raise :class:`InputError` if any evaluation image is one of the calibration images.
+    """Raise :class:`InputError` if any evaluation image is one of the calibration or tuning images.
 
     An image overlaps when it is the same file (the manifest root joined with its relative
     path) or has the same content sha256, so renamed or copied files are caught too. Only
-    files whose size matches a calibration image are hashed.
+    files whose size matches a pinned image are hashed.
     """
-    calib_paths = {(Path(calib.root) / e.relpath).resolve(): e.relpath for e in calib.entries}
-    calib_hashes = {e.sha256: e.relpath for e in calib.entries}
-    calib_sizes = {e.size for e in calib.entries}
+    for kind, pinned in (("calibration", calib.entries), ("tuning", calib.tuning)):
+        overlaps = _overlaps(Path(calib.root), pinned, eval_records)
+        if overlaps:
+            raise InputError(
+                f"{len(overlaps)} evaluation image(s) are also {kind} images: {', '.join(overlaps[:5])}",
+                hint="evaluate on other images, or make the calibration manifest from a different folder or seed",
+            )
+
+
+def _overlaps(root: Path, pinned: Sequence[ManifestEntry], eval_records: Sequence[ImageRecord]) -> list[str]:
+    paths = {(root / e.relpath).resolve(): e.relpath for e in pinned}
+    hashes = {e.sha256: e.relpath for e in pinned}
+    sizes = {e.size for e in pinned}
     overlaps: list[str] = []
     for record in eval_records:
         resolved = record.path.resolve()
-        if resolved in calib_paths:
+        if resolved in paths:
             overlaps.append(record.relpath)
             continue
-        if resolved.stat().st_size not in calib_sizes:
+        if resolved.stat().st_size not in sizes:
             continue
-        twin = calib_hashes.get(sha256_file(resolved))
+        twin = hashes.get(sha256_file(resolved))
         if twin is not None:
             overlaps.append(f"{record.relpath} (same content as {twin})")
-    if overlaps:
-        raise InputError(
-            f"{len(overlaps)} evaluation image(s) are also calibration images: {', '.join(overlaps[:5])}",
-            hint="evaluate on other images, or make the calibration manifest from a different folder or seed",
-        )
+    return overlaps

@@ -73,3 +73,41 @@ def _conv_qdq_side(name: str, producer: dict[str, Any], consumers: dict[str, lis
     if conv is None or conv.op_type != "Conv" or len(consumers[conv.output[0]]) != 1:
         return None
     return conv, quantize, dequantize
+
+
+def strongly_typed_placement_problems(model: Any) -> list[str]:
+    """Where a Q/DQ graph departs from what TensorRT fuses; empty when every INT8 layer can run fused.
+
+    Checked: every Q/DQ is symmetric signed INT8 (zero point 0, as TensorRT requires); a Conv/Gemm
+    with INT8 weights also takes an INT8 input (else it cannot run in INT8); and no Q/DQ pair sits
+    between a convolution and the residual Add it alone feeds while the other Add input is
+    quantized (that pair keeps TensorRT from fusing Conv+Add). Float layers reading a dequantized
+    tensor are fine: TensorRT dequantizes and runs them in the graph's float type.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    problems: list[str] = []
+    initializers = {init.name: init for init in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in initializers:
+            zero = initializers[node.input[2]]
+            if zero.data_type != TensorProto.INT8 or numpy_helper.to_array(zero).any():
+                problems.append(f"{node.name}: zero point must be INT8 0 for TensorRT")
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1:
+            weight, data = producer.get(node.input[1]), producer.get(node.input[0])
+            weight_int8 = weight is not None and weight.op_type == "DequantizeLinear"
+            input_int8 = data is not None and data.op_type == "DequantizeLinear"
+            if weight_int8 and not input_int8:
+                problems.append(f"{node.name}: INT8 weights but a float input (cannot run in INT8)")
+        if node.op_type == "Add" and len(node.input) == 2:
+            sides = [_conv_qdq_side(name, producer, consumers) for name in node.input]
+            quantized = [_is_dequantized(name, producer) for name in node.input]
+            for index, side in enumerate(sides):
+                if side is not None and quantized[1 - index]:
+                    problems.append(f"{node.name}: Q/DQ between {side[0].name} and the residual Add blocks Conv+Add fusion")
+    return problems

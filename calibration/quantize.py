@@ -59,6 +59,7 @@ class QuantizationResult:
     calibration_seconds: float
     seconds: float
     method_params: dict[str, Any] = field(default_factory=dict)
+    float_layers: list[str] = field(default_factory=list)  # mixed-precision fallback, in the recipe's float precision
 
     @property
     def excluded_count(self) -> int:
@@ -72,10 +73,111 @@ class QuantizationResult:
         return data
 
 
+@dataclass
+class QuantizationSetup:
+    """The FP32 graph pre-processed once with its statistics and recipe: quantize it with any layers in float.
+
+    Mixed-precision fallback quantizes the same graph many times with different layers left out;
+    pre-processing and statistics are paid once here.
+    """
+
+    fp32_model: Any  # onnx.ModelProto as read (its metadata goes onto every artifact)
+    prepared_path: Path  # ORT-pre-processed graph, every node named (the names `float_layers` refer to)
+    recipe: Recipe
+    method: str
+    params: dict[str, Any]
+    key: StatsKey
+    stats: CachedStats
+    stats_source: str
+    calibration_seconds: float
+    recipe_excluded: list[str]  # nodes the recipe itself leaves in float (grouped convs)
+    float_precision_applied: str = "fp32"  # what represent_float_regions last gave the float layers
+
+    def prepared_model(self) -> Any:
+        """The pre-processed FP32 graph (a fresh ``onnx.ModelProto``)."""
+        import onnx
+
+        return onnx.load(os.fspath(self.prepared_path))
+
+    def quantize(self, float_layers: Iterable[str] = (), *, represent: bool = True) -> tuple[Any, list[str]]:
+        """(Q/DQ model, residual Adds released) with ``float_layers`` left out of INT8.
+
+        Float regions get the recipe's ``float_regions`` unless ``represent`` is off (the
+        sensitivity analysis rewrites the FP32-region graph the quantizer wrote).
+        """
+        import onnx
+
+        excluded = list(dict.fromkeys([*self.recipe_excluded, *float_layers]))
+        output = self.prepared_path.with_name(f"quantized-{len(excluded)}.onnx")
+        _quantize(self.prepared_path, output, self.recipe, self.method, excluded, self.stats.path)
+        model = onnx.load(os.fspath(output))
+        output.unlink()
+        released = release_conv_side_of_residual_adds(model) if self.recipe.release_residual_conv_side else []
+        if represent:
+            model, self.float_precision_applied = represent_float_regions(model, self.recipe)
+        return model, released
+
+
+def represent_float_regions(model: Any, recipe: Recipe) -> tuple[Any, str]:
+    """The Q/DQ model with its float regions (every layer not in INT8: grouped convs the recipe keeps,
+    mixed-precision fallback layers, pooling, the head) in the recipe's ``float_regions``.
+
+    Returns (model, precision applied). FP32 regions are what ORT's quantizer writes; FP16 regions
+    (``calibration.fp16.float_regions_to_fp16``) are for engines that run exactly the graph's types.
+    """
+    if recipe.float_regions == "fp16":
+        return float_regions_to_fp16(model)[0], "fp16"
+    return model, "fp32"
+
+
+@contextlib.contextmanager
+def prepare_quantization(
+    fp32_onnx: str | os.PathLike[str],
+    calibration: np.ndarray | Iterable[np.ndarray] | None,
+    *,
+    manifest_sha256: str,
+    method: str = "entropy",
+    recipe: str | Recipe = DEFAULT_RECIPE,
+    keep_grouped_float: bool | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    stats_file: str | os.PathLike[str] | None = None,
+) -> Iterator[QuantizationSetup]:
+    """Pre-process ``fp32_onnx`` and get its statistics in a temp folder.
+
+    Statistics come from the cache, else from ``stats_file`` (the copy an export directory keeps)
+    when its key matches, else from calibrating on ``calibration``.
+    """
+    import onnx
+
+    check_method(method)
+    params = method_params(method, percentile)
+    recipe_obj = recipe if isinstance(recipe, Recipe) else get_recipe(recipe, keep_grouped_float)
+    fp32_onnx = Path(fp32_onnx)
+    if isinstance(calibration, np.ndarray) and len(calibration) == 0:
+        raise InputError("the calibration array is empty", hint="pass at least one preprocessed image")
+    fp32_model = _load_fp32(fp32_onnx)
+    input_name = str(get_metadata(fp32_model).get("input_name", "input"))
+    _check_input(fp32_model, input_name, fp32_onnx)
+    key = StatsKey(sha256_file(fp32_onnx), manifest_sha256, method, params)
+    cache = StatsCache(cache_dir)
+    if stats_file is not None and cache.load(key) is None:
+        cache.adopt(stats_file, key)
+    with tempfile.TemporaryDirectory(prefix="resnext-quant.") as tmp:
+        prepared = _prepare(fp32_model, Path(tmp))
+        started = time.perf_counter()
+        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, progress)
+        seconds = time.perf_counter() - started
+        excluded = grouped_conv_nodes(onnx.load(prepared)) if recipe_obj.keep_grouped_float else []
+        yield QuantizationSetup(fp32_model, prepared, recipe_obj, method, params, key, stats, stats_source,
+                                round(seconds, 3), excluded)
+
+
 def quantize_int8(
     fp32_onnx: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    calibration: np.ndarray | Iterable[np.ndarray],
+    calibration: np.ndarray | Iterable[np.ndarray] | None,
     *,
     manifest_sha256: str,
     method: str = "entropy",
@@ -85,85 +187,80 @@ def quantize_int8(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     calibration_record: dict[str, Any] | None = None,
+    float_layers: Iterable[str] = (),
 ) -> QuantizationResult:
     """Write an INT8 Q/DQ model of ``fp32_onnx`` to ``output`` (atomically) and describe it.
 
     ``calibration`` is an (N,3,H,W) float32 array or an iterable of such batches, preprocessed with
     the model's eval transform; it is not read when the statistics cache already holds
     (model sha256, ``manifest_sha256``, method, params). ``calibration_record`` (for example
-    ``{"skipped": 2}``) is merged into the artifact's ``calibration`` metadata.
+    ``{"skipped": 2}``) is merged into the artifact's ``calibration`` metadata. ``float_layers``
+    are node names left out of INT8 (mixed precision), in the recipe's float precision.
     """
     started = time.perf_counter()
-    check_method(method)
-    params = method_params(method, percentile)
-    recipe_obj = recipe if isinstance(recipe, Recipe) else get_recipe(recipe, keep_grouped_float)
     fp32_onnx, output = Path(fp32_onnx), Path(output)
     if output.resolve() == fp32_onnx.resolve():
         raise UsageError(f"output {output} would overwrite the FP32 model", hint="write to model.int8.onnx")
-    if isinstance(calibration, np.ndarray) and len(calibration) == 0:
-        raise InputError("the calibration array is empty", hint="pass at least one preprocessed image")
+    with prepare_quantization(
+        fp32_onnx, calibration, manifest_sha256=manifest_sha256, method=method, recipe=recipe,
+        keep_grouped_float=keep_grouped_float, percentile=percentile, cache_dir=cache_dir, progress=progress,
+    ) as setup:
+        model, released = setup.quantize(float_layers)
+    write_int8(setup, model, output, calibration_record)
+    return describe_int8(setup, model, output, released, list(float_layers), time.perf_counter() - started)
 
+
+def write_int8(setup: QuantizationSetup, model: Any, output: Path, calibration_record: dict[str, Any] | None = None,
+               extra_metadata: dict[str, Any] | None = None) -> None:
+    """Stamp the artifact's metadata (the FP32 model's, precision, calibration record) and save it atomically."""
     import onnx
-
-    fp32_model = _load_fp32(fp32_onnx)
-    source_meta = get_metadata(fp32_model)
-    input_name = str(source_meta.get("input_name", "input"))
-    _check_input(fp32_model, input_name, fp32_onnx)
-
-    key = StatsKey(sha256_file(fp32_onnx), manifest_sha256, method, params)
-    cache = StatsCache(cache_dir)
-    with tempfile.TemporaryDirectory(prefix="resnext-quant.") as tmp:
-        prepared = _prepare(fp32_model, Path(tmp))
-        calib_started = time.perf_counter()
-        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, progress)
-        calib_seconds = time.perf_counter() - calib_started
-        excluded = grouped_conv_nodes(onnx.load(prepared)) if recipe_obj.keep_grouped_float else []
-        quantized_path = Path(tmp) / "quantized.onnx"
-        _quantize(prepared, quantized_path, recipe_obj, method, excluded, stats.path)
-        model = onnx.load(quantized_path)
-    released = release_conv_side_of_residual_adds(model) if recipe_obj.release_residual_conv_side else []
-    if recipe_obj.float_regions == "fp16":
-        model, _ = float_regions_to_fp16(model)
 
     del model.metadata_props[:]
     calib_record = {
-        "method": method,
-        "recipe": recipe_obj.name,
-        "size": stats.image_count,
-        "manifest_sha256": manifest_sha256,
-        "params": params,
-        "stats_key": key.digest(),
-        "keep_grouped_float": recipe_obj.keep_grouped_float,
-        "float_regions": recipe_obj.float_regions,
+        "method": setup.method,
+        "recipe": setup.recipe.name,
+        "size": setup.stats.image_count,
+        "manifest_sha256": setup.key.manifest_sha256,
+        "params": setup.params,
+        "stats_key": setup.key.digest(),
+        "keep_grouped_float": setup.recipe.keep_grouped_float,
+        "float_regions": setup.recipe.float_regions,
         **(calibration_record or {}),
     }
-    set_metadata(model, {**source_meta, "precision": "int8", "calibration": calib_record})
+    set_metadata(model, {**get_metadata(setup.fp32_model), "precision": "int8", "calibration": calib_record,
+                         **(extra_metadata or {})})
     with atomic_path(output) as tmp_out:
         onnx.save(model, os.fspath(tmp_out))
 
+
+def describe_int8(setup: QuantizationSetup, model: Any, output: Path, released: list[str], float_layers: list[str],
+                  seconds: float) -> QuantizationResult:
+    """The report record of an INT8 artifact made from ``setup``."""
     ops = [node.op_type for node in model.graph.node]
+    recipe = setup.recipe
     return QuantizationResult(
         path=output,
-        method=method,
-        recipe=recipe_obj.name,
-        activation_type=recipe_obj.activation_type,
-        weight_type=recipe_obj.weight_type,
-        per_channel=recipe_obj.per_channel,
-        activation_symmetric=recipe_obj.activation_symmetric,
-        keep_grouped_float=recipe_obj.keep_grouped_float,
-        excluded_nodes=excluded,
+        method=setup.method,
+        recipe=recipe.name,
+        activation_type=recipe.activation_type,
+        weight_type=recipe.weight_type,
+        per_channel=recipe.per_channel,
+        activation_symmetric=recipe.activation_symmetric,
+        keep_grouped_float=recipe.keep_grouped_float,
+        excluded_nodes=list(setup.recipe_excluded),
         residual_adds_released=len(released),
-        float_regions=recipe_obj.float_regions,
+        float_regions=recipe.float_regions,
         quantize_linear_nodes=ops.count("QuantizeLinear"),
         dequantize_linear_nodes=ops.count("DequantizeLinear"),
-        stats_cache_hit=stats_source != "calibrated",
-        stats_source=stats_source,
-        stats_key=key.digest(),
-        stats_file=stats.path,
-        calibration_images=stats.image_count,
-        calibration_seconds=round(calib_seconds, 3),
-        seconds=round(time.perf_counter() - started, 3),
-        method_params=params,
+        stats_cache_hit=setup.stats_source != "calibrated",
+        stats_source=setup.stats_source,
+        stats_key=setup.key.digest(),
+        stats_file=setup.stats.path,
+        calibration_images=setup.stats.image_count,
+        calibration_seconds=setup.calibration_seconds,
+        seconds=round(seconds, 3),
+        method_params=setup.params,
+        float_layers=float_layers,
     )
 
 
@@ -214,7 +311,7 @@ def _statistics(
     cache: StatsCache,
     key: StatsKey,
     model_path: Path,
-    calibration: np.ndarray | Iterable[np.ndarray],
+    calibration: np.ndarray | Iterable[np.ndarray] | None,
     input_name: str,
     progress: bool,
 ) -> tuple[CachedStats, str]:
@@ -227,6 +324,11 @@ def _statistics(
         if histograms is not None:
             tensors = thresholds_from_histograms(histograms[0], key.method, key.params)
             return cache.save(key, tensors, histograms[1]), "histograms"
+    if calibration is None:
+        raise InputError(
+            "the calibration statistics of this model are not in the cache and no calibration images were given",
+            hint="pass the calibration images (or the --cache-dir the export used)",
+        )
     tensors, histograms, count = collect_statistics(
         model_path, calibration, key.method, key.params, input_name=input_name, progress=progress
     )

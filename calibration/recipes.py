@@ -48,6 +48,11 @@ class Recipe:
     def activation_symmetric(self) -> bool:
         return bool(self.extra_options.get("ActivationSymmetric", False))
 
+    @property
+    def output_quant_excluded(self) -> frozenset[str]:
+        """Op types whose outputs this recipe leaves unquantized (their consumers quantize their inputs)."""
+        return frozenset(self.extra_options.get("OpTypesToExcludeOutputQuantization", ()))
+
     def quant_types(self) -> tuple[Any, Any]:
         """(activation, weight) as ``QuantType`` members."""
         from onnxruntime.quantization import QuantType

@@ -120,6 +120,17 @@ class StatsCache:
         write_text(self.record_path(key), json.dumps(record, indent=1, sort_keys=True) + "\n")
         return CachedStats(ranges, path, int(image_count))
 
+    def adopt(self, path: str | os.PathLike[str], key: StatsKey) -> CachedStats | None:
+        """Copy a ranges file written by :meth:`save` (an export directory keeps one) into the cache if it is ``key``'s."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            if json.loads(text)["resnext_deploy"]["key"] != key.to_dict():
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        write_text(self.stats_path(key), text)
+        return self.load(key)
+
     def load_histograms(self, key: StatsKey) -> tuple[dict[str, tuple[np.ndarray, ...]], int] | None:
         """Raw histograms collected for ``key`` (any threshold parameter) and their image count, or None."""
         path = self.histogram_path(key)

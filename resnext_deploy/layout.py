@@ -14,6 +14,8 @@ LATENCY_PLOT_NAME = "latency.png"
 CALIBRATION_DIR = "calibration"
 CALIBRATION_MANIFEST = f"{CALIBRATION_DIR}/manifest.json"
 STATS_PREFIX = f"{CALIBRATION_DIR}/stats-"
+SENSITIVITY_NAME = "sensitivity.json"
+SENSITIVITY_PLOT_NAME = "sensitivity.png"
 
 
 def artifact_name(precision: str, target: str | None = None) -> str:

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
-from resnext_deploy.errors import InputError, OutputError, UsageError
+from resnext_deploy.errors import GateFailed, InputError, OutputError, UsageError
 from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER, resolve_opset
-from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME, artifact_name, stats_name
+from resnext_deploy.layout import (
+    CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name,
+    stats_name,
+)
+from resnext_deploy.mixed_precision import FallbackOutcome, MixedPrecisionOptions
 from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, write_report
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
@@ -64,6 +68,7 @@ class ExportOptions:
     engine: Any = None  # engines.BuildOptions (batch profile, threads, TensorRT settings); None = defaults
     verify: Any = None  # a VerifyOptions: the run ends with verification and gates; None skips it
     fp32_from: Path | None = None  # start from this earlier export's model.onnx instead of exporting again (sweeps)
+    mixed_precision: MixedPrecisionOptions = field(default_factory=MixedPrecisionOptions)
 
     def resolved_output(self) -> Path:
         return self.output if self.output is not None else Path("out") / f"{self.model}-{self.precision}"
@@ -101,11 +106,45 @@ def validate(options: ExportOptions) -> ModelSpec:
         raise UsageError(f"--calib-size must be positive, got {calib.size}", hint="NVIDIA recommends >= 500 for CNNs")
     if options.fp32_from is not None and not Path(options.fp32_from).is_file():
         raise InputError(f"FP32 model {options.fp32_from} does not exist", hint="export the FP32 model first")
+    _validate_mixed_precision(options)
     eval_data = getattr(options.verify, "eval_data", None)
     for flag, folder in (("--calib-data", calib.data if options.precision == "int8" else None), ("--eval-data", eval_data)):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{flag} {folder} is not a folder", hint="pass the folder holding your ImageNet images")
     return spec
+
+
+def _validate_mixed_precision(options: ExportOptions) -> None:
+    mixed = options.mixed_precision
+    if mixed.tune_size <= 0:
+        raise UsageError(f"--tune-size must be positive, got {mixed.tune_size}", hint="for example --tune-size 128")
+    if mixed.probe_images <= 0:
+        raise UsageError(f"probe images must be positive, got {mixed.probe_images}")
+    if mixed.enabled and options.precision != "int8":
+        raise UsageError("accuracy targets (--target-*) drive INT8 mixed precision",
+                         hint="add --precision int8, or drop the --target-* options")
+
+
+def check_tuning_source(options: ExportOptions) -> None:
+    """With a target, the calibration source must hold images beyond the calibration subset (cheap: a folder scan)."""
+    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.calibration.manifest import Manifest
+
+    mixed, calib = options.mixed_precision, options.calibration
+    if not mixed.enabled or calib.data is None:
+        return
+    pinned = Manifest.read(calib.manifest) if calib.manifest is not None else None
+    if pinned is not None and pinned.tuning:
+        return
+    scan = scan_images(calib.data, calib.labels_file, split="train")
+    taken = len(pinned.entries) if pinned is not None else min(calib.size, len(scan.records))
+    if len(scan.records) - taken <= 0:
+        raise UsageError(
+            f"no images left for tuning: the calibration subset takes all {len(scan.records)} images of {scan.root}",
+            hint="lower --calib-size so that held-out images remain for the accuracy target (--tune-size of them are used)",
+        )
+    if options.mixed_precision.targets.top1_drop_pp is not None and not scan.labelled:
+        raise UsageError("--target-top1-drop needs labelled tuning images", hint="use --target-cosine or --target-agreement")
 
 
 def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> None:
@@ -131,6 +170,7 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     from resnext_deploy.engines import resolve_backend, resolve_recipe
 
     spec = validate(options)
+    check_tuning_source(options)
     backend, backend_reason = resolve_backend(options.backend, options.precision)
     recipe = resolve_recipe(options.recipe, backend.name)
     targets = int8_targets(recipe, options.calibration.targets) if options.precision == "int8" else {}
@@ -147,16 +187,27 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
         _export_fp32(spec, options, output, report)
     write_report(output, report)
     artifact = output / _engine_source(targets, backend.name, options.precision)
+    mixed: FallbackOutcome | None = None
     if options.precision == "fp16":
         _convert_fp16(output, report)
     elif options.precision == "int8":
-        _quantize_int8(spec, options.calibration, targets, output, report)
+        manifest, loaded = _quantize_int8(spec, options.calibration, targets, output, report,
+                                          options.mixed_precision.tune_size)
+        write_report(output, report)
+        mixed = _mixed_precision(spec, options, recipe, targets, backend, output, report, manifest, loaded)
     write_report(output, report)
     if options.build_engine:
         _build_engine(backend, backend_reason, artifact, options, report)
         write_report(output, report)
     if options.verify is not None:
-        return output, _verify(output, options)
+        try:
+            report = _verify(output, options)
+        except GateFailed as failed:
+            if mixed is not None:
+                mixed.raise_if_failed(failed)
+            raise
+    if mixed is not None:
+        mixed.raise_if_failed()
     return output, report
 
 
@@ -244,8 +295,10 @@ def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
     report["artifacts"]["fp16"] = artifact_name("fp16")
 
 
-def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path, report: dict[str, Any]) -> Any:
-    """Scan, pick (or re-use) the subset, pin it in a manifest, decode it; return (manifest, images)."""
+def _calibration_images(
+    spec: ModelSpec, calib: CalibrationOptions, output: Path, report: dict[str, Any], tune_size: int = 0
+) -> Any:
+    """Scan, pick (or re-use) the subset and the tuning slice, pin them in a manifest, decode the subset."""
     from resnext_deploy.calibration.datasets import scan_images
     from resnext_deploy.calibration.manifest import Manifest, select_subset
     from resnext_deploy.calibration.preprocess import load_images
@@ -257,12 +310,17 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
         if manifest.split and (root / manifest.split).is_dir():
             root = root / manifest.split
         records = manifest.resolve(root)
+        manifest = dataclasses.replace(manifest, root=str(root))  # where its images are on this machine
         description = f"{len(records)} images from manifest {calib.manifest}"
+        if tune_size and not manifest.tuning:
+            manifest = _with_tuning(manifest, scan_images(calib.data, calib.labels_file, split="train"), tune_size)
     else:
         scan = scan_images(calib.data, calib.labels_file, split="train")
         records = select_subset(scan.records, calib.size, calib.seed)
         manifest = Manifest.from_records(records, root=scan.root, layout=scan.layout, seed=calib.seed, split=scan.split)
         description = scan.describe()
+        if tune_size:
+            manifest = _with_tuning(manifest, scan, tune_size)
     manifest_path = output / CALIBRATION_MANIFEST
     manifest.write(manifest_path)
     console.err.print(f"[dim]calibration subset: {len(records)} of {description}[/]")
@@ -281,6 +339,7 @@ def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, output: Path
         "manifest_sha256": manifest.sha256,
         "skipped": len(loaded.skipped),
         "skipped_files": [{"file": name, "reason": reason} for name, reason in loaded.skipped],
+        "tuning": {"size": len(manifest.tuning), "sha256": manifest.tuning_sha256},
     }
     report["artifacts"]["calibration_manifest"] = CALIBRATION_MANIFEST
     return manifest, loaded
@@ -315,12 +374,15 @@ def _int8_method(calib: CalibrationOptions, recipes: list[str]) -> str:
 
 
 def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, targets: dict[str, str], output: Path,
-                   report: dict[str, Any]) -> None:
-    """One FP32 export, one calibration subset and one statistics pass; one Q/DQ artifact per target recipe."""
+                   report: dict[str, Any], tune_size: int = 0) -> Any:
+    """One FP32 export, one calibration subset and one statistics pass; one Q/DQ artifact per target recipe.
+
+    Returns (manifest, calibration images) for the mixed-precision stage.
+    """
     from resnext_deploy.calibration.quantize import quantize_int8
 
     calib = dataclasses.replace(calib, method=_int8_method(calib, list(targets)))
-    manifest, loaded = _calibration_images(spec, calib, output, report)
+    manifest, loaded = _calibration_images(spec, calib, output, report, tune_size)
     for index, (recipe, name) in enumerate(targets.items()):
         with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe) -> {name}"):
             result = quantize_int8(
@@ -335,6 +397,7 @@ def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, targets: dict[str
                 calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
             )
         _record_int8(result, recipe, name, index == 0, output, report)
+    return manifest, loaded
 
 
 def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, report: dict[str, Any]) -> None:
@@ -349,6 +412,50 @@ def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, r
         report["quantization"] = record
         report["artifacts"]["int8"] = name
         report["artifacts"]["calibration_stats"] = stats
+
+
+def _with_tuning(manifest: Any, scan: Any, tune_size: int) -> Any:
+    """The manifest with a tuning slice: the next images of the same stratified order, never calibration ones."""
+    from resnext_deploy.calibration.manifest import select_subset
+
+    held_out = [record for record in scan.records if record.relpath not in manifest.relpaths]
+    if not held_out:
+        return manifest
+    return manifest.with_tuning(select_subset(held_out, tune_size, manifest.seed))
+
+
+def _mixed_precision(
+    spec: ModelSpec, options: ExportOptions, recipe: str, targets: dict[str, str], backend: Any, output: Path,
+    report: dict[str, Any], manifest: Any, loaded: Any,
+) -> FallbackOutcome | None:
+    """With an accuracy target: leave the most sensitive layers of the export's own INT8 artifact out of INT8
+    until it holds (report: mixed_precision); other --targets artifacts stay fully INT8."""
+    from resnext_deploy.calibration.quantize import prepare_quantization
+    from resnext_deploy.mixed_precision import run_fallback
+
+    if not options.mixed_precision.enabled:
+        return None
+    if not manifest.tuning:
+        raise UsageError("no images left for tuning", hint="lower --calib-size so that held-out images remain")
+    if len(targets) > 1:
+        console.warn(f"mixed precision applies to {artifact_name('int8')} ({recipe} recipe); "
+                     f"the other --targets artifacts stay fully INT8")
+    calib = options.calibration
+    with prepare_quantization(
+        output / FP32_NAME, loaded.array, manifest_sha256=manifest.sha256, method=_int8_method(calib, list(targets)),
+        recipe=recipe, keep_grouped_float=calib.keep_grouped_float, cache_dir=calib.cache_dir,
+    ) as setup:
+        outcome, result = run_fallback(output, options.mixed_precision, setup, manifest, spec.preprocess, backend,
+                                       options.engine, {"skipped": len(loaded.skipped), "size": len(loaded)})
+    first = report["quantization"]
+    _record_int8(result, recipe, artifact_name("int8"), True, output, report)
+    report["quantization"].update({key: first[key] for key in ("stats_cache_hit", "stats_source", "calibration_seconds")})
+    report["mixed_precision"] = outcome.section
+    report["artifacts"]["sensitivity"] = SENSITIVITY_NAME
+    if (output / SENSITIVITY_PLOT_NAME).is_file():
+        report["artifacts"]["sensitivity_plot"] = SENSITIVITY_PLOT_NAME
+    (console.err.print if not outcome.failed else console.warn)(f"mixed precision: {outcome.section['summary']}")
+    return outcome
 
 
 def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOptions, report: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from resnext_deploy.cli.inspect_bundle import inspect_bundle
 from resnext_deploy.cli.models import models
 from resnext_deploy.cli.package import package
 from resnext_deploy.cli.predict import predict
+from resnext_deploy.cli.sensitivity import sensitivity
 from resnext_deploy.cli.sweep import sweep
 from resnext_deploy.cli.verify import verify
 
@@ -52,6 +53,7 @@ def main_options(
 app.command()(models)
 app.command()(export)
 app.command()(verify)
+app.command()(sensitivity)
 app.command()(package)
 app.command("inspect")(inspect_bundle)
 app.command()(build)

@@ -9,14 +9,15 @@ from resnext_deploy.cli._options import (
     Backend, BackendOpt, ForceOpt, ModelArg, NoEngineOpt, NoVerifyOpt, OutputDirOpt, Precision, PrecisionOpt, WeightsOpt,
 )
 from resnext_deploy.cli.groups import (
-    CalibrationArgs, EngineArgs, EvaluationArgs, ExportArgs, GateArgs, LatencyArgs, uses, verify_options,
+    CalibrationArgs, EngineArgs, EvaluationArgs, ExportArgs, GateArgs, LatencyArgs, MixedPrecisionArgs, uses,
+    verify_options,
 )
 from resnext_deploy.cli.summary import print_export_summary
 
 
 @handles_errors
 @uses(settings=ExportArgs, calibration=CalibrationArgs, engine=EngineArgs, evaluation=EvaluationArgs,
-      latency=LatencyArgs, gates=GateArgs)
+      latency=LatencyArgs, gates=GateArgs, mixed=MixedPrecisionArgs)
 def export(
     model: ModelArg,
     settings: ExportArgs,
@@ -25,6 +26,7 @@ def export(
     evaluation: EvaluationArgs,
     latency: LatencyArgs,
     gates: GateArgs,
+    mixed: MixedPrecisionArgs,
     precision: PrecisionOpt = Precision.fp32,
     backend: BackendOpt = Backend.auto,
     weights: WeightsOpt = "pretrained",
@@ -46,6 +48,7 @@ def export(
         output=output, opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
         input_size=settings.input_size, force=force, build_engine=not no_engine,
         calibration=calibration.to_options(), engine=engine.to_build_options(), verify=verify,
+        mixed_precision=mixed.to_options(),
     )
     directory, report = run_export(options, command=sys.argv)
     print_export_summary(directory, report)

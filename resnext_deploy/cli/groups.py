@@ -69,6 +69,7 @@ _ENGINE = "Engine build"
 _EVAL = "Evaluation"
 _LATENCY = "Latency"
 _GATES = "Gates"
+_MIXED = "Mixed precision (INT8)"
 
 
 @dataclass
@@ -310,6 +311,48 @@ class GateArgs:
         from resnext_deploy.verification.gates import GateThresholds
 
         return GateThresholds(**{item.name: getattr(self, item.name) for item in dataclasses.fields(GateThresholds)})
+
+
+@dataclass
+class MixedPrecisionArgs:
+    """Accuracy-driven mixed precision: targets on held-out tuning images and how far the fallback may go."""
+
+    target_cosine: Annotated[
+        float | None, typer.Option("--target-cosine", help="Leave the most sensitive layers out of INT8 until the mean logits "
+                                   "cosine vs FP32 on the tuning images reaches this (0..1].", rich_help_panel=_MIXED,
+                                   show_default=False)
+    ] = None
+    target_agreement: Annotated[
+        float | None, typer.Option("--target-agreement", help="... until top-1 agreement with FP32 on the tuning images "
+                                   "reaches this (0..1].", rich_help_panel=_MIXED, show_default=False)
+    ] = None
+    target_top1_drop: Annotated[
+        float | None, typer.Option("--target-top1-drop", help="... until the top-1 drop on the (labelled) tuning images is at "
+                                   "most this many percentage points.", rich_help_panel=_MIXED, show_default=False)
+    ] = None
+    max_fallback_layers: Annotated[
+        int, typer.Option("--max-fallback-layers", help="Most layers the fallback may leave out of INT8 (0: none); when the "
+                          "target is still missed, the best artifact is written and the export exits 1.", rich_help_panel=_MIXED)
+    ] = 16
+    max_latency_ratio: Annotated[
+        float | None, typer.Option("--max-latency-ratio", help="Most INT8/FP32 latency (batch 1, the export's backend) the "
+                                   "fallback may spend, e.g. 0.75.", rich_help_panel=_MIXED, show_default=False)
+    ] = None
+    tune_size: Annotated[
+        int, typer.Option("--tune-size", help="Tuning images: held out from the calibration subset's source, pinned in "
+                          "the manifest, never evaluation images.", rich_help_panel=_MIXED)
+    ] = 128
+
+    def to_options(self) -> Any:
+        """The pipeline's ``MixedPrecisionOptions`` (targets and budget validated there: exit 2 with a hint)."""
+        from resnext_deploy.calibration.fallback import Budget, Targets
+        from resnext_deploy.mixed_precision import MixedPrecisionOptions
+
+        return MixedPrecisionOptions(
+            targets=Targets(self.target_cosine, self.target_agreement, self.target_top1_drop),
+            budget=Budget(self.max_fallback_layers, self.max_latency_ratio),
+            tune_size=self.tune_size,
+        )
 
 
 def verify_options(evaluation: EvaluationArgs, latency: LatencyArgs, gates: GateArgs, threads: int | None,

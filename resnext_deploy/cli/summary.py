@@ -29,6 +29,9 @@ def print_export_summary(directory: Path, report: dict[str, Any]) -> None:
     if quant and report["precision"] == "int8":
         out.print(f"  int8        {quant['path']}: {quant['recipe']} recipe, {quant['quantize_linear_nodes']} Q nodes, "
                   f"{quant['excluded_count']} convs left in float, statistics {'cached' if quant['stats_cache_hit'] else 'computed'}")
+        mixed = report.get("mixed_precision")
+        if mixed:
+            out.print(f"  mixed prec. {mixed['summary']}")
     elif quant:
         out.print(f"  fp16        {quant['path']}")
     engine = report.get("engine")

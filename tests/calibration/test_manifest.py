@@ -158,3 +158,40 @@ def test_overlap_by_content_is_an_input_error(train_scan, tmp_path: Path) -> Non
 
 def test_val_split_never_overlaps_a_train_manifest(synthetic_imagenet, train_scan) -> None:
     check_disjoint(_manifest(train_scan, size=50), scan_images(synthetic_imagenet.root).records)
+
+
+def test_tuning_slice_round_trips_and_keeps_the_statistics_key(train_scan, tmp_path: Path) -> None:
+    manifest = _manifest(train_scan)
+    held_out = [r for r in train_scan.records if r.relpath not in manifest.relpaths]
+    tuned = manifest.with_tuning(select_subset(held_out, 12, seed=0))
+    assert len(tuned.tuning) == 12 and tuned.sha256 == manifest.sha256  # the statistics cache key is unchanged
+    assert tuned.tuning_sha256 and manifest.tuning_sha256 is None
+    again = Manifest.read(tuned.write(tmp_path / "manifest.json"))
+    assert again == tuned and len(again.tuning_records(train_scan.root)) == 12
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["tuning"]["entries"].pop()
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="was edited"):
+        Manifest.read(tmp_path / "manifest.json")
+
+
+def test_tuning_images_are_never_calibration_images(train_scan, tmp_path: Path) -> None:
+    manifest = _manifest(train_scan)
+    calibration = [r for r in train_scan.records if r.relpath in manifest.relpaths]
+    with pytest.raises(InputError, match="also calibration images"):
+        manifest.with_tuning(calibration[:2])
+    twin = tmp_path / "twin.JPEG"
+    shutil.copyfile(calibration[0].path, twin)
+    with pytest.raises(InputError, match="also calibration images"):
+        manifest.with_tuning([ImageRecord(twin, "elsewhere/twin.JPEG", None)])
+
+
+def test_evaluation_overlapping_the_tuning_slice_is_an_input_error(train_scan) -> None:
+    manifest = _manifest(train_scan)
+    held_out = [r for r in train_scan.records if r.relpath not in manifest.relpaths]
+    tuning = select_subset(held_out, 10, seed=0)
+    tuned = manifest.with_tuning(tuning)
+    rest = [r for r in held_out if r.relpath not in {t.relpath for t in tuning}]
+    check_disjoint(tuned, rest)
+    with pytest.raises(InputError, match="also tuning images"):
+        check_disjoint(tuned, rest[:5] + tuning[:1])

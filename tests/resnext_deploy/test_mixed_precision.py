@@ -1,0 +1,200 @@
+"""Accuracy-driven mixed precision end to end on the tiny trained ResNeXt with one deliberately sensitive layer.
+
+``tests/support/sensitive.py`` gives ``layer3.0`` an outlier channel between its conv1 and its
+grouped conv2 (same FP32 function): per-tensor INT8 activations cannot represent it. The
+onnxruntime recipe quantizes that tensor as conv1's INT8 output, the tensorrt recipe as conv2's
+INT8 input, so each recipe must blame its own layer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from resnext_deploy.metadata import read_metadata
+from tests.support.sensitive import SENSITIVE_BLOCK, with_outlier_channel
+
+PRODUCER, CONSUMER = f"{SENSITIVE_BLOCK}.conv1", f"{SENSITIVE_BLOCK}.conv2"
+
+
+def _invoke(*args: object):  # type: ignore[no-untyped-def]
+    from resnext_deploy.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def _output(result) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def sensitive_weights(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    import torch
+
+    path = tmp_path_factory.mktemp("sensitive") / "tiny_sensitive.pth"
+    torch.save(with_outlier_channel(torch.load(tiny_checkpoint.checkpoint, map_location="cpu")), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mp-cache")
+
+
+def _export(weights: Path, data: Path, out: Path, cache: Path, *extra: object):  # type: ignore[no-untyped-def]
+    return _invoke("export", "resnext_tiny", "-p", "int8", "--backend", "onnxruntime", "--weights", weights, "-o", out,
+                   "--calib-data", data, "--calib-size", 64, "--tune-size", 64, "--cache-dir", cache, *extra)
+
+
+@pytest.fixture(scope="module")
+def mixed_export(sensitive_weights: Path, synthetic_imagenet, cache_dir: Path,  # type: ignore[no-untyped-def]
+                 tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("mixed") / "export"
+    result = _export(sensitive_weights, synthetic_imagenet.root, out, cache_dir, "--target-cosine", 0.999,
+                     "--eval-size", 60, "--no-latency", "--max-top1-drop", 10)
+    return out, result
+
+
+def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_export) -> None:  # type: ignore[no-untyped-def]
+    out, result = mixed_export
+    assert result.exit_code == 0, result.output
+    mixed = json.loads((out / "report.json").read_text())["mixed_precision"]
+    assert mixed["reached"] and mixed["targets"] == {"target_cosine": 0.999}
+    assert [layer["label"] for layer in mixed["float_layers"]] == [PRODUCER]
+    assert "sensitivity rank 1/" in mixed["float_layers"][0]["reason"]
+    first, chosen = mixed["steps"][0], mixed["chosen"]
+    assert first["layers_in_float"] == 0 and first["cosine"] < 0.999 <= chosen["cosine"]
+    assert chosen["layers_in_float"] == 1 and mixed["tuning"]["images"] == 64
+    assert mixed["summary"].startswith("1 layer kept in FP32") and "target reached" in mixed["summary"]
+    assert "mixed prec. 1 layer kept in FP32" in _output(result)
+
+    meta = read_metadata(out / "model.int8.onnx")["mixed_precision"]
+    assert meta["float_layer_labels"] == [PRODUCER] and meta["reached"] and meta["float_precision"] == "fp32"
+    import onnx
+
+    graph = onnx.load(out / "model.int8.onnx").graph
+    producer = {o: n for n in graph.node for o in n.output}
+    (conv,) = [n for n in graph.node if n.name == meta["float_layers"][0]]
+    assert conv.input[1] not in producer  # its weights are a float initializer again, not a DequantizeLinear
+
+    document = json.loads((out / "sensitivity.json").read_text())
+    layers = {layer["name"]: layer for layer in document["layers"]}
+    top, second = (layers[name] for name in document["ranking"][:2])
+    assert top["label"] == PRODUCER
+    # the outlier costs the other channels of that tensor ~9 bits: far above any other layer (measured ~1000x)
+    assert top["output_nsr"] > 20 * second["output_nsr"]
+    assert [layer["position"] for layer in document["layers"]] == list(range(len(document["layers"])))
+    assert (out / "sensitivity.png").stat().st_size > 0
+
+
+def test_tuning_images_are_held_out_from_calibration_and_evaluation(mixed_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from resnext_deploy.calibration.manifest import Manifest
+
+    out, _ = mixed_export
+    manifest = Manifest.read(out / "calibration" / "manifest.json")
+    tuning = {entry.relpath for entry in manifest.tuning}
+    assert len(tuning) == 64 and not tuning & manifest.relpaths
+    assert not {e.sha256 for e in manifest.tuning} & {e.sha256 for e in manifest.entries}
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["eval_data"]["split"] == "val"  # evaluated on val/, tuning came from train/
+    assert report["verification"]["eval_data"]["checked_disjoint_from"]
+
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for entry in manifest.tuning[:3]:  # renamed copies of tuning images are caught by content
+        shutil.copyfile(Path(manifest.root) / entry.relpath, copies / f"copy_{entry.relpath.replace('/', '_')}")
+    result = _invoke("verify", out, "--eval-data", copies, "--no-latency")
+    assert result.exit_code == 2 and "are also tuning images" in _output(result)
+
+
+def test_unreachable_target_writes_the_best_artifact_and_exits_1(  # type: ignore[no-untyped-def]
+    mixed_export, sensitive_weights: Path, synthetic_imagenet, cache_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "unreachable"
+    result = _export(sensitive_weights, synthetic_imagenet.root, out, cache_dir, "--target-cosine", 0.99999999,
+                     "--max-fallback-layers", 1, "--no-verify")
+    assert result.exit_code == 1
+    text = _output(result)
+    assert "mixed precision gate failed: target_cosine" in text and "--max-fallback-layers 1 reached" in text
+    report = json.loads((out / "report.json").read_text())
+    mixed = report["mixed_precision"]
+    assert not mixed["reached"] and mixed["failed"] == ["target_cosine"] and mixed["stopped_by"] == "max_fallback_layers"
+    assert mixed["sensitivity"]["cache_hit"] and report["quantization"]["stats_cache_hit"]  # the first export's analysis
+    best = read_metadata(out / "model.int8.onnx")["mixed_precision"]
+    assert best["float_layer_labels"] == [PRODUCER] and not best["reached"]  # the best step: the outlier in float
+    assert best["tuning_metrics"]["cosine"] == max(step["cosine"] for step in mixed["steps"])
+
+
+def test_sensitivity_command_prints_the_ranking_from_the_cache(mixed_export, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    out, _ = mixed_export
+    result = _invoke("sensitivity", out, "--cache-dir", cache_dir, "--top", 3)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.strip().startswith("1 ")]
+    assert rows and PRODUCER in rows[0]
+    assert "analysis from the cache" in result.output
+    assert json.loads((out / "sensitivity.json").read_text())["cache_hit"] is True
+
+
+def test_tensorrt_recipe_blames_the_consumer_and_keeps_fusable_qdq(mixed_export, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.calibration.preprocess import load_images
+    from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
+    from resnext_deploy.calibration.quantize import prepare_quantization
+    from resnext_deploy.calibration.sensitivity import cached_sensitivity
+    from resnext_deploy.sensitivity_report import load_tuning
+    from resnext_deploy.zoo import PreprocessConfig
+
+    out, _ = mixed_export
+    manifest = Manifest.read(out / "calibration" / "manifest.json")
+    cfg = PreprocessConfig.from_dict(read_metadata(out / "model.onnx")["preprocess"])
+    calibration = load_images(manifest.resolve(manifest.root), cfg, progress=False).array
+    tuning = load_tuning(manifest, cfg, progress=False).array
+    with prepare_quantization(out / "model.onnx", calibration, manifest_sha256=manifest.sha256, method="percentile",
+                              recipe="tensorrt", cache_dir=cache_dir, progress=False) as setup:
+        result = cached_sensitivity(setup, tuning, str(manifest.tuning_sha256), probe_images=16, cache_dir=cache_dir,
+                                    progress=False)
+        top = result.ranked()[0]
+        assert top.label == CONSUMER and result.fallback_order()[0] == top.name
+        model, _ = setup.quantize(result.fallback_order()[:4])
+    assert strongly_typed_placement_problems(model) == []
+
+
+@pytest.mark.parametrize("flags", [
+    ("--target-cosine", 1.5), ("--target-cosine", 0), ("--target-agreement", -0.2), ("--max-fallback-layers", -1),
+    ("--target-cosine", 0.99, "--max-latency-ratio", 0), ("--target-top1-drop", -1),
+])
+def test_bad_targets_and_budgets_exit_2_before_any_work(flags: tuple[object, ...], tmp_path: Path, synthetic_imagenet) -> None:
+    out = tmp_path / "never"
+    result = _invoke("export", "resnext_tiny", "-p", "int8", "--weights", "random", "-o", out,
+                     "--calib-data", synthetic_imagenet.root, *flags)
+    assert result.exit_code == 2 and "hint:" in result.output and not out.exists()
+
+
+def test_target_without_int8_or_without_tuning_images_exits_2(tmp_path: Path, synthetic_imagenet) -> None:
+    result = _invoke("export", "resnext_tiny", "-p", "fp32", "--weights", "random", "-o", tmp_path / "a", "--target-cosine", 0.99)
+    assert result.exit_code == 2 and "--precision int8" in _output(result)
+    result = _invoke("export", "resnext_tiny", "-p", "int8", "--weights", "random", "-o", tmp_path / "b",
+                     "--calib-data", synthetic_imagenet.root, "--calib-size", 100000, "--target-cosine", 0.99)
+    assert result.exit_code == 2 and "no images left for tuning" in _output(result) and not (tmp_path / "b").exists()
+
+
+def test_sensitivity_on_a_directory_without_int8_or_manifest_exits_2(mixed_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out, _ = mixed_export
+    result = _invoke("sensitivity", tmp_path / "missing")
+    assert result.exit_code == 2 and "hint:" in result.output
+    fp32_only = tmp_path / "fp32"
+    fp32_only.mkdir()
+    shutil.copyfile(out / "model.onnx", fp32_only / "model.onnx")
+    result = _invoke("sensitivity", fp32_only)
+    assert result.exit_code == 2 and "no INT8 artifact" in _output(result) and "--precision int8" in _output(result)
+    no_manifest = Path(shutil.copytree(out, tmp_path / "no-manifest"))
+    (no_manifest / "calibration" / "manifest.json").unlink()
+    result = _invoke("sensitivity", no_manifest)
+    assert result.exit_code == 2 and "no calibration manifest" in _output(result)
