@@ -144,7 +144,7 @@ def finish_cell(job: CellJob, threads: int, build: dict[str, Any], *shards: Shar
     use_spec(job.spec)
     started = time.perf_counter()
     options = dataclasses.replace(job.verify, threads=threads, progress=False)
-    outcome = verify_directory(job.directory, options, EvalLogits(list(shards)) if shards else None)
+    verify_directory(job.directory, options, EvalLogits(list(shards)) if shards else None)
     record = {
         "step": "cell", "cell": job.key, "fingerprint": job.fingerprint,
         "ran_on": {"build": build["ran_on"], "shards": [s.ran_on for s in shards],

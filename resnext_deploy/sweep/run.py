@@ -25,7 +25,7 @@ from resnext_deploy.layout import (
 from resnext_deploy.pipeline import CalibrationOptions, prepare_output_dir
 from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job, Fp32Settings
 from resnext_deploy.sweep.plan import Plan
-from resnext_deploy.sweep.schedule import Event, Scheduler, Work
+from resnext_deploy.sweep.schedule import Scheduler, Work
 from resnext_deploy.verification.options import VerifyOptions
 
 logger = logging.getLogger(__name__)
