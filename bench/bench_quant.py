@@ -59,6 +59,7 @@ def session(path: Path, threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # several sessions live side by side here: idle spinning threads of one would steal the cores of another
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # FP16-region graphs make ORT warn about every Mul it cannot fold
     return ort_session(path, threads=threads, options=options)
 
 
@@ -231,7 +232,7 @@ def curves_section(args: argparse.Namespace, console, work: Path, built: dict[st
             console.print(table)
             chosen = item.point(item.chosen)
             met = chosen.cosine >= CURVE_TARGETS[proxy] and (chosen.latency_ratio or 0.0) <= LATENCY_TARGETS[proxy]
-            console.print(f"  {proxy}/{recipe.name}: --target-cosine {item.target:g} chose {item.chosen} layers: held-out "
+            console.print(f"  {proxy}/{recipe.name}: --target-cosine {item.target:g} chose {item.chosen} layer(s): held-out "
                           f"cosine {chosen.cosine:.5f}, latency x{chosen.latency_ratio or float('nan'):.3f} of FP32 "
                           f"(target: >= {CURVE_TARGETS[proxy]} at <= {LATENCY_TARGETS[proxy]}: {'met' if met else 'NOT met'})")
     try:
