@@ -4,9 +4,9 @@ ONNX Runtime's ``qdq_loss_debug`` compares tensors of one fixed Q/DQ model with 
 it cannot say what the output would be with only some layers quantized without quantizing a
 model per configuration. Here every Q/DQ pair of the full INT8 model becomes
 ``Where(mask[i], DequantizeLinear(QuantizeLinear(x)), x)`` and every weight DequantizeLinear
-``Where(mask[j], DequantizeLinear(w_q), w_float)``, so one ONNX Runtime session evaluates any
-set of quantized layers by feeding a boolean mask (fake quantization in float, as ORT runs an
-unfused Q/DQ graph).
+``Where(mask[j], DequantizeLinear(w_q), w_float)`` (or, faster, an ``If`` per site whose branches
+hold constant weights), so one ONNX Runtime session evaluates any set of quantized layers by
+feeding a boolean mask (fake quantization in float, as ORT runs an unfused Q/DQ graph).
 
 A *layer* is a node the recipe quantizes and ``nodes_to_exclude`` can leave in float (Conv,
 Gemm, Add, pooling with its own scale...). Each site records the layers that put it there, as
@@ -123,8 +123,8 @@ def build_switchable(
     ``float_model`` is the pre-processed FP32 graph the quantizer read (float weights by name);
     ``no_output_quant`` the op types whose outputs the recipe leaves unquantized; ``excluded`` the
     nodes the recipe itself keeps in float (never layers here). ``weights``: "switch" (each layer's
-    weights follow its weight site through a ``Where``), or constant "float" / "quantized" weights
-    for every layer (the weight sites are then listed but not switchable), or "branch": every site
+    weights follow its weight site through a ``Where``), or constant "float" weights for every layer
+    (the weight sites are then listed but not switchable), or "branch": every site
     an ``If`` whose two branches hold constant weights (ORT pre-packs them) and whose untaken
     branch costs nothing, so a mask with a few sites on runs at about FP32 speed.
     """
@@ -208,8 +208,7 @@ def build_switchable(
             branched_layers.append((node, index, usable))
             continue
         for dq, name in usable:  # a constant, so ORT pre-packs it as in the FP32 model
-            value = (numpy_helper.to_array(float_weights[name]) if weights == "float"
-                     else _dequantize(dq, initializers).astype(numpy_helper.to_array(float_weights[name]).dtype))
+            value = numpy_helper.to_array(float_weights[name])
             constant = f"{name}_{weights}{FLOAT_SUFFIX}"
             graph.initializer.append(numpy_helper.from_array(value, constant))
             node.input[list(node.input).index(dq.output[0])] = constant
