@@ -94,15 +94,19 @@ def collect_statistics(
     *,
     input_name: str = "input",
     progress: bool = True,
+    work_dir: Path | None = None,
 ) -> tuple[Any, dict[str, tuple[Any, ...]] | None, int]:
-    """Run ORT's calibrator over the images; return (TensorsData, raw histograms or None, image count)."""
+    """Run ORT's calibrator over the images; return (TensorsData, raw histograms or None, image count).
+
+    The augmented model goes to a temporary folder inside ``work_dir`` (default: the system's).
+    """
     from onnxruntime.quantization import create_calibrator
 
     calib_options = {k: v for k, v in params.items() if k in ("num_bins", "num_quantized_bins", "percentile", "symmetric")}
     histogram = method != "minmax"
     chunk = HISTOGRAM_CHUNK if histogram else MINMAX_CHUNK
     count = 0
-    with tempfile.TemporaryDirectory(prefix="resnext-calib.") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="resnext-calib.", dir=work_dir) as tmp, _quiet():
         calibrator = create_calibrator(
             Path(model_path),
             None,
