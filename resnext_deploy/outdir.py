@@ -61,8 +61,12 @@ def _holder_text(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def locked(directory: Path, command: list[str] | None = None) -> Iterator[None]:
-    """Hold the directory's lock for the block (re-entrant in this process); ``OutputError`` naming the holder if busy."""
+def locked(directory: Path, command: list[str] | None = None, *, required: bool = True) -> Iterator[None]:
+    """Hold the directory's lock for the block (re-entrant in this process); ``OutputError`` naming the holder if busy.
+
+    ``required=False`` (a reader such as `package`): a directory where no lock file can be created
+    (read-only) is used without one.
+    """
     import fcntl
 
     directory = Path(directory)
@@ -79,6 +83,9 @@ def locked(directory: Path, command: list[str] | None = None) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
+            if not required:
+                yield
+                return
             raise OutputError(f"cannot write to {directory}: {exc.strerror or exc}", hint="choose a writable --output directory") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
