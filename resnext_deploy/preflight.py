@@ -10,6 +10,7 @@ is scanned or hashed twice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ def check_export(spec: ModelSpec, options: ExportOptions, default_eval_data: Pat
     from resnext_deploy.engines import BuildOptions
 
     check_weights(options.weights)
-    build_options = BuildOptions(precision=options.precision, **options.engine_options)
+    build_options = dataclasses.replace(options.engine or BuildOptions(), precision=options.precision)
     calibration = (plan_calibration(options.calibration, options.mixed_precision.tune_size)
                    if options.precision == "int8" else None)
     if options.calibration.cache_dir is not None and options.precision == "int8":
