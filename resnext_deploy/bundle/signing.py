@@ -6,9 +6,9 @@ bundle. ``manifest.json.sig`` holds the signature and the signing key's fingerpr
 whatever channel the device trusts (``--trusted-key``). Keys are standard files: PEM (PKCS#8 /
 SubjectPublicKeyInfo, e.g. ``openssl genpkey -algorithm ed25519``) or OpenSSH ``ssh-ed25519``.
 
-`build` adds engine files to an unpacked signed bundle; it keeps the signed manifest as
-``manifest.signed.json``, and verification checks that the current manifest only *adds* files
-and targets to it (the added files are reported as not covered by the signature).
+`build` adds (or rebuilds) engine files in an unpacked signed bundle; it keeps the signed manifest
+as ``manifest.signed.json``, and verification checks that the current manifest differs from it only
+in engine files and targets (those are reported as built on the device, not covered by the signature).
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def check_signature(directory: Path, manifest: dict[str, Any], policy: TrustPoli
 
 
 def _device_additions(manifest: dict[str, Any], signed_bytes: bytes, label: str) -> list[str]:
-    """Files `build` added on the device; ``InputError`` when the manifest differs from the signed one otherwise."""
+    """Files `build` added or rebuilt on the device (engines and their sidecars); ``InputError`` when the manifest
+    differs from the signed one in anything else (model, preprocessing, classes, other files)."""
     try:
         signed = json.loads(signed_bytes.decode("utf-8"))
     except ValueError as exc:
@@ -182,10 +183,11 @@ def _device_additions(manifest: dict[str, Any], signed_bytes: bytes, label: str)
     if {k: v for k, v in manifest.items() if k not in _DEVICE_FIELDS} != {k: v for k, v in signed.items() if k not in _DEVICE_FIELDS}:
         raise InputError(f"{label}: manifest.json differs from the signed manifest beyond files added by `build`",
                          hint="do not use this bundle; unpack the signed tarball again")
+    engines = {name for target in signed.get("targets", []) for name in (target.get("artifact"), target.get("sidecar")) if name}
     current = {f["path"]: f for f in manifest.get("files", [])}
-    changed = [f["path"] for f in signed.get("files", []) if current.get(f["path"]) != f]
+    changed = [f["path"] for f in signed.get("files", []) if current.get(f["path"]) != f and f["path"] not in engines]
     if changed:
         raise InputError(f"{label}: signed files changed or were removed: {', '.join(changed[:5])}",
                          hint="do not use this bundle; unpack the signed tarball again")
-    signed_names = {f["path"] for f in signed.get("files", [])}
-    return sorted(set(current) - signed_names)
+    signed_records = {f["path"]: f for f in signed.get("files", [])}
+    return sorted(name for name, record in current.items() if signed_records.get(name) != record)
