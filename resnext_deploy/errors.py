@@ -96,13 +96,15 @@ _OS_HINTS = {
     errno.ENOENT: "check the path",
     errno.ENAMETOOLONG: "use a shorter path",
     errno.EMFILE: "raise the open-files limit (ulimit -n)",
+    errno.EIO: "the device reported an I/O error; check the disk, or write somewhere else",
 }
+_MACHINE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
 
 
 def from_exception(exc: BaseException) -> DeployError | None:
     """The user-facing error for a failure caused by the user or the machine, or None for a bug.
 
-    ``OSError`` (full disk, permissions, a folder where a file was expected...) and
+    ``OSError`` with an errno (full disk, permissions, a folder where a file was expected...) and
     ``UnicodeDecodeError`` (a user file that is not UTF-8 text) become exit-2 errors naming the
     path; ``MemoryError`` says how to need less memory.
     """
@@ -113,10 +115,10 @@ def from_exception(exc: BaseException) -> DeployError | None:
                           hint="save the file as UTF-8 (for example with iconv -t UTF-8)")
     if isinstance(exc, MemoryError):
         return OutputError("out of memory", hint="use a smaller batch or subset (--calib-size, --eval-size), or a larger machine")
-    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+    if isinstance(exc, OSError) and exc.errno:
         where = exc.filename if exc.filename is not None else None
         what = os.strerror(exc.errno)
         message = f"{what}: {where}" if where is not None else f"{what} ({exc})" if str(exc) and what not in str(exc) else what
-        kind = OutputError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS) else InputError
-        return kind(message, hint=_OS_HINTS[exc.errno])
+        kind = OutputError if exc.errno in _MACHINE_ERRNOS else InputError
+        return kind(message, hint=_OS_HINTS.get(exc.errno, "check the path and the machine's state, then run again"))
     return None
