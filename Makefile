@@ -8,7 +8,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 PYTEST_ARGS ?=
 GPU_CHECK_OUT ?= out/gpu-check
 
-.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep clean
+.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -52,3 +52,6 @@ bench-sweep: install
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+bench-faults: install
+	$(PY) bench/bench_faults.py

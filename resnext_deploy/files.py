@@ -35,6 +35,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno and exc.filename in (None, os.fspath(tmp_path)):  # a failed write names no file: name the artifact
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

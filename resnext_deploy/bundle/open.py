@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +95,23 @@ def check_result(result: CheckResult, source: Path, policy: TrustPolicy | None =
     return OpenedBundle(result.directory, result.manifest, source, warnings, signature)
 
 
+_TMP_PREFIX = "resnext-bundle-"
+
+
+def _remove_orphans() -> None:
+    """Remove the temporary unpackings of killed runs (``resnext-bundle-<pid>-*`` whose process is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_TMP_PREFIX}*-*"):
+        pid = folder.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 @contextlib.contextmanager
 def open_bundle(path: Path, policy: TrustPolicy | None = None) -> Iterator[OpenedBundle]:
     """Yield a checked bundle: a tarball is unpacked (and verified while unpacking) into a temporary folder."""
@@ -102,7 +121,8 @@ def open_bundle(path: Path, policy: TrustPolicy | None = None) -> Iterator[Opene
         return
     if not path.exists():
         raise InputError(f"bundle not found: {path}", hint="pass a .tar.gz written by `resnext-deploy package` or its unpacked folder")
-    with tempfile.TemporaryDirectory(prefix="resnext-bundle-") as tmp:
+    _remove_orphans()
+    with tempfile.TemporaryDirectory(prefix=f"{_TMP_PREFIX}{os.getpid()}-") as tmp:
         directory = safe_extract(path, Path(tmp) / "bundle")
         manifest = read_manifest(directory, label=str(path))
         result = CheckResult(directory, manifest, verified=[f["path"] for f in manifest["files"]])
