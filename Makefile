@@ -50,8 +50,8 @@ bench-engines: install
 bench-sweep: install
 	$(PY) bench/bench_sweep.py
 
-clean:
-	rm -rf $(VENV) out .pytest_cache
-
 bench-faults: install
 	$(PY) bench/bench_faults.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
