@@ -121,14 +121,19 @@ def staging_dir(directory: Path) -> Path:
     return Path(directory) / STAGING_DIR
 
 
-def reset_staging(directory: Path) -> Path:
-    """Remove what an earlier (killed) run left — the staging folder and hidden temporary files — and make a fresh,
-    empty staging folder; call it only while holding the lock."""
+def remove_leftovers(directory: Path) -> None:
+    """Remove what an earlier, killed run left: the staging folder and hidden temporary files (hold the lock)."""
     staging = staging_dir(directory)
     if staging.is_symlink() or staging.is_file():
         staging.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     remove_stale_temporaries(directory)
+
+
+def reset_staging(directory: Path) -> Path:
+    """A fresh, empty staging folder, after removing an earlier run's leftovers; call it only while holding the lock."""
+    remove_leftovers(directory)
+    staging = staging_dir(directory)
     staging.mkdir(parents=True)
     return staging
 

@@ -200,7 +200,11 @@ def safe_extract(archive: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     label = str(archive)
     raw, stream = _open_stream(archive)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpack", dir=target.parent))
+    except BaseException:
+        raw.close()
+        raise
     try:
         budget = _Budget(stream, MAX_MANIFEST_BYTES + 2 * HEADER_ALLOWANCE)
         try:
