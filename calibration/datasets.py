@@ -121,15 +121,21 @@ def index_to_wnid(index: int) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _imagenet_info():  # type: ignore[no-untyped-def]
-    from timm.data import ImageNetInfo
+@functools.lru_cache(maxsize=1)
+def _lemmas() -> dict[str, str]:
+    """wnid -> lemma from timm's bundled ``imagenet_synset_to_lemma.txt``, read without importing timm
+    (``timm.data.ImageNetInfo`` would import torch: ~300 MB and seconds for a device that only predicts)."""
+    lemmas = {}
+    for line in _timm_info_file("imagenet_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines():
+        wnid, _, lemma = line.partition("\t")
+        lemmas[wnid] = lemma
+    return lemmas
 
-    return ImageNetInfo()
 
 
 def class_name(index: int) -> str:
-    """Human-readable class name of an ImageNet-1k class index (timm's lemmas)."""
-    return str(_imagenet_info().index_to_description(index))
+    """Human-readable class name of an ImageNet-1k class index (timm's lemmas, as ``ImageNetInfo`` gives them)."""
+    return _lemmas()[index_to_wnid(index)]
 
 
 def is_image(path: Path) -> bool:

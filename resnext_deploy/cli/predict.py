@@ -28,7 +28,7 @@ def predict(
         payload = {"bundle": str(bundle), "backend": result.backend, "backend_reason": result.reason,
                    "signature": signature.to_dict() if signature else None,
                    "warnings": result.warnings, "predictions": [p.to_dict() for p in result.predictions]}
-        console.out.print_json(json.dumps(payload))
+        print(json.dumps(payload, indent=2))  # plain: rich's JSON highlighting takes ~90 KB of memory per prediction
         return
     console.err.print(f"[dim]{result.reason}[/]")
     if signature is not None and signature.signed:

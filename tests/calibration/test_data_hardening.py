@@ -113,3 +113,13 @@ def test_calibration_decodes_batch_by_batch_while_it_calibrates(tiny_checkpoint,
     assert report["calibration"]["size"] == 100 and decoded["count"] == 100
     assert calibration_runs[0] <= 2 * 16  # one calibration chunk (16) from at most two decode batches, not 100 images
     assert len(set(calibration_runs)) > 3  # decoding went on between calibration runs
+
+
+def test_class_names_are_timms_without_importing_it() -> None:
+    """predict names classes from timm's bundled lemma file; ImageNetInfo (which imports torch) gives the same."""
+    from timm.data import ImageNetInfo
+
+    from resnext_deploy.calibration.datasets import class_name
+
+    info = ImageNetInfo()
+    assert [class_name(i) for i in range(1000)] == [info.index_to_description(i) for i in range(1000)]
