@@ -5,6 +5,9 @@ traceback), the bytes left behind (in a private system temp folder and in the ou
 staging folder, hidden temporaries and lock, or a whole output directory that a refused command
 must not create; ONNX Runtime's own 51-byte ``.ses`` marker in the temp folder is not counted), and the peak RSS of the process (``os.wait4``). A row is green when all four hold.
 
+The disk-full cases mount a small tmpfs when run as root (a true ENOSPC, unmounted at once);
+elsewhere a file-size limit (``RLIMIT_FSIZE``, EFBIG) fails the same write.
+
 By default the cases use a tiny ResNeXt (random weights, 64x64) and generated images, so the whole
 replay takes a few minutes on 2 cores. ``--full`` adds the two memory figures of the README at full
 scale: predict over 10,000 images (< 1 GB) and the INT8 export of resnext50d_32x4d calibrated on
