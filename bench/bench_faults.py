@@ -3,7 +3,9 @@
 Columns: the exit code (and the one expected), whether the message is clear (the expected words, no
 traceback), the bytes left behind (in a private system temp folder and in the output directory's
 staging folder, hidden temporaries and lock, or a whole output directory that a refused command
-must not create; ONNX Runtime's own 51-byte ``.ses`` marker in the temp folder is not counted), and the peak RSS of the process (``os.wait4``). A row is green when all four hold.
+must not create; ONNX Runtime's own 51-byte ``.ses`` marker in the temp folder is not counted), and the
+peak RSS of the process (its own ``VmHWM`` at exit: ``os.wait4``'s figure would include this script's
+memory, copied at fork; it is the fallback for a killed process). A row is green when all four hold.
 
 The disk-full cases mount a small tmpfs when run as root (a true ENOSPC, unmounted at once);
 elsewhere a file-size limit (``RLIMIT_FSIZE``, EFBIG) fails the same write.
@@ -41,6 +43,20 @@ import numpy as np
 HERE = Path(__file__).resolve()
 TINY_KWARGS = dict(layers=(1, 1, 1, 1), cardinality=8, base_width=4, channels=(32, 64, 128, 256), stem_width=32)
 MB = 1024 * 1024
+PEAK_ENV = "RESNEXT_BENCH_PEAK_FILE"
+
+
+def record_peak_at_exit() -> None:
+    """Write this process's peak RSS (VmHWM of its own address space, KiB) to $RESNEXT_BENCH_PEAK_FILE at exit."""
+    import atexit
+
+    def write() -> None:
+        status = Path("/proc/self/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        Path(os.environ[PEAK_ENV]).write_text(line.split()[1])
+
+    if os.environ.get(PEAK_ENV) and Path("/proc/self/status").is_file():
+        atexit.register(write)
 
 
 def register_tiny() -> None:
@@ -94,18 +110,20 @@ class Bench:
     def cli(self, args: list[object], *, tmp: Path, on_start: Callable[[subprocess.Popen], None] | None = None,
             limit_file_bytes: int | None = None, timeout: float = 900, tiny: bool = True) -> Run:
         """Run the CLI in a child process with its own TMPDIR; its exit code, output and peak RSS."""
-        command = [sys.executable, str(HERE), "--as-cli", *map(str, args)] if tiny else \
-            [sys.executable, "-m", "resnext_deploy", *map(str, args)]
-        env = os.environ | {"TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "RESNEXT_DEPLOY_CACHE": str(self.work / "cache")}
+        command = [sys.executable, str(HERE), "--as-cli" if tiny else "--as-plain-cli", *map(str, args)]
+        peak_file = self.work / "peak-kib.txt"
+        peak_file.unlink(missing_ok=True)
+        env = os.environ | {"TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1", "COLUMNS": "200", PEAK_ENV: str(peak_file),
+                            "RESNEXT_DEPLOY_CACHE": str(self.work / "cache")}
 
         def limits() -> None:
-            if limit_file_bytes is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
         log = self.work / "last-output.txt"
         started = time.perf_counter()
         with open(log, "wb") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, preexec_fn=limits)
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                       preexec_fn=limits if limit_file_bytes is not None else None)
             if on_start is not None:
                 on_start(process)
             deadline = time.monotonic() + timeout
@@ -117,7 +135,11 @@ class Bench:
                     process.kill()
                 time.sleep(0.05)
             process.returncode = os.waitstatus_to_exitcode(status)
-        return Run(process.returncode, log.read_text(errors="replace"), usage.ru_maxrss / 1024, time.perf_counter() - started)
+        try:  # the child's own high-water mark: wait4's ru_maxrss would include this (large) process, copied at fork
+            peak_kib = float(peak_file.read_text())
+        except (OSError, ValueError):  # killed before it could say: wait4's figure, an upper bound
+            peak_kib = usage.ru_maxrss
+        return Run(process.returncode, log.read_text(errors="replace"), peak_kib / 1024, time.perf_counter() - started)
 
     def record(self, item: str, case: str, run: Run, expected: int, words: str, left: int = 0,
                rss_limit_mb: float = 2048, note: str = "") -> Row:
@@ -619,8 +641,10 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--as-cli":
-        register_tiny()
+    if len(sys.argv) > 1 and sys.argv[1] in ("--as-cli", "--as-plain-cli"):
+        record_peak_at_exit()
+        if sys.argv[1] == "--as-cli":
+            register_tiny()
         from resnext_deploy.cli import main as cli_main
 
         sys.argv = ["resnext-deploy", *sys.argv[2:]]
