@@ -431,7 +431,7 @@ def export_dir_cases(bench: Bench, inputs: dict[str, Path]) -> None:
         ("9", "evaluation = calibration images", [*int8, "--calib-data", data["train"], "--eval-data", data["train"]],
          "also calibration images"),
         ("9", "batch range min 8 > opt 4", ["--min-batch", "8", "--opt-batch", "4"], "batch range"),
-        ("9", "--opset 99", ["--opset", "99"], "--opset 99 is newer than the exporter supports"),
+        ("9", "--opset 99", ["--opset", "99"], "--opset 99 is newer than the dynamo exporter supports"),
         ("10", "non-UTF-8 labels file", ["--eval-data", flat_folder, "--eval-labels", latin], "not UTF-8 text"),
         ("10", "--junit pointing at a folder", ["--junit", work], "is a folder"),
         ("15", "labels cover 5 of 30 images", ["--eval-data", flat_folder, "--eval-labels", few], "labels only 5 of the 30"),

@@ -194,11 +194,15 @@ def record_checksums(directory: Path, report: dict[str, Any]) -> None:
     report["checksums"] = checksums
 
 
+def _names(value: Any) -> list[Any]:
+    """The file names of one ``artifacts`` entry: a name, a list of names, or a table of them (recipe -> name)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _artifact_names(report: dict[str, Any]) -> list[str]:
-    names: list[str] = []
-    for value in (report.get("artifacts") or {}).values():
-        names += value if isinstance(value, list) else [value]
-    return names
+    return list(dict.fromkeys(name for value in (report.get("artifacts") or {}).values() for name in _names(value)))
 
 
 def check_artifacts(directory: Path, report: dict[str, Any], keys: tuple[str, ...] | None = None) -> None:
@@ -214,7 +218,7 @@ def check_artifacts(directory: Path, report: dict[str, Any], keys: tuple[str, ..
     for key, value in artifacts.items():
         if keys is not None and key not in keys:
             continue
-        for name in value if isinstance(value, list) else [value]:
+        for name in _names(value):
             path = artifact_path(directory, name, f"{key} artifact")
             if not path.is_file():
                 raise InputError(f"{path} is missing from the export directory", hint="re-run `resnext-deploy export` for it")

@@ -67,7 +67,7 @@ def test_bad_commands_fail_before_any_work_and_leave_nothing(tiny_spec, tiny_wei
     Manifest.from_records(records, root=synthetic_imagenet.train, layout="imagefolder", seed=0).write(manifest)
     int8 = ["-p", "int8", "-w", tiny_weights, "--calib-size", "20", "-o", out]
     cases = [
-        (["--opset", "99"], "--opset 99 is newer than the exporter supports"),
+        (["--opset", "99"], "--opset 99 is newer than the dynamo exporter supports"),
         (["-p", "int8", "--calib-data", empty], "no images"),
         ([*int8, "--calib-data", synthetic_imagenet.messy, "--strict"], "corrupt.JPEG"),
         ([*int8, "--calib-data", synthetic_imagenet.val, "--calib-manifest", manifest], "differ from the manifest"),
@@ -83,12 +83,13 @@ def test_bad_commands_fail_before_any_work_and_leave_nothing(tiny_spec, tiny_wei
         assert not out.exists(), f"{extra} wrote {out}"
 
 
-def test_max_opset_is_the_torchscript_exporters():
+def test_max_opsets_are_the_exporters_own():
     from torch.onnx import _constants
 
-    from resnext_deploy.exporters.onnx_export import MAX_OPSET
+    from resnext_deploy.exporters.onnx_export import MAX_OPSETS
 
-    assert MAX_OPSET == getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    assert MAX_OPSETS == {"dynamo": _constants.ONNX_MAX_OPSET,
+                          "torchscript": _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET}
 
 
 # --- item 10: exit codes ---------------------------------------------------------------------------------
