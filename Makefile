@@ -8,7 +8,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 PYTEST_ARGS ?=
 GPU_CHECK_OUT ?= out/gpu-check
 
-.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep clean
+.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,9 @@ bench-engines: install
 
 bench-sweep: install
 	$(PY) bench/bench_sweep.py
+
+bench-faults: install
+	$(PY) bench/bench_faults.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -22,6 +22,9 @@ IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 KAGGLE_LABELS_NAME = "LOC_val_solution.csv"
 TEXT_LABELS_NAMES = ("val_labels.txt", "labels.txt")
 SPLITS = ("train", "val")
+# A labels file naming fewer of the folder's images than this is refused (evaluation would silently
+# shrink to the labelled ones); ``min_label_coverage=0`` (``--allow-partial-labels``) accepts any.
+MIN_LABEL_COVERAGE = 0.9
 _WNID = re.compile(r"^n\d{8}$")
 
 
@@ -43,7 +46,13 @@ class ScanResult:
     records: list[ImageRecord]
     split: str | None = None
     labels_file: Path | None = None
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # images of the folder the labels file does not name
+
+    @property
+    def label_coverage(self) -> float:
+        """Fraction of the folder's images that have a label (1.0 for folder layouts)."""
+        total = len(self.records) + len(self.ignored)
+        return len(self.records) / total if total else 1.0
 
     @property
     def labelled(self) -> bool:
@@ -60,6 +69,8 @@ class ScanResult:
         where = f"{self.root}" + (f" (split '{self.split}')" if self.split else "")
         classes = len([k for k in self.class_counts if k is not None])
         labels = f"{classes} classes" if self.labelled else "unlabelled"
+        if self.labels_file is not None:
+            labels += f", labels for {len(self.records)} of {len(self.records) + len(self.ignored)} images"
         return f"{len(self.records)} images, {self.layout} layout, {labels}, in {where}"
 
 
@@ -110,15 +121,21 @@ def index_to_wnid(index: int) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _imagenet_info():  # type: ignore[no-untyped-def]
-    from timm.data import ImageNetInfo
+@functools.lru_cache(maxsize=1)
+def _lemmas() -> dict[str, str]:
+    """wnid -> lemma from timm's bundled ``imagenet_synset_to_lemma.txt``, read without importing timm
+    (``timm.data.ImageNetInfo`` would import torch: ~300 MB and seconds for a device that only predicts)."""
+    lemmas = {}
+    for line in _timm_info_file("imagenet_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines():
+        wnid, _, lemma = line.partition("\t")
+        lemmas[wnid] = lemma
+    return lemmas
 
-    return ImageNetInfo()
 
 
 def class_name(index: int) -> str:
-    """Human-readable class name of an ImageNet-1k class index (timm's lemmas)."""
-    return str(_imagenet_info().index_to_description(index))
+    """Human-readable class name of an ImageNet-1k class index (timm's lemmas, as ``ImageNetInfo`` gives them)."""
+    return _lemmas()[index_to_wnid(index)]
 
 
 def is_image(path: Path) -> bool:
@@ -126,11 +143,15 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
-def scan_images(path: str | Path, labels_file: str | Path | None = None, split: str = "val") -> ScanResult:
+def scan_images(
+    path: str | Path, labels_file: str | Path | None = None, split: str = "val",
+    min_label_coverage: float = MIN_LABEL_COVERAGE,
+) -> ScanResult:
     """Find the images under ``path`` and their labels; see the module docstring for layouts.
 
     A root holding ``train/`` and ``val/`` resolves to ``split`` (``val`` by default, for
-    evaluation); the chosen split is returned in :attr:`ScanResult.split`.
+    evaluation); the chosen split is returned in :attr:`ScanResult.split`. A labels file that
+    names fewer than ``min_label_coverage`` of a flat folder's images is an ``InputError``.
     """
     if split not in SPLITS:
         raise UsageError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
@@ -141,11 +162,23 @@ def scan_images(path: str | Path, labels_file: str | Path | None = None, split: 
         raise InputError(f"{root} is not a folder", hint="pass the folder holding the images, not a file")
     root = root.resolve()
     if labels_file is not None:
-        return _scan_flat(root, _existing_file(labels_file), None)
+        return _check_coverage(_scan_flat(root, _existing_file(labels_file), None), min_label_coverage)
     chosen = _pick_split(root, split)
     if chosen is not None:
-        return _scan_root(root / chosen, chosen)
-    return _scan_root(root, None)
+        return _check_coverage(_scan_root(root / chosen, chosen), min_label_coverage)
+    return _check_coverage(_scan_root(root, None), min_label_coverage)
+
+
+def _check_coverage(scan: ScanResult, minimum: float) -> ScanResult:
+    if scan.labels_file is None or scan.label_coverage >= minimum:
+        return scan
+    total = len(scan.records) + len(scan.ignored)
+    raise InputError(
+        f"{scan.labels_file.name} labels only {len(scan.records)} of the {total} images in {scan.root} "
+        f"({scan.label_coverage:.0%}, below {minimum:.0%}); the others would be left out silently "
+        f"(unlabelled: {', '.join(scan.ignored[:3])}{', ...' if len(scan.ignored) > 3 else ''})",
+        hint=f"use the labels file of this folder, or pass --allow-partial-labels to use the {len(scan.records)} labelled images",
+    )
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -202,21 +235,28 @@ def _scan_flat(root: Path, labels_file: Path | None, split: str | None) -> ScanR
     labels = read_labels_file(labels_file)
     by_name = {f.name: f for f in images}
     by_stem = {f.stem: f for f in images}
-    found: dict[str, Path] = {}
+    found: dict[Path, tuple[str, int]] = {}
     missing: list[str] = []
-    for name in labels:
+    for name, label in labels.items():
         image = by_name.get(Path(name).name) or by_stem.get(Path(name).name)
         if image is None:
             missing.append(name)
+        elif image in found and found[image][1] != label:
+            other, other_label = found[image]
+            raise InputError(
+                f"{labels_file.name} gives {image.name} two labels: {other!r} -> {index_to_wnid(other_label)}, "
+                f"{name!r} -> {index_to_wnid(label)}",
+                hint="keep one label per image in the labels file",
+            )
         else:
-            found[name] = image
+            found.setdefault(image, (name, label))
     if missing:
         raise InputError(
             f"{len(missing)} file(s) named in {labels_file.name} are not in {root}: {', '.join(missing[:5])}",
             hint="point the labels file at the folder holding those images",
         )
     records = sorted(
-        (ImageRecord(path=found[name], relpath=found[name].name, label=label) for name, label in labels.items()),
+        (ImageRecord(path=image, relpath=image.name, label=label) for image, (_, label) in found.items()),
         key=lambda r: r.relpath,
     )
     listed = {r.relpath for r in records}
@@ -225,22 +265,44 @@ def _scan_flat(root: Path, labels_file: Path | None, split: str | None) -> ScanR
 
 
 def read_labels_file(path: Path) -> dict[str, int]:
-    """Read a Kaggle ``LOC_val_solution.csv`` or a ``filename label`` text file into name -> index."""
-    text = path.read_text(encoding="utf-8-sig")
+    """Read a Kaggle ``LOC_val_solution.csv`` or a ``filename label`` text file into name -> index.
+
+    A name listed twice with different labels is an ``InputError`` (which one is right cannot be known).
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"labels file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+                         hint="save it as UTF-8, e.g. iconv -f LATIN1 -t UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read labels file {path}: {exc.strerror or exc}", hint="pass a readable file") from None
     first = text.lstrip().splitlines()[0] if text.strip() else ""
     if first.replace(" ", "").lower().startswith("imageid,predictionstring"):
         return _read_kaggle(path, text)
     return _read_text_labels(path, text)
 
 
+def _add_label(labels: dict[str, int], lines: dict[str, int], name: str, label: int, path: Path, line_no: int) -> None:
+    """Record ``name -> label``; the same pair twice is harmless, two different labels are refused."""
+    if name in labels and labels[name] != label:
+        raise InputError(
+            f"{path.name}: conflicting labels for {name!r}: line {lines[name]} says {index_to_wnid(labels[name])}, "
+            f"line {line_no} says {index_to_wnid(label)}",
+            hint="keep one label per image in the labels file",
+        )
+    labels.setdefault(name, label)
+    lines.setdefault(name, line_no)
+
+
 def _read_kaggle(path: Path, text: str) -> dict[str, int]:
     labels: dict[str, int] = {}
+    lines: dict[str, int] = {}
     for line_no, row in enumerate(csv.reader(text.splitlines()[1:]), start=2):
         if not row:
             continue
         if len(row) < 2 or not row[1].split():
             raise InputError(f"{path.name}:{line_no}: expected 'ImageId,PredictionString'", hint="is this the Kaggle LOC_val_solution.csv?")
-        labels[row[0].strip()] = _parse_label(row[1].split()[0], path, line_no)
+        _add_label(labels, lines, row[0].strip(), _parse_label(row[1].split()[0], path, line_no), path, line_no)
     if not labels:
         raise InputError(f"{path} lists no images", hint="the Kaggle CSV needs one row per validation image")
     return labels
@@ -248,13 +310,14 @@ def _read_kaggle(path: Path, text: str) -> dict[str, int]:
 
 def _read_text_labels(path: Path, text: str) -> dict[str, int]:
     labels: dict[str, int] = {}
+    lines: dict[str, int] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
         parts = line.replace(",", " ").split()
         if not parts or parts[0].startswith("#"):
             continue
         if len(parts) != 2:
             raise InputError(f"{path.name}:{line_no}: expected 'filename label', got {line.strip()!r}", hint="one image per line: name and wnid or class index")
-        labels[parts[0]] = _parse_label(parts[1], path, line_no)
+        _add_label(labels, lines, parts[0], _parse_label(parts[1], path, line_no), path, line_no)
     if not labels:
         raise InputError(f"{path} lists no images", hint="one image per line: 'filename label'")
     return labels

@@ -4,10 +4,18 @@
 is_training=False)``: shorter side to floor(size / crop_pct) with the model's interpolation,
 center crop, to tensor, normalize) without torch, so calibration and evaluation on a device
 only need PIL and numpy. A test checks it against timm's own transform within 1e-6.
+
+Two departures from a plain ``Image.open(...).convert("RGB")``: 16-bit grayscale PNGs are scaled
+to 8 bits (PIL's conversion clips every value above 255, leaving an almost white image), and an
+image over PIL's decompression-bomb limit is an error (skipped with its reason by the loaders)
+instead of a warning on the terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -52,10 +60,46 @@ def _resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, scaling 16-bit grayscale (``I;16``, ``I``) by 255/65535 as torchvision's PNG decoder does."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode == "F":
+        raise ValueError("floating-point image: its value range is unknown, convert it to 8-bit RGB first")
+    return image.convert("RGB")
+
+
+@contextlib.contextmanager
+def decoding_guard() -> Iterator[None]:
+    """Make PIL's ``DecompressionBombWarning`` an exception for the block (a reason to skip, not terminal noise).
+
+    Entered once around a whole decode (worker threads see the same filters), not per image.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def describe_decode_error(exc: BaseException) -> str:
+    """Why an image could not be used, in words (oversized images named as such)."""
+    from PIL import Image
+
+    if isinstance(exc, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        return f"too large, a possible decompression bomb ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def preprocess_pil(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     """Eval-transform an already opened PIL image into a float32 (3, H, W) array."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
     new_size = _resized_size(*image.size, cfg.resize_size)
     if new_size != image.size:
         image = image.resize(new_size, resample=_resample(cfg.interpolation))
@@ -84,14 +128,23 @@ def preprocess_image(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
         return preprocess_pil(image, cfg)
 
 
-def _decode_or_reason(path: Path, cfg: PreprocessConfig) -> np.ndarray | str:
-    """Top-level (picklable) worker: the array, or why the image could not be read."""
+def _decode_or_reason(path: Path, cfg: PreprocessConfig | None) -> np.ndarray | str | None:
+    """Top-level (picklable) worker: the array (None when ``cfg`` is None: only check), or why the image is unusable."""
+    from PIL import Image
+
+    if multiprocessing.parent_process() is not None:  # a worker process: our own, so its filters are ours to set
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
     try:
+        if cfg is None:
+            with Image.open(path) as image:
+                image.load()
+                to_rgb(image)
+            return None
         return preprocess_image(path, cfg)
     except UsageError:
         raise
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombWarning/Error...
+        return describe_decode_error(exc)
 
 
 @dataclass
@@ -118,6 +171,19 @@ def _make_executor(kind: str, workers: int) -> Executor:
     if kind == "process":
         return ProcessPoolExecutor(max_workers=workers)
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+
+@contextlib.contextmanager
+def _pool(kind: str, workers: int) -> Iterator[Executor]:
+    """An executor whose queued work is dropped (not waited for) when the block fails or is interrupted."""
+    pool = _make_executor(kind, workers)
+    try:
+        with decoding_guard():
+            yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _progress(enabled: bool, total: int, description: str):  # type: ignore[no-untyped-def]
@@ -182,7 +248,7 @@ def load_images(
         raise InputError("no images to load", hint="check the image folder and the subset size")
     workers = workers or default_workers()
     bar, task = _progress(progress, len(records), "decoding images")
-    with bar, _make_executor(executor, workers) as pool:
+    with bar, _pool(executor, workers) as pool:
         result = _decode_all(records, cfg, pool, lambda: bar.advance(task))
     return _check(result, len(records), strict)
 
@@ -205,7 +271,7 @@ def iter_batches(
     bar, task = _progress(progress, len(records), "decoding images")
     kept = 0
     all_skipped: list[tuple[str, str]] = []
-    with bar, _make_executor(executor, workers) as pool:
+    with bar, _pool(executor, workers) as pool:
         for start in range(0, len(records), batch_size):
             batch = _decode_all(records[start : start + batch_size], cfg, pool, lambda: bar.advance(task))
             if strict and batch.skipped:
@@ -216,3 +282,28 @@ def iter_batches(
                 yield batch
     if not kept:
         _check(LoadResult(np.empty((0,)), None, [], all_skipped), len(records), strict)
+
+
+def probe_images(records: Sequence[ImageRecord], *, decode: bool, workers: int | None = None) -> list[tuple[str, str]]:
+    """(relative path, reason) of every image that cannot be used, found before any heavy work.
+
+    ``decode`` decodes each image fully (what ``--strict`` needs to know); otherwise only the header
+    is read (not an image, unknown format, over the decompression-bomb limit).
+    """
+    from PIL import Image
+
+    def check(path: Path) -> str | None:
+        if decode:
+            reason = _decode_or_reason(path, None)
+            return reason if isinstance(reason, str) else None
+        try:
+            with Image.open(path) as image:
+                if image.mode == "F":
+                    raise ValueError("floating-point image: its value range is unknown, convert it to 8-bit RGB first")
+        except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, DecompressionBomb...
+            return describe_decode_error(exc)
+        return None
+
+    with _pool("thread", workers or default_workers()) as pool:
+        reasons = list(pool.map(check, [record.path for record in records]))
+    return [(record.relpath, reason) for record, reason in zip(records, reasons) if reason is not None]

@@ -143,11 +143,13 @@ def prepare_quantization(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     stats_file: str | os.PathLike[str] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[QuantizationSetup]:
-    """Pre-process ``fp32_onnx`` and get its statistics in a temp folder.
+    """Pre-process ``fp32_onnx`` and get its statistics in a temp folder (inside ``work_dir``; default: the system's).
 
     Statistics come from the cache, else from ``stats_file`` (the copy an export directory keeps)
-    when its key matches, else from calibrating on ``calibration``.
+    when its key matches, else from calibrating on ``calibration`` (an array, or batches streamed:
+    only a chunk is in memory at a time).
     """
     import onnx
 
@@ -164,10 +166,10 @@ def prepare_quantization(
     cache = StatsCache(cache_dir)
     if stats_file is not None and cache.load(key) is None:
         cache.adopt(stats_file, key)
-    with tempfile.TemporaryDirectory(prefix="resnext-quant.") as tmp:
+    with tempfile.TemporaryDirectory(prefix="resnext-quant.", dir=work_dir) as tmp:
         prepared = _prepare(fp32_model, Path(tmp))
         started = time.perf_counter()
-        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, progress)
+        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, progress, Path(tmp))
         seconds = time.perf_counter() - started
         excluded = grouped_conv_nodes(onnx.load(prepared)) if recipe_obj.keep_grouped_float else []
         yield QuantizationSetup(fp32_model, prepared, recipe_obj, method, params, key, stats, stats_source,
@@ -188,6 +190,7 @@ def quantize_int8(
     progress: bool = True,
     calibration_record: dict[str, Any] | None = None,
     float_layers: Iterable[str] = (),
+    work_dir: str | os.PathLike[str] | None = None,
 ) -> QuantizationResult:
     """Write an INT8 Q/DQ model of ``fp32_onnx`` to ``output`` (atomically) and describe it.
 
@@ -195,7 +198,8 @@ def quantize_int8(
     the model's eval transform; it is not read when the statistics cache already holds
     (model sha256, ``manifest_sha256``, method, params). ``calibration_record`` (for example
     ``{"skipped": 2}``) is merged into the artifact's ``calibration`` metadata. ``float_layers``
-    are node names left out of INT8 (mixed precision), in the recipe's float precision.
+    are node names left out of INT8 (mixed precision), in the recipe's float precision. Temporary
+    models go to a folder inside ``work_dir`` (default: the system's temporary folder).
     """
     started = time.perf_counter()
     fp32_onnx, output = Path(fp32_onnx), Path(output)
@@ -204,6 +208,7 @@ def quantize_int8(
     with prepare_quantization(
         fp32_onnx, calibration, manifest_sha256=manifest_sha256, method=method, recipe=recipe,
         keep_grouped_float=keep_grouped_float, percentile=percentile, cache_dir=cache_dir, progress=progress,
+        work_dir=work_dir,
     ) as setup:
         model, released = setup.quantize(float_layers)
     write_int8(setup, model, output, calibration_record)
@@ -314,6 +319,7 @@ def _statistics(
     calibration: np.ndarray | Iterable[np.ndarray] | None,
     input_name: str,
     progress: bool,
+    work_dir: Path | None = None,
 ) -> tuple[CachedStats, str]:
     """Cached ranges for ``key``; else recompute from cached histograms; else calibrate and cache."""
     cached = cache.load(key)
@@ -330,7 +336,7 @@ def _statistics(
             hint="pass the calibration images (or the --cache-dir the export used)",
         )
     tensors, histograms, count = collect_statistics(
-        model_path, calibration, key.method, key.params, input_name=input_name, progress=progress
+        model_path, calibration, key.method, key.params, input_name=input_name, progress=progress, work_dir=work_dir
     )
     if histograms is not None:
         cache.save_histograms(key, histograms, count)

@@ -50,7 +50,22 @@ def build_model(spec: ModelSpec, weights: str = "pretrained") -> tuple[torch.nn.
         model = _create(spec, pretrained=False)
         load_checkpoint(model, path)
         info = WeightsInfo(f"file:{path.resolve()}", "file", sha256_file(path))
+    check_finite(model, info.origin)
     return model.eval(), info
+
+
+def check_finite(model: torch.nn.Module, origin: str) -> None:
+    """``WeightsError`` naming the tensors that hold NaN or infinity (the export could only produce garbage)."""
+    import torch
+
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        kinds = {"NaN" if bool(torch.isnan(t).any()) else "infinity" for t in (model.state_dict()[n] for n in bad)}
+        raise WeightsError(
+            f"the weights ({origin}) contain {' and '.join(sorted(kinds))} in {len(bad)} tensor(s): {_preview(bad)}",
+            hint="the checkpoint is damaged or came from a diverged training run; use another checkpoint",
+        )
 
 
 def _create(spec: ModelSpec, pretrained: bool) -> torch.nn.Module:

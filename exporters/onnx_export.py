@@ -24,6 +24,9 @@ DEFAULT_EXPORTER = "dynamo"
 # for per-channel QuantizeLinear (axis).
 DEFAULT_OPSETS = {"dynamo": 18, "torchscript": 17}
 MIN_OPSETS = {"dynamo": 18, "torchscript": 13}
+# The exporters' ceilings (torch.onnx._constants: ONNX_MAX_OPSET, ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET); constants so the
+# check runs before torch is imported (a test compares them with torch's).
+MAX_OPSETS = {"dynamo": 23, "torchscript": 20}
 DEFAULT_OPSET = DEFAULT_OPSETS[DEFAULT_EXPORTER]
 
 
@@ -33,6 +36,9 @@ def resolve_opset(exporter: str, opset: int | None) -> int:
         raise UsageError(f"unknown ONNX exporter {exporter!r}", hint=f"choose one of: {', '.join(EXPORTERS)}")
     if opset is None:
         return DEFAULT_OPSETS[exporter]
+    if opset > MAX_OPSETS[exporter]:
+        raise UsageError(f"--opset {opset} is newer than the {exporter} exporter supports",
+                         hint=f"use --opset {MIN_OPSETS[exporter]} to {MAX_OPSETS[exporter]} (default {DEFAULT_OPSETS[exporter]})")
     if opset < MIN_OPSETS[exporter]:
         other = "" if exporter == "torchscript" else "; --exporter torchscript writes opset 13-17"
         raise UsageError(

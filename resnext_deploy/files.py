@@ -1,4 +1,9 @@
-"""Atomic file writes and content hashes: nothing half-written ever looks finished."""
+"""Atomic, durable file writes and content hashes: nothing half-written ever looks finished.
+
+A write goes to a hidden temporary file in the target's folder (``.NAME.XXXX.tmp``), is
+flushed to disk (``fsync``), renamed onto the target, and the folder entry is flushed too, so
+after a power loss a file either has its old content or its complete new content.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +25,64 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())
+            fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno and exc.filename in (None, os.fspath(tmp_path)):  # a failed write names no file: name the artifact
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a closed file's data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders; the rename itself still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[str]:
+    """Remove ``.NAME.XXXX.tmp`` files that :func:`atomic_path` left in ``directory`` when a process was killed.
+
+    Call it only while holding the folder's lock (no other writer can be mid-write); returns the names removed.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 def _umask() -> int:

@@ -16,6 +16,9 @@ CALIBRATION_MANIFEST = f"{CALIBRATION_DIR}/manifest.json"
 STATS_PREFIX = f"{CALIBRATION_DIR}/stats-"
 SENSITIVITY_NAME = "sensitivity.json"
 SENSITIVITY_PLOT_NAME = "sensitivity.png"
+LOCK_NAME = ".resnext.lock"  # holder's pid, host and command while a run writes the directory
+STAGING_DIR = ".resnext-staging"  # a run's work in progress; whatever a killed run left is removed at the next start
+TOP_LEVEL_OWNED = (REPORT_NAME, REPORT_MD_NAME, LATENCY_PLOT_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME)
 
 
 def artifact_name(precision: str, target: str | None = None) -> str:
@@ -56,3 +59,18 @@ SWEEP_CACHE_DIR = "cache"
 def sweep_cell_dir(model: str, precision: str, backend: str) -> str:
     """A cell's export directory inside a sweep directory: ``<model>/<precision>-<backend>``."""
     return f"{model}/{precision}-{backend}"
+
+
+def is_owned(relpath: str) -> bool:
+    """Whether ``relpath`` (POSIX, relative to an export directory) is a file this tool writes there.
+
+    Top-level ``model.*`` files (ONNX artifacts, engines and their sidecars), the reports and the
+    calibration records; anything else in the directory belongs to the user and is never removed.
+    """
+    parts = relpath.split("/")
+    if len(parts) == 1:
+        return parts[0].startswith("model.") or parts[0] in TOP_LEVEL_OWNED
+    return len(parts) == 2 and parts[0] == CALIBRATION_DIR and (
+        parts[1] == "manifest.json" or (parts[1].startswith("stats-") and parts[1].endswith(".json"))
+    )
+

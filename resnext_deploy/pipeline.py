@@ -7,15 +7,16 @@ This module only orders the stages and records them in report.json; the work liv
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console
+from resnext_deploy import console, outdir
 from resnext_deploy.errors import GateFailed, InputError, OutputError, UsageError
 from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER, resolve_opset
 from resnext_deploy.layout import (
@@ -44,6 +45,8 @@ class CalibrationOptions:
     cache_dir: Path | None = None
     workers: int | None = None
     targets: tuple[str, ...] = ()  # other backends' INT8 recipes to make too (model.int8.<target>.onnx)
+    min_label_coverage: float = 0.9  # calibration.datasets.MIN_LABEL_COVERAGE; 0 accepts a labels file covering any part
+    decode_batch: int = 32  # images decoded at a time: calibration streams, it never holds the whole subset
 
 
 @dataclass
@@ -104,6 +107,8 @@ def validate(options: ExportOptions) -> ModelSpec:
         raise UsageError("--calib-manifest needs --calib-data", hint="pass the image folder the manifest refers to")
     if calib.size <= 0:
         raise UsageError(f"--calib-size must be positive, got {calib.size}", hint="NVIDIA recommends >= 500 for CNNs")
+    if calib.decode_batch <= 0 or not 0.0 <= calib.min_label_coverage <= 1.0:
+        raise UsageError("calibration decode batch must be positive and label coverage within 0..1")
     if options.fp32_from is not None and not Path(options.fp32_from).is_file():
         raise InputError(f"FP32 model {options.fp32_from} does not exist", hint="export the FP32 model first")
     _validate_mixed_precision(options)
@@ -148,7 +153,9 @@ def check_tuning_source(options: ExportOptions) -> None:
 
 
 def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> None:
-    """Create ``directory`` and make sure it is writable and holds nothing we would overwrite."""
+    """Create ``directory`` and make sure it is writable and holds none of ``names`` (a sweep's own folder)."""
+    import tempfile
+
     existing = [name for name in dict.fromkeys(names) if (directory / name).exists()]
     if existing and not force:
         raise OutputError(
@@ -165,8 +172,51 @@ def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> 
         ) from None
 
 
+def _check_existing(directory: Path, force: bool) -> None:
+    """Refuse to overwrite an earlier export's files without ``--force``."""
+    existing = sorted(outdir.owned_files(directory))
+    if existing and not force:
+        raise OutputError(
+            f"{directory} already holds {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}",
+            hint="pass --force to replace that export (only this run's files remain), or choose another --output directory",
+        )
+
+
+@contextlib.contextmanager
+def output_directory(directory: Path, force: bool, command: list[str]) -> Iterator[Path]:
+    """Lock ``directory`` for the run and yield a fresh staging folder inside it.
+
+    What an earlier, killed run left in the staging folder is removed first; the staging folder is
+    removed at the end, and so is ``directory`` itself when this run created it and failed.
+    """
+    created = not directory.exists()
+    _check_existing(directory, force)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {directory}: {exc.strerror or exc}", hint="choose a writable --output directory") from None
+    try:
+        with outdir.locked(directory, command):
+            _check_existing(directory, force)
+            try:
+                yield outdir.reset_staging(directory)
+            finally:
+                outdir.remove_staging(directory)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty: nothing of ours, nothing of the user's
+        raise
+
+
 def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run the whole export job; return the output directory and the report written there."""
+    """Run the whole export job; return the output directory and the report written there.
+
+    Every model-free check runs first (``preflight``); the artifacts are built in the output
+    directory's staging folder and moved into place at the end, so a failed or interrupted run
+    leaves an earlier export untouched and ``--force`` leaves only this run's files.
+    """
+    from resnext_deploy import preflight
     from resnext_deploy.engines import resolve_backend, resolve_recipe
 
     spec = validate(options)
@@ -174,41 +224,47 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     backend, backend_reason = resolve_backend(options.backend, options.precision)
     recipe = resolve_recipe(options.recipe, backend.name)
     targets = int8_targets(recipe, options.calibration.targets) if options.precision == "int8" else {}
+    checked = preflight.check_export(spec, options, default_eval_data(options.calibration))
     output = options.resolved_output()
-    prepare_output_dir(output, options.force, (FP32_NAME, artifact_name(options.precision), *targets.values(), REPORT_NAME))
-    report = new_report(command or [])
-    report["model"] = spec.to_dict()
-    report["precision"] = options.precision
-    console.err.print(f"[dim]{backend_reason}[/]")
+    with output_directory(output, options.force, list(command or [])) as staging:
+        staged, work = staging / "export", staging / "work"
+        staged.mkdir()
+        work.mkdir()
+        report = new_report(command or [])
+        report["model"] = spec.to_dict()
+        report["precision"] = options.precision
+        console.err.print(f"[dim]{backend_reason}[/]")
 
-    if options.fp32_from is not None:
-        _reuse_fp32(Path(options.fp32_from), output, report)
-    else:
-        _export_fp32(spec, options, output, report)
-    write_report(output, report)
-    artifact = output / _engine_source(targets, backend.name, options.precision)
-    mixed: FallbackOutcome | None = None
-    if options.precision == "fp16":
-        _convert_fp16(output, report)
-    elif options.precision == "int8":
-        manifest, loaded = _quantize_int8(spec, options.calibration, targets, output, report,
-                                          options.mixed_precision.tune_size)
-        write_report(output, report)
-        mixed = _mixed_precision(spec, options, recipe, targets, backend, output, report, manifest, loaded)
-    write_report(output, report)
-    if options.build_engine:
-        _build_engine(backend, backend_reason, artifact, options, report)
-        write_report(output, report)
-    if options.verify is not None:
-        try:
-            report = _verify(output, options)
-        except GateFailed as failed:
-            if mixed is not None:
-                mixed.raise_if_failed(failed)
-            raise
+        if options.fp32_from is not None:
+            _reuse_fp32(Path(options.fp32_from), staged, report)
+        else:
+            _export_fp32(spec, options, staged, report)
+        artifact = staged / _engine_source(targets, backend.name, options.precision)
+        mixed: FallbackOutcome | None = None
+        if options.precision == "fp16":
+            _convert_fp16(staged, report)
+        elif options.precision == "int8":
+            manifest = _quantize_int8(spec, options.calibration, targets, staged, report, checked.calibration, work)
+            mixed = _mixed_precision(spec, options, recipe, targets, backend, staged, report, manifest, work)
+        if options.build_engine:
+            _build_engine(backend, backend_reason, artifact, options, report)
+        outdir.record_checksums(staged, report)
+        write_report(staged, report)
+        outcome = _verify(staged, options, checked.eval_data) if options.verify is not None else None
+        _commit(staged, output)
+    if outcome is not None:
+        report = _finish_verification(outcome, staged, output, mixed)
     if mixed is not None:
         mixed.raise_if_failed()
     return output, report
+
+
+def _commit(staged: Path, output: Path) -> None:
+    """Move this run's files into the output directory; say which files of an earlier run were removed."""
+    stale = outdir.commit(staged, output)
+    if stale:
+        console.err.print(f"[dim]--force: removed {len(stale)} file(s) of the earlier export this run did not write: "
+                          f"{', '.join(stale)}[/]")
 
 
 def default_eval_data(calib: CalibrationOptions) -> Path | None:
@@ -218,19 +274,30 @@ def default_eval_data(calib: CalibrationOptions) -> Path | None:
     return None
 
 
-def _verify(output: Path, options: ExportOptions) -> dict[str, Any]:
-    """Verify the fresh export against its FP32 baseline; a failed gate raises after every output is written."""
-    import dataclasses
-
+def _verify(staged: Path, options: ExportOptions, eval_data: Path | None) -> Any:
+    """Verify the fresh export (still in the staging folder) against its FP32 baseline; write its reports."""
     from resnext_deploy.verification import verify_directory
+
+    verify_options = dataclasses.replace(options.verify, eval_data=eval_data)
+    if verify_options.min_label_coverage is None:
+        verify_options.min_label_coverage = options.calibration.min_label_coverage
+    return verify_directory(staged, verify_options, lock=False)
+
+
+def _finish_verification(outcome: Any, staged: Path, output: Path, mixed: FallbackOutcome | None) -> dict[str, Any]:
+    """Print the verification summary of the committed export; a failed gate raises (exit 1) after every file is in place."""
     from resnext_deploy.verification.outputs import print_summary
 
-    verify_options = options.verify
-    if verify_options.eval_data is None:
-        verify_options = dataclasses.replace(verify_options, eval_data=default_eval_data(options.calibration))
-    outcome = verify_directory(output, verify_options)
+    outcome.directory = output
+    outcome.outputs = {key: output / path.relative_to(staged) if path.is_relative_to(staged) else path
+                       for key, path in outcome.outputs.items()}
     print_summary(outcome.report)
-    outcome.raise_for_gates()
+    try:
+        outcome.raise_for_gates()
+    except GateFailed as failed:
+        if mixed is not None:
+            mixed.raise_if_failed(failed)
+        raise
     return outcome.report
 
 
@@ -295,54 +362,55 @@ def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
     report["artifacts"]["fp16"] = artifact_name("fp16")
 
 
-def _calibration_images(
-    spec: ModelSpec, calib: CalibrationOptions, output: Path, report: dict[str, Any], tune_size: int = 0
-) -> Any:
-    """Scan, pick (or re-use) the subset and the tuning slice, pin them in a manifest, decode the subset."""
-    from resnext_deploy.calibration.datasets import scan_images
-    from resnext_deploy.calibration.manifest import Manifest, select_subset
-    from resnext_deploy.calibration.preprocess import load_images
+class DecodedBatches:
+    """The calibration subset decoded ``batch`` images at a time, each time it is iterated.
 
-    assert calib.data is not None  # validate() guarantees it
-    if calib.manifest is not None:
-        manifest = Manifest.read(calib.manifest)
-        root = Path(calib.data).expanduser().resolve()
-        if manifest.split and (root / manifest.split).is_dir():
-            root = root / manifest.split
-        records = manifest.resolve(root)
-        manifest = dataclasses.replace(manifest, root=str(root))  # where its images are on this machine
-        description = f"{len(records)} images from manifest {calib.manifest}"
-        if tune_size and not manifest.tuning:
-            manifest = _with_tuning(manifest, scan_images(calib.data, calib.labels_file, split="train"), tune_size)
-    else:
-        scan = scan_images(calib.data, calib.labels_file, split="train")
-        records = select_subset(scan.records, calib.size, calib.seed)
-        manifest = Manifest.from_records(records, root=scan.root, layout=scan.layout, seed=calib.seed, split=scan.split)
-        description = scan.describe()
-        if tune_size:
-            manifest = _with_tuning(manifest, scan, tune_size)
-    manifest_path = output / CALIBRATION_MANIFEST
-    manifest.write(manifest_path)
-    console.err.print(f"[dim]calibration subset: {len(records)} of {description}[/]")
-    loaded = load_images(records, spec.preprocess, workers=calib.workers, strict=calib.strict)
-    if loaded.skipped:
-        names = ", ".join(name for name, _ in loaded.skipped[:5])
-        console.warn(f"skipped {len(loaded.skipped)} unreadable calibration image(s): {names}")
-    report["calibration"] = {
+    Calibration consumes it as it decodes (memory does not grow with the subset), and not at all
+    when the statistics are cached; ``read`` and ``skipped`` say what the last pass decoded.
+    """
+
+    def __init__(self, records: list[Any], spec: ModelSpec, calib: CalibrationOptions) -> None:
+        self.records, self.spec, self.calib = records, spec, calib
+        self.read = 0
+        self.skipped: list[tuple[str, str]] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        from resnext_deploy.calibration.preprocess import iter_batches
+
+        self.read, self.skipped = 0, []
+        for loaded in iter_batches(self.records, self.spec.preprocess, self.calib.decode_batch, workers=self.calib.workers,
+                                   strict=self.calib.strict):
+            self.read += len(loaded)
+            self.skipped += loaded.skipped
+            yield loaded.array
+
+
+def _calibration_images(spec: ModelSpec, calib: CalibrationOptions, plan: Any, output: Path) -> tuple[Any, DecodedBatches]:
+    """Pin the checked subset (and tuning slice) in the export's manifest; return it and its batches, decoded on demand."""
+    plan.manifest.write(output / CALIBRATION_MANIFEST)
+    console.err.print(f"[dim]calibration subset: {len(plan.records)} of {plan.description}[/]")
+    return plan.manifest, DecodedBatches(plan.records, spec, calib)
+
+
+def _calibration_section(calib: CalibrationOptions, manifest: Any, batches: DecodedBatches, used: int) -> dict[str, Any]:
+    """report.json's calibration section (skipped files are known when the images were decoded)."""
+    if batches.skipped:
+        names = ", ".join(name for name, _ in batches.skipped[:5])
+        console.warn(f"skipped {len(batches.skipped)} unreadable calibration image(s): {names}")
+    return {
         "data": str(manifest.root),
         "layout": manifest.layout,
         "split": manifest.split,
         "requested_size": calib.size,
-        "size": len(loaded),
+        "size": used,
         "seed": manifest.seed,
         "method": calib.method,
         "manifest_sha256": manifest.sha256,
-        "skipped": len(loaded.skipped),
-        "skipped_files": [{"file": name, "reason": reason} for name, reason in loaded.skipped],
+        "decoded": batches.read + len(batches.skipped) > 0,
+        "skipped": len(manifest.entries) - used,
+        "skipped_files": [{"file": name, "reason": reason} for name, reason in batches.skipped],
         "tuning": {"size": len(manifest.tuning), "sha256": manifest.tuning_sha256},
     }
-    report["artifacts"]["calibration_manifest"] = CALIBRATION_MANIFEST
-    return manifest, loaded
 
 
 def int8_targets(recipe: str, backends: tuple[str, ...]) -> dict[str, str]:
@@ -374,30 +442,34 @@ def _int8_method(calib: CalibrationOptions, recipes: list[str]) -> str:
 
 
 def _quantize_int8(spec: ModelSpec, calib: CalibrationOptions, targets: dict[str, str], output: Path,
-                   report: dict[str, Any], tune_size: int = 0) -> Any:
+                   report: dict[str, Any], plan: Any, work: Path) -> Any:
     """One FP32 export, one calibration subset and one statistics pass; one Q/DQ artifact per target recipe.
 
-    Returns (manifest, calibration images) for the mixed-precision stage.
+    Returns the manifest for the mixed-precision stage.
     """
     from resnext_deploy.calibration.quantize import quantize_int8
 
     calib = dataclasses.replace(calib, method=_int8_method(calib, list(targets)))
-    manifest, loaded = _calibration_images(spec, calib, output, report, tune_size)
+    manifest, batches = _calibration_images(spec, calib, plan, output)
     for index, (recipe, name) in enumerate(targets.items()):
         with console.stage(f"calibrate ({calib.method}) and quantize to INT8 ({recipe} recipe) -> {name}"):
             result = quantize_int8(
                 output / FP32_NAME,
                 output / name,
-                loaded.array,
+                batches,
                 manifest_sha256=manifest.sha256,
                 method=calib.method,
                 recipe=recipe,
                 keep_grouped_float=calib.keep_grouped_float,
                 cache_dir=calib.cache_dir,
-                calibration_record={"skipped": len(loaded.skipped), "size": len(loaded)},
+                calibration_record={"subset_size": len(manifest.entries)},
+                work_dir=work,
             )
+        if index == 0:
+            report["calibration"] = _calibration_section(calib, manifest, batches, result.calibration_images)
+            report["artifacts"]["calibration_manifest"] = CALIBRATION_MANIFEST
         _record_int8(result, recipe, name, index == 0, output, report)
-    return manifest, loaded
+    return manifest
 
 
 def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, report: dict[str, Any]) -> None:
@@ -414,19 +486,9 @@ def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, r
         report["artifacts"]["calibration_stats"] = stats
 
 
-def _with_tuning(manifest: Any, scan: Any, tune_size: int) -> Any:
-    """The manifest with a tuning slice: the next images of the same stratified order, never calibration ones."""
-    from resnext_deploy.calibration.manifest import select_subset
-
-    held_out = [record for record in scan.records if record.relpath not in manifest.relpaths]
-    if not held_out:
-        return manifest
-    return manifest.with_tuning(select_subset(held_out, tune_size, manifest.seed))
-
-
 def _mixed_precision(
     spec: ModelSpec, options: ExportOptions, recipe: str, targets: dict[str, str], backend: Any, output: Path,
-    report: dict[str, Any], manifest: Any, loaded: Any,
+    report: dict[str, Any], manifest: Any, work: Path,
 ) -> FallbackOutcome | None:
     """With an accuracy target: leave the most sensitive layers of the export's own INT8 artifact out of INT8
     until it holds (report: mixed_precision); other --targets artifacts stay fully INT8."""
@@ -441,12 +503,13 @@ def _mixed_precision(
         console.warn(f"mixed precision applies to {artifact_name('int8')} ({recipe} recipe); "
                      f"the other --targets artifacts stay fully INT8")
     calib = options.calibration
-    with prepare_quantization(
-        output / FP32_NAME, loaded.array, manifest_sha256=manifest.sha256, method=_int8_method(calib, list(targets)),
+    with prepare_quantization(  # the statistics of the INT8 stage: from the cache or its copy in the export
+        output / FP32_NAME, None, manifest_sha256=manifest.sha256, method=_int8_method(calib, list(targets)),
         recipe=recipe, keep_grouped_float=calib.keep_grouped_float, cache_dir=calib.cache_dir,
+        stats_file=output / report["artifacts"]["calibration_stats"], work_dir=work,
     ) as setup:
         outcome, result = run_fallback(output, options.mixed_precision, setup, manifest, spec.preprocess, backend,
-                                       options.engine, {"skipped": len(loaded.skipped), "size": len(loaded)})
+                                       options.engine, {"subset_size": len(manifest.entries)})
     first = report["quantization"]
     _record_int8(result, recipe, artifact_name("int8"), True, output, report)
     report["quantization"].update({key: first[key] for key in ("stats_cache_hit", "stats_source", "calibration_seconds")})
@@ -464,6 +527,9 @@ def _build_engine(backend: Any, reason: str, artifact: Path, options: ExportOpti
     build_options = dataclasses.replace(options.engine or BuildOptions(), precision=options.precision)
     with console.stage(f"build the {backend.name} engine for {artifact.name}"):
         built = backend.build(artifact, build_options)
-    report["engine"] = {"backend": backend.name, "reason": reason, "artifact": built.to_dict()}
+    recorded = built.to_dict()
+    for key in ("path", "source_onnx", "sidecar"):  # relative: the export directory may move
+        recorded[key] = Path(recorded[key]).relative_to(artifact.parent).as_posix()
+    report["engine"] = {"backend": backend.name, "reason": reason, "artifact": recorded}
     report["artifacts"]["engine"] = built.path.name
     report["artifacts"]["engine_manifest"] = built.sidecar.name

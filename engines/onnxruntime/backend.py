@@ -18,7 +18,7 @@ from typing import Any
 from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
-from resnext_deploy.errors import InputError
+from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import atomic_path, sha256_file, write_json
 
 LOG = logging.getLogger(__name__)
@@ -70,6 +70,26 @@ def _create_session(path: Path, so: Any, providers: tuple[str, ...]) -> Any:
         ) from None
 
 
+def _create_saving_session(source: Path, so: Any, env: OrtEnvironment, save_to: Path) -> Any:
+    """A session that saves its optimized graph; when that fails, say whether the source or the save was at fault.
+
+    ORT reports a failed write of the optimized graph (disk full, file size limit) as a protobuf
+    error indistinguishable from a damaged source, so the source is loaded once more without saving.
+    """
+    import shutil
+
+    try:
+        return _create_session(source, so, env.providers)
+    except InputError as exc:
+        _create_session(source, session_options(BuildOptions(), optimize=False), env.providers)  # raises if the source is bad
+        free = shutil.disk_usage(save_to.parent).free
+        raise OutputError(
+            f"ONNX Runtime could not save the optimized graph to {save_to.parent} ({exc.message.split(': ', 1)[-1]}); "
+            f"{source.name} itself loads fine; {free:,} bytes free there",
+            hint="free some space (or raise the file size limit) and build again",
+        ) from None
+
+
 def _file_record(path: Path, relative_to: Path) -> dict[str, Any]:
     stat = path.stat()
     return {
@@ -113,7 +133,7 @@ class OnnxRuntimeBackend:
         env = OrtEnvironment.current()
         with atomic_path(opt_path) as tmp:
             start = time.perf_counter()
-            session = _create_session(source, session_options(options, optimize=True, save_to=tmp), env.providers)
+            session = _create_saving_session(source, session_options(options, optimize=True, save_to=tmp), env, tmp)
             seconds = time.perf_counter() - start
             providers = tuple(session.get_providers())
             del session

@@ -7,6 +7,7 @@ from resnext_deploy.bundle.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION
 from resnext_deploy.bundle.open import OpenedBundle, open_bundle
 from resnext_deploy.bundle.device import BuildResult, PredictResult, build_bundle, predict_images
 from resnext_deploy.bundle.pack import PackageResult, package_directory
+from resnext_deploy.bundle.signing import SignatureStatus, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
 
 __all__ = [
@@ -24,5 +25,7 @@ __all__ = [
     "package_directory",
     "read_manifest",
     "safe_extract",
+    "SignatureStatus",
+    "TrustPolicy",
     "verify_bundle",
 ]

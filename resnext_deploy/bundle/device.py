@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from resnext_deploy.bundle.manifest import MANIFEST_NAME, file_record, read_manifest, targets_of, verify_bundle
+from resnext_deploy.bundle.manifest import MANIFEST_NAME, SOURCE_NAME, file_record, read_manifest, targets_of, verify_bundle
 from resnext_deploy.bundle.open import OpenedBundle, check_result
+from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
-from resnext_deploy.errors import DeployError, InputError, NotAvailableError, UsageError
-from resnext_deploy.files import sha256_file, write_json
+from resnext_deploy.errors import DeployError, InputError, NotAvailableError, OutputError, UsageError
+from resnext_deploy.files import sha256_file, write_bytes, write_json
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 DEFAULT_MAX_BATCH = 32
@@ -28,19 +32,53 @@ def unpacked_dir_for(archive: Path) -> Path:
     return archive.with_name(name + ".d")
 
 
-def unpack_for_device(bundle: Path, output: Path | None = None) -> Path:
-    """The unpacked bundle folder for ``bundle``: itself when a folder, else its (new or earlier) unpacking."""
+def _unpacked_from(directory: Path) -> str | None:
+    """The sha256 of the tarball ``directory`` was unpacked from, as recorded there (None when unknown)."""
+    try:
+        record = json.loads((directory / SOURCE_NAME).read_text(encoding="utf-8"))
+        return str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unpack_fresh(bundle: Path, target: Path, digest: str) -> None:
+    """Unpack ``bundle`` beside ``target``, tie it to the tarball's sha256, then swap it in for the old folder."""
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".fresh", dir=target.parent))
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    try:
+        safe_extract(bundle, fresh / "bundle")
+        write_json(fresh / "bundle" / SOURCE_NAME, {"tarball": bundle.name, "sha256": digest})
+        if target.exists():
+            os.replace(target, old)
+        os.replace(fresh / "bundle", target)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def unpack_for_device(bundle: Path, output: Path | None = None) -> tuple[Path, str]:
+    """The unpacked folder for ``bundle`` and what happened: itself when a folder; for a tarball, the folder
+    next to it when it was unpacked from this very tarball (same sha256), else a fresh unpacking that replaces it."""
     bundle = Path(bundle)
     if bundle.is_dir():
         if output is not None and output.resolve() != bundle.resolve():
             raise UsageError("--output only applies to a .tar.gz bundle", hint="build in the unpacked folder itself")
-        return bundle
+        return bundle, f"used the folder {bundle}"
     if not bundle.is_file():
         raise InputError(f"bundle not found: {bundle}", hint="pass a .tar.gz written by `resnext-deploy package` or its unpacked folder")
     target = output if output is not None else unpacked_dir_for(bundle)
+    digest = sha256_file(bundle)
     if (target / MANIFEST_NAME).is_file():
-        return target  # unpacked earlier; verified below like any folder
-    return safe_extract(bundle, target)
+        recorded = _unpacked_from(target)
+        if recorded == digest:
+            return target, f"reused {target} (unpacked from this tarball before, sha256 {digest[:12]})"
+        _unpack_fresh(bundle, target, digest)
+        was = f"another tarball (sha256 {recorded[:12]})" if recorded else "a bundle of unknown origin"
+        return target, f"unpacked {bundle.name} afresh into {target}, replacing {was}"
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise OutputError(f"{target} already exists and is not a bundle folder", hint="remove it or pass another --output directory")
+    _unpack_fresh(bundle, target, digest)
+    return target, f"unpacked into {target}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +92,7 @@ class BuildResult:
     reason: str
     artifact: str
     sidecar: str
+    unpacked: str = ""  # how the folder came to be: reused, unpacked, unpacked afresh replacing another bundle
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
@@ -83,7 +122,12 @@ def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any]
 
 
 def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str]) -> dict[str, Any]:
-    """Re-record every listed file plus ``added`` ones, and the targets their sidecars describe; write atomically."""
+    """Re-record every listed file plus ``added`` ones, and the targets their sidecars describe; write atomically.
+
+    A signed bundle keeps the manifest its signature covers as manifest.signed.json (``bundle.signing``).
+    """
+    if (directory / SIGNATURE_NAME).is_file() and not (directory / SIGNED_MANIFEST_NAME).is_file():
+        write_bytes(directory / SIGNED_MANIFEST_NAME, (directory / MANIFEST_NAME).read_bytes())
     names = sorted({f["path"] for f in manifest["files"]} | set(added))
     manifest["files"] = [file_record(directory, name) for name in names]
     manifest["targets"] = targets_of(directory, names)
@@ -91,24 +135,27 @@ def _refresh_manifest(directory: Path, manifest: dict[str, Any], added: list[str
     return manifest
 
 
-def build_bundle(bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None) -> BuildResult:
+def build_bundle(
+    bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None, policy: TrustPolicy | None = None,
+) -> BuildResult:
     """Build the engine for this machine from the bundle's ONNX, or reuse the recorded one when its target matches."""
     from resnext_deploy.engines import BuildOptions, resolve_backend
     from resnext_deploy.engines.select import check_artifact
 
-    directory = unpack_for_device(Path(bundle), output)
-    opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle))
+    policy = policy or TrustPolicy()
+    directory, unpacked = unpack_for_device(Path(bundle), output)
+    opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle), policy)
     check_artifact(backend, opened.artifact_for(backend))  # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 first
     chosen, why = resolve_backend(backend, opened.manifest.get("precision"))
     recorded = _recorded(opened.manifest, chosen.name)
     mismatch = target_mismatch(opened, chosen.name, recorded)
     if mismatch is None and recorded is not None:
         return BuildResult(directory, chosen.name, why, "reused", "the recorded target matches this machine",
-                           recorded["artifact"], recorded["sidecar"])
+                           recorded["artifact"], recorded["sidecar"], unpacked)
     built = chosen.build(opened.artifact_for(chosen.name), options or BuildOptions(), output_dir=directory)
     added = [built.path.relative_to(directory).as_posix(), built.sidecar.relative_to(directory).as_posix()]
     _refresh_manifest(directory, opened.manifest, added)
-    return BuildResult(directory, chosen.name, why, "built", str(mismatch), added[0], added[1])
+    return BuildResult(directory, chosen.name, why, "built", str(mismatch), added[0], added[1], unpacked)
 
 
 @dataclass
@@ -140,17 +187,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: Path, cfg: Any) -> np.ndarray:
-    """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing or unreadable files."""
-    from resnext_deploy.calibration.preprocess import preprocess_image
+    """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing, unreadable or oversized files."""
+    from resnext_deploy.calibration.preprocess import decoding_guard, describe_decode_error, preprocess_image
 
     if not path.is_file():
         raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")
     try:
-        return preprocess_image(path, cfg)
+        with decoding_guard():
+            return preprocess_image(path, cfg)
     except DeployError:
         raise
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError... for damaged files
-        raise InputError(f"cannot read image {path}: {exc}", hint="the file is damaged or not an image; pass a JPEG or PNG") from None
+    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBomb...
+        raise InputError(f"cannot read image {path}: {describe_decode_error(exc)}",
+                         hint="the file is damaged, too large or not an image; pass a JPEG or PNG") from None
 
 
 def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
@@ -186,26 +235,34 @@ def _max_batch(recorded: dict[str, Any]) -> int:
 
 
 def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backend: str = "auto") -> PredictResult:
-    """Top-``top`` classes and softmax probabilities of each image, with the bundle's preprocessing and model."""
+    """Top-``top`` classes and softmax probabilities of each image, with the bundle's preprocessing and model.
+
+    Images are decoded one batch at a time (the engine's largest batch), so memory does not grow
+    with the number of images.
+    """
     if not images:
         raise UsageError("no images given", hint="pass one or more image files: resnext-deploy predict BUNDLE IMAGE...")
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
+    paths = [Path(p) for p in images]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         hint="pass paths of existing JPEG or PNG files")
     cfg, names = bundle.preprocess(), bundle.class_names()
-    batch = np.stack([load_image(Path(p), cfg) for p in images])
     input_name = bundle.manifest["input"]["name"]
     output_name = bundle.manifest["output"]["name"]
     runner, name, why, max_batch = _runner(bundle, backend)
-    with runner:
-        logits = np.concatenate([
-            runner.infer({input_name: batch[i : i + max_batch]})[output_name] for i in range(0, len(batch), max_batch)
-        ])
-    probabilities = softmax(logits)
-    k = min(top, probabilities.shape[1])
     result = PredictResult(name, why, warnings=list(bundle.warnings))
-    if bundle.manifest.get("model", {}).get("random_weights"):
+    if bundle.manifest["model"]["random_weights"]:  # checked against the model's own metadata (bundle.claims)
         result.warnings.append("RANDOM WEIGHTS: this bundle's model was not trained; its predictions mean nothing")
-    for path, row in zip(images, probabilities):
-        order = np.argsort(-row, kind="stable")[:k]
-        result.predictions.append(Prediction(str(path), [(int(i), names[i], float(row[i])) for i in order]))
+    with runner:
+        for start in range(0, len(paths), max_batch):
+            chunk = paths[start : start + max_batch]
+            batch = np.stack([load_image(path, cfg) for path in chunk])
+            probabilities = softmax(runner.infer({input_name: batch})[output_name])
+            k = min(top, probabilities.shape[1])
+            for path, row in zip(chunk, probabilities):
+                order = np.argsort(-row, kind="stable")[:k]
+                result.predictions.append(Prediction(str(path), [(int(i), names[i], float(row[i])) for i in order]))
     return result

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import sha256_file
 from resnext_deploy.onnx_io import TensorInfo, read_graph_io
@@ -23,6 +24,9 @@ MANIFEST_NAME = "manifest.json"
 PREPROCESS_NAME = "preprocess.json"
 CLASSES_NAME = "classes.txt"
 REPACK_HINT = "re-create the bundle with `resnext-deploy package EXPORT_DIR --output BUNDLE.tar.gz`"
+SOURCE_NAME = "unpacked-from.json"  # written by `build`: the sha256 of the tarball a folder was unpacked from
+BOOKKEEPING = (MANIFEST_NAME, SIGNATURE_NAME, SIGNED_MANIFEST_NAME, SOURCE_NAME)  # present but never listed
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 def check_relative(name: str, where: str) -> str:
@@ -55,19 +59,31 @@ class CheckResult:
 
 
 def read_manifest(directory: Path, label: str | None = None) -> dict[str, Any]:
-    """Read and check ``directory/manifest.json`` (schema, version, file list); ``InputError`` names the file.
+    """Read and check ``directory/manifest.json`` (schema, version, file list, every field readers use).
 
     ``label`` names the bundle in messages (the tarball, not the temporary folder it was unpacked into).
     """
     path = str(Path(directory) / MANIFEST_NAME) if label is None else f"{label}: {MANIFEST_NAME}"
     try:
-        text = (Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8")
+        data = (Path(directory) / MANIFEST_NAME).read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path} not found: this is not a resnext-deploy bundle", hint=REPACK_HINT) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"{path} cannot be read ({exc})", hint=REPACK_HINT) from None
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: bytes, path: str) -> dict[str, Any]:
+    """The manifest in ``data``, checked: schema and version, ``{path, size, sha256}`` file records with
+    paths inside the bundle, and every field readers use present, typed and bounded (``bundle.schema``)."""
+    from resnext_deploy.bundle.schema import check_manifest_fields
+
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InputError(f"{path} is {len(data):,} bytes, more than a manifest can be ({MAX_MANIFEST_BYTES:,})", hint=REPACK_HINT)
     try:
-        manifest = json.loads(text)
+        manifest = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} cannot be read ({exc})", hint=REPACK_HINT) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not valid JSON ({exc})", hint=REPACK_HINT) from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
@@ -80,12 +96,15 @@ def read_manifest(directory: Path, label: str | None = None) -> dict[str, Any]:
         )
     files = manifest.get("files")
     if not isinstance(files, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+        isinstance(f, dict) and isinstance(f.get("path"), str) and type(f.get("size")) is int and f["size"] >= 0
+        and isinstance(f.get("sha256"), str)
         for f in files
     ):
         raise InputError(f"{path}: 'files' must list {{path, size, sha256}} records", hint=REPACK_HINT)
-    for record in files:
-        check_relative(record["path"], str(path))
+    names = [check_relative(record["path"], str(path)) for record in files]
+    if len(set(names)) != len(names) or set(names) & set(BOOKKEEPING):
+        raise InputError(f"{path}: 'files' lists a path twice or a reserved name", hint=REPACK_HINT)
+    check_manifest_fields(manifest, path, REPACK_HINT)
     return manifest
 
 
@@ -111,7 +130,7 @@ def verify_bundle(
     manifest = manifest if manifest is not None else read_manifest(directory, label)
     result = CheckResult(directory, manifest)
     problems: list[str] = []
-    listed = {MANIFEST_NAME}
+    listed = set(BOOKKEEPING)
     for record in manifest["files"]:
         name = record["path"]
         listed.add(name)
@@ -142,11 +161,23 @@ def verify_bundle(
 def tensor_specs(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(input spec, output spec) of the graph's first input and output: name, shape (dim names for dynamic), dtype."""
     inputs, outputs = read_graph_io(onnx_path)
+    return _spec(inputs[0]), _spec(outputs[0])
 
-    def spec(tensor: TensorInfo) -> dict[str, Any]:
-        return {"name": tensor.name, "shape": ["?" if d is None else d for d in tensor.dims], "dtype": tensor.dtype}
 
-    return spec(inputs[0]), spec(outputs[0])
+def _spec(tensor: TensorInfo) -> dict[str, Any]:
+    return {"name": tensor.name, "shape": ["?" if d is None else d for d in tensor.dims], "dtype": tensor.dtype}
+
+
+def onnx_facts(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(metadata_props, input spec, output spec) of an ONNX file, read once."""
+    from resnext_deploy.metadata import get_metadata
+    from resnext_deploy.onnx_io import graph_inputs, graph_outputs, load_model
+
+    model = load_model(onnx_path)
+    inputs, outputs = graph_inputs(model), graph_outputs(model)
+    if not inputs or not outputs:
+        raise InputError(f"{onnx_path.name} has no input or no output", hint=REPACK_HINT)
+    return get_metadata(model), _spec(inputs[0]), _spec(outputs[0])
 
 
 def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:

@@ -19,10 +19,11 @@ from typing import Any
 from resnext_deploy.bundle.manifest import (
     CLASSES_NAME, MANIFEST_NAME, PREPROCESS_NAME, SCHEMA, SCHEMA_VERSION, file_record, targets_of, tensor_specs,
 )
+from resnext_deploy.bundle.signing import SIGNATURE_NAME
 from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.layout import (
-    CALIBRATION_MANIFEST, FP32_NAME, REPORT_MD_NAME, REPORT_NAME, STATS_PREFIX, artifact_name,
+    CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_MD_NAME, REPORT_NAME, STATS_PREFIX, artifact_name,
 )
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: a constant, so bundles are reproducible
@@ -83,7 +84,7 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     input_spec, output_spec = tensor_specs(directory / artifact)
     targets = targets_of(directory, members)
     report_env = report.get("environment", {})
-    weights = report.get("weights") or metadata.get("weights") or {}
+    weights = _weights(directory, artifact, report, metadata)
     artifacts: dict[str, Any] = {"fp32": FP32_NAME, "model": artifact, "preprocess": PREPROCESS_NAME, "classes": CLASSES_NAME}
     for key, name in (("report", REPORT_NAME), ("report_md", REPORT_MD_NAME), ("calibration_manifest", CALIBRATION_MANIFEST)):
         if name in members:
@@ -117,12 +118,37 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
             "opset": metadata.get("opset"),
         },
         "targets": targets,
-        "warnings": list(report.get("warnings", [])),
+        "warnings": _warnings(report, weights),
         "files": [members[name] for name in sorted(members)],
     }
 
 
+def _weights(directory: Path, artifact: str, report: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """The weights record of the artifact's own metadata (the checksummed source of truth), refusing a report
+    that claims other weights (an edited report.json must not turn random weights into trained ones)."""
+    recorded = metadata.get("weights")
+    if not isinstance(recorded, dict) or "kind" not in recorded:
+        raise InputError(f"{directory / artifact} has no 'weights' metadata", hint="re-export it with this resnext-deploy")
+    claimed = report.get("weights") or {}
+    differ = [key for key in ("origin", "kind", "sha256") if key in claimed and claimed[key] != recorded.get(key)]
+    if differ:
+        raise InputError(f"report.json's weights ({', '.join(f'{k}={claimed[k]!r}' for k in differ)}) are not those "
+                         f"{artifact} was made from ({', '.join(f'{k}={recorded.get(k)!r}' for k in differ)})",
+                         hint="report.json was edited; re-run `resnext-deploy export` for this directory")
+    return {**recorded, "random": recorded.get("kind") == "random"}
+
+
+def _warnings(report: dict[str, Any], weights: dict[str, Any]) -> list[str]:
+    from resnext_deploy.report import RANDOM_WEIGHTS_WARNING
+
+    warnings = [str(w) for w in report.get("warnings", []) if w != RANDOM_WEIGHTS_WARNING]
+    return ([RANDOM_WEIGHTS_WARNING] if weights["random"] else []) + warnings
+
+
 def _generated(directory: Path, report: dict[str, Any]) -> dict[str, bytes]:
+    if report.get("precision", "fp32") not in PRECISIONS:
+        raise InputError(f"report.json names an unknown precision {report.get('precision')!r}",
+                         hint="re-run `resnext-deploy export` for this directory")
     artifact = artifact_name(str(report.get("precision", "fp32")))
     if not (directory / artifact).is_file():
         raise InputError(f"{directory} has no {artifact} (precision {report.get('precision')!r} in report.json)",
@@ -145,14 +171,15 @@ def _tarinfo(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:
 
 
 def write_tar(output: Path, directory: Path, files: list[str], generated: dict[str, bytes]) -> None:
-    """Write the deterministic tarball atomically: manifest first, then folders and files in sorted order."""
-    names = sorted(set(files) | set(generated) - {MANIFEST_NAME})
+    """Write the deterministic tarball atomically: manifest first (its signature second), then folders and files sorted."""
+    names = sorted(set(files) | set(generated) - {MANIFEST_NAME, SIGNATURE_NAME})
     folders = sorted({str(Path(n).parent.as_posix()) for n in names if "/" in n})
     with atomic_path(output) as tmp, open(tmp, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                data = generated[MANIFEST_NAME]
-                tar.addfile(_tarinfo(MANIFEST_NAME, len(data)), io.BytesIO(data))
+                for first in (MANIFEST_NAME, SIGNATURE_NAME):
+                    if first in generated:
+                        tar.addfile(_tarinfo(first, len(generated[first])), io.BytesIO(generated[first]))
                 for folder in folders:
                     tar.addfile(_tarinfo(folder, 0, directory=True))
                 for name in names:
@@ -165,13 +192,18 @@ def write_tar(output: Path, directory: Path, files: list[str], generated: dict[s
 
 
 def stage_contents(directory: Path) -> tuple[list[str], dict[str, bytes], dict[str, Any]]:
-    """(files copied from ``directory``, generated files incl. manifest.json, manifest) of its bundle."""
+    """(files copied from ``directory``, generated files incl. manifest.json, manifest) of its bundle.
+
+    Every artifact must still be the file the export wrote (sha256 and precision against report.json).
+    """
+    from resnext_deploy.outdir import check_artifacts
     from resnext_deploy.report import read_report
 
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"export directory not found: {directory}", hint="run `resnext-deploy export MODEL --output DIR` first")
     report = read_report(directory)
+    check_artifacts(directory, report)
     generated = _generated(directory, report)
     files = collect_files(directory)
     members = {name: file_record(directory, name) for name in files}
@@ -184,16 +216,29 @@ def stage_contents(directory: Path) -> tuple[list[str], dict[str, bytes], dict[s
     return files, generated, manifest
 
 
-def package_directory(directory: Path, output: Path, *, force: bool = False) -> PackageResult:
-    """Pack export ``directory`` into the ``.tar.gz`` bundle ``output`` (atomically; ``force`` overwrites)."""
+def package_directory(directory: Path, output: Path, *, force: bool = False, sign: Path | None = None) -> PackageResult:
+    """Pack export ``directory`` into the ``.tar.gz`` bundle ``output`` (atomically; ``force`` overwrites).
+
+    ``sign``: an Ed25519 private key; the bundle then carries ``manifest.json.sig`` (``bundle.signing``).
+    """
+    from resnext_deploy.bundle.signing import load_private_key, sign_manifest
+    from resnext_deploy.outdir import locked
+
     output = Path(output)
     if output.exists() and not force:
         raise OutputError(f"{output} already exists", hint="pass --force to overwrite it, or choose another --output")
     if output.is_dir():
         raise OutputError(f"{output} is a directory", hint="--output names the bundle file, e.g. bundle.tar.gz")
-    files, generated, manifest = stage_contents(Path(directory))
-    try:
-        write_tar(output, Path(directory), files, generated)
-    except OSError as exc:
-        raise OutputError(f"cannot write {output}: {exc.strerror or exc}", hint="choose a writable --output path") from None
+    if sign is not None:
+        load_private_key(sign)  # a bad key fails before any work
+    if not Path(directory).is_dir():
+        raise InputError(f"export directory not found: {directory}", hint="run `resnext-deploy export MODEL --output DIR` first")
+    with locked(Path(directory), ["package", str(directory)], required=False):
+        files, generated, manifest = stage_contents(Path(directory))
+        if sign is not None:
+            generated[SIGNATURE_NAME] = sign_manifest(generated[MANIFEST_NAME], sign)
+        try:
+            write_tar(output, Path(directory), files, generated)
+        except OSError as exc:
+            raise OutputError(f"cannot write {output}: {exc.strerror or exc}", hint="choose a writable --output path") from None
     return PackageResult(output, sha256_file(output), output.stat().st_size, manifest)

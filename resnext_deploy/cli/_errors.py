@@ -1,4 +1,8 @@
-"""The one place where known errors become a message on stderr and an exit code."""
+"""The one place where failures become a message on stderr and an exit code.
+
+0 ok, 1 a gate failed, 2 bad input or a machine problem (full disk, permissions), 3 an internal
+error (a bug: one line, the traceback with ``-v``), 130/143 interrupted by SIGINT/SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,55 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import click
 import typer
 from rich.markup import escape
 
-from resnext_deploy.console import err
-from resnext_deploy.errors import DeployError
+from resnext_deploy import console
+from resnext_deploy.errors import EXIT_INTERNAL, EXIT_SIGINT, DeployError, Interrupted, from_exception
+from resnext_deploy.signals import interruptible
 
 F = TypeVar("F", bound=Callable[..., Any])
+_CLICK_FLOW = (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException)
+
+
+def _print_error(exc: DeployError) -> None:
+    console.err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    if exc.hint:
+        console.err.print(f"[bold]hint:[/] {escape(exc.hint)}")
+
+
+def _internal_error(exc: BaseException) -> int:
+    summary = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    console.err.print(f"[bold red]internal error:[/] {escape(summary)}")
+    if console.show_tracebacks():
+        console.err.print_exception(show_locals=False)
+    else:
+        console.err.print("[bold]hint:[/] this is a bug in resnext-deploy; run with -v for the traceback and report it")
+    return EXIT_INTERNAL
 
 
 def handles_errors(command: F) -> F:
-    """Turn a :class:`DeployError` into ``error: ...`` / ``hint: ...`` and its exit code; bugs keep tracebacks."""
+    """Run ``command`` with SIGTERM handled like SIGINT, mapping every failure to a message and an exit code."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
-        except DeployError as exc:
-            err.print(f"[bold red]error:[/] {escape(exc.message)}")
-            if exc.hint:
-                err.print(f"[bold]hint:[/] {escape(exc.hint)}")
+            with interruptible():
+                return command(*args, **kwargs)
+        except _CLICK_FLOW:
+            raise
+        except Interrupted as exc:
+            console.err.print(f"[bold yellow]interrupted[/] ({exc}): stopped; partial work was removed")
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.err.print("[bold yellow]interrupted[/] (SIGINT): stopped; partial work was removed")
+            raise typer.Exit(EXIT_SIGINT) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that classifies every failure
+            known = from_exception(exc)
+            if known is None:
+                raise typer.Exit(_internal_error(exc)) from None
+            _print_error(known)
+            raise typer.Exit(known.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

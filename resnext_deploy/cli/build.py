@@ -6,12 +6,13 @@ from __future__ import annotations
 from resnext_deploy import console
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, UnpackDirOpt
-from resnext_deploy.cli.groups import EngineArgs, uses
+from resnext_deploy.cli.groups import EngineArgs, TrustArgs, uses
 
 
 @handles_errors
-@uses(engine=EngineArgs)
-def build(bundle: BundleArg, engine: EngineArgs, backend: BackendOpt = Backend.auto, output: UnpackDirOpt = None) -> None:
+@uses(engine=EngineArgs, trust=TrustArgs)
+def build(bundle: BundleArg, engine: EngineArgs, trust: TrustArgs, backend: BackendOpt = Backend.auto,
+          output: UnpackDirOpt = None) -> None:
     """Build the engine for this machine from BUNDLE's ONNX (the artifact made with that backend's recipe when the
     bundle holds several), or reuse the bundled one when its recorded target matches.
     BUNDLE may also be a bare .onnx file: the engine and its sidecar are written beside it.
@@ -25,7 +26,8 @@ def build(bundle: BundleArg, engine: EngineArgs, backend: BackendOpt = Backend.a
         return
 
     with console.stage(f"build {bundle} for this machine"):
-        result = build_bundle(bundle, backend.value, output, options=engine.to_build_options())
+        result = build_bundle(bundle, backend.value, output, options=engine.to_build_options(), policy=trust.to_policy())
+    console.err.print(f"[dim]{result.unpacked}[/]")
     console.err.print(f"[dim]{result.backend_reason}[/]")
     verb = "reused" if result.action == "reused" else "built"
     console.out.print(f"{verb} [bold]{result.backend}[/] engine {result.artifact} ({result.reason})")

@@ -38,16 +38,22 @@ def export(
     """Export MODEL to ONNX (BN folded, simplified, parity-checked), make its FP16/INT8 artifact and engine,
     and verify it against FP32.
 
-    Exit codes: 0 done and every gate passed, 1 a gate failed (all artifacts and reports are written), 2 bad input.
+    Exit codes: 0 done and every gate passed, 1 a gate failed (all artifacts and reports are written), 2 bad input
+    or a machine problem (disk full, permissions, output directory in use), 3 internal error, 130/143 interrupted.
     """
+    import dataclasses
+
     from resnext_deploy.pipeline import ExportOptions, run_export
 
     verify = None if no_verify or no_engine else verify_options(evaluation, latency, gates, engine.threads)
+    calibration_options = calibration.to_options()
+    if evaluation.allow_partial_labels:
+        calibration_options = dataclasses.replace(calibration_options, min_label_coverage=0.0)
     options = ExportOptions(
         model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights,
         output=output, opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
         input_size=settings.input_size, force=force, build_engine=not no_engine,
-        calibration=calibration.to_options(), engine=engine.to_build_options(), verify=verify,
+        calibration=calibration_options, engine=engine.to_build_options(), verify=verify,
         mixed_precision=mixed.to_options(),
     )
     directory, report = run_export(options, command=sys.argv)

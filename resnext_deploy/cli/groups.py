@@ -233,6 +233,14 @@ class EvaluationArgs:
         Baseline, typer.Option("--baseline", help="FP32 reference: model.onnx on ONNX Runtime, or the PyTorch model.",
                                rich_help_panel=_EVAL)
     ] = Baseline.onnx
+    allow_partial_labels: Annotated[
+        bool, typer.Option("--allow-partial-labels", help="Accept a labels file that names under 90% of a flat folder's "
+                           "images (only the labelled ones are used) instead of failing.", rich_help_panel=_EVAL)
+    ] = False
+
+    def min_label_coverage(self) -> float | None:
+        """0 with --allow-partial-labels, else None (the library's threshold)."""
+        return 0.0 if self.allow_partial_labels else None
 
 
 @dataclass
@@ -305,6 +313,10 @@ class GateArgs:
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write the gates as JUnit XML here.", rich_help_panel=_GATES, show_default=False)
     ] = None
+    require_gates: Annotated[
+        bool, typer.Option("--require-gates", help="Fail (exit 1) when a gate could not be checked, e.g. top-1 without "
+                           "labelled evaluation images, instead of reporting it skipped.", rich_help_panel=_GATES)
+    ] = False
 
     def thresholds(self) -> Any:
         """The typed ``GateThresholds`` of the flags given (None = from the file or the default)."""
@@ -366,5 +378,30 @@ def verify_options(evaluation: EvaluationArgs, latency: LatencyArgs, gates: Gate
         seed=evaluation.eval_seed, baseline=evaluation.baseline.value, batch_sizes=parse_batch_sizes(latency.batch_sizes),
         duration=latency.duration, iterations=latency.iterations, warmup_ms=latency.warmup_ms, latency=latency.latency,
         threads=threads, gates_file=gates.gates, junit=gates.junit, thresholds=gates.thresholds(),
-        compare_to=gates.compare_to, **extra,
+        compare_to=gates.compare_to, require_gates=gates.require_gates,
+        min_label_coverage=evaluation.min_label_coverage(), **extra,
     )
+
+
+_TRUST = "Signature"
+
+
+@dataclass
+class TrustArgs:
+    """Which signing keys a bundle must come from (``bundle.signing``)."""
+
+    trusted_key: Annotated[
+        list[Path] | None,
+        typer.Option("--trusted-key", metavar="path", help="Ed25519 public key (PEM or ssh-ed25519) a signed bundle must verify against; "
+                     "repeat for several.", rich_help_panel=_TRUST, show_default=False),
+    ] = None
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Refuse a bundle that is not signed by a --trusted-key.",
+                           rich_help_panel=_TRUST)
+    ] = False
+
+    def to_policy(self) -> Any:
+        """The bundle's ``TrustPolicy`` (validated there: --require-signature needs a key)."""
+        from resnext_deploy.bundle.signing import TrustPolicy
+
+        return TrustPolicy(tuple(self.trusted_key or ()), self.require_signature)

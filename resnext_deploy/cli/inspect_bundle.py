@@ -8,6 +8,7 @@ from typing import Any
 from resnext_deploy import console
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import BundleArg, JsonOpt
+from resnext_deploy.cli.groups import TrustArgs, uses
 
 
 def _target_line(target: dict[str, Any]) -> str:
@@ -17,7 +18,7 @@ def _target_line(target: dict[str, Any]) -> str:
     return spec.describe_target(target) if spec else f"{target.get('backend')} (unknown to this resnext-deploy)"
 
 
-def print_manifest(manifest: dict[str, Any], verified: set[str]) -> None:
+def print_manifest(manifest: dict[str, Any], verified: set[str], signature: Any = None) -> None:
     """Rich view of a manifest: model, tensors, preprocessing, toolchain, targets, files."""
     from rich.table import Table
 
@@ -37,6 +38,8 @@ def print_manifest(manifest: dict[str, Any], verified: set[str]) -> None:
     summary.add_row("toolchain", f"exported with resnext-deploy {tool.get('exported_with')}, packaged with {tool.get('packaged_with')}, "
                     f"python {tool.get('python')}, opset {tool.get('opset')}")
     summary.add_row("libraries", ", ".join(f"{k} {v}" for k, v in sorted(tool.get("packages", {}).items())))
+    if signature is not None:
+        summary.add_row("signature", ("[green]✓[/] " if signature.verified else "") + signature.note)
     for target in manifest.get("targets", []) or [None]:
         summary.add_row("target", _target_line(target) + f": {target['artifact']}" if target else "none recorded (run `resnext-deploy build`)")
     console.out.print(summary)
@@ -52,17 +55,20 @@ def print_manifest(manifest: dict[str, Any], verified: set[str]) -> None:
 
 
 @handles_errors
-def inspect_bundle(bundle: BundleArg, json_output: JsonOpt = False) -> None:
-    """Print BUNDLE's manifest and verify every file's size and sha256 (a tampered bundle exits 2)."""
+@uses(trust=TrustArgs)
+def inspect_bundle(bundle: BundleArg, trust: TrustArgs, json_output: JsonOpt = False) -> None:
+    """Print BUNDLE's manifest and verify every file's size and sha256, that the manifest agrees with the model it
+    ships, and the signature (a tampered, edited or wrongly signed bundle exits 2)."""
     from resnext_deploy.bundle import open_bundle
 
-    with open_bundle(bundle) as opened:
+    with open_bundle(bundle, trust.to_policy()) as opened:
         for warning in opened.warnings:
             console.warn(warning)
         verified = {f["path"] for f in opened.manifest["files"]}
         if json_output:
             console.out.print_json(json.dumps({"bundle": str(bundle), "verified": True, "warnings": opened.warnings,
+                                               "signature": opened.signature.to_dict() if opened.signature else None,
                                                "manifest": opened.manifest}))
             return
-        print_manifest(opened.manifest, verified)
+        print_manifest(opened.manifest, verified, opened.signature)
         console.out.print(f"[green]✓[/] {len(verified)} files match manifest.json ({bundle})")

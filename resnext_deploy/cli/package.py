@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,11 +26,18 @@ def package(
     max_batch_size: Annotated[int | None, typer.Option("--max-batch-size", min=1, help="triton: max_batch_size of the "
                                                        "config [default: 32, or the engine profile's maximum].",
                                                        show_default=False)] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", help="tar: sign the bundle with this Ed25519 private key (PEM or "
+                                              "OpenSSH; passphrase from $RESNEXT_DEPLOY_KEY_PASSPHRASE): adds "
+                                              "manifest.json.sig.", show_default=False)] = None,
 ) -> None:
     """Pack export DIRECTORY (ONNX, precision artifact, engines, calibration records, report) with a checksummed manifest."""
     if format is BundleFormat.triton:
         from resnext_deploy.bundle.triton import package_triton
 
+        if sign is not None:
+            from resnext_deploy.errors import UsageError
+
+            raise UsageError("--sign applies to --format tar bundles", hint="sign the tar bundle; Triton serves the files as they are")
         with console.stage(f"write Triton model repository {output}"):
             result = package_triton(directory, output, plan=plan, force=force, model_name=model_name,
                                     max_batch_size=max_batch_size)
@@ -43,11 +51,15 @@ def package(
         if given:
             console.warn(f"{flag} only applies to --format triton; ignored")
     with console.stage(f"pack {directory} into {output}"):
-        result = package_directory(directory, output, force=force)
+        result = package_directory(directory, output, force=force, sign=sign)
     manifest = result.manifest
     console.out.print(f"bundle [bold]{result.path}[/] ({result.size / 1e6:.1f} MB, {len(manifest['files']) + 1} files)")
     console.out.print(f"  model: {manifest['model']['name']} {manifest['precision']}; "
                       f"targets: {', '.join(t['backend'] for t in manifest['targets']) or 'none (build on the device)'}")
     console.out.print(f"  sha256: {result.sha256}")
+    if sign is not None:
+        from resnext_deploy.bundle.signing import fingerprint, load_private_key
+
+        console.out.print(f"  signed by {fingerprint(load_private_key(sign).public_key())} (manifest.json.sig)")
     if manifest["model"].get("random_weights"):
         console.warn("the bundled model has RANDOM weights: its predictions mean nothing")

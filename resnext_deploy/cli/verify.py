@@ -31,7 +31,8 @@ def verify(
 ) -> None:
     """Compare DIRECTORY's artifact with its FP32 baseline (accuracy, latency), check the gates, write reports.
 
-    Exit codes: 0 every gate passed, 1 a gate failed (all outputs are still written), 2 bad input.
+    Exit codes: 0 every gate passed, 1 a gate failed (all outputs are still written), 2 bad input or a machine
+    problem, 3 internal error, 130/143 interrupted.
     """
     from resnext_deploy.verification import verify_directory
     from resnext_deploy.verification.outputs import print_summary

@@ -51,9 +51,13 @@ class EvalSet:
 
 def load_eval_set(
     eval_data: Path | None, labels_file: Path | None, size: int, seed: int, cfg: PreprocessConfig,
-    calibration_manifest: Path | None, random_size: int,
+    calibration_manifest: Any, random_size: int, min_label_coverage: float | None = None,
 ) -> EvalSet:
-    """A deterministic, calibration-disjoint subset of ``eval_data``; random inputs when there is none."""
+    """A deterministic, calibration-disjoint subset of ``eval_data``; random inputs when there is none.
+
+    ``calibration_manifest`` is a manifest file (ignored when absent) or a ``Manifest``. Nothing is
+    decoded here, so the same call checks a command's evaluation data before any heavy work.
+    """
     if eval_data is None:
         rng = np.random.default_rng(seed)
         count = min(size, random_size)
@@ -61,13 +65,17 @@ def load_eval_set(
         source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
         return EvalSet(source, cfg, random_images=images)
 
-    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.calibration.datasets import MIN_LABEL_COVERAGE, scan_images
     from resnext_deploy.calibration.manifest import Manifest, check_disjoint, select_subset
 
-    scan = scan_images(eval_data, labels_file=labels_file)
+    coverage = MIN_LABEL_COVERAGE if min_label_coverage is None else min_label_coverage
+    scan = scan_images(eval_data, labels_file=labels_file, min_label_coverage=coverage)
     subset = select_subset(scan.records, size, seed)
     disjoint_from = None
-    if calibration_manifest is not None and calibration_manifest.is_file():
+    if isinstance(calibration_manifest, Manifest):
+        check_disjoint(calibration_manifest, subset)
+        disjoint_from = "the calibration subset"
+    elif calibration_manifest is not None and Path(calibration_manifest).is_file():
         check_disjoint(Manifest.read(calibration_manifest), subset)
         disjoint_from = str(calibration_manifest)
     source = {
@@ -75,6 +83,7 @@ def load_eval_set(
         "labels_file": str(scan.labels_file) if scan.labels_file else None, "available": len(scan.records),
         "requested": size, "seed": seed, "count": len(subset), "skipped": [],
         "labelled": scan.labelled, "checked_disjoint_from": disjoint_from,
+        "label_coverage": {"labelled": len(scan.records), "images": len(scan.records) + len(scan.ignored)},
     }
     return EvalSet(source, cfg, records=subset)
 

@@ -58,6 +58,8 @@ class VerifyOptions:
     compare_to: Path | None = None  # an earlier sweep.json or report.json for the regression gates
     plot: bool = True
     progress: bool = True
+    require_gates: bool = False  # a skipped gate (metric not measured) fails like a failed one: exit 1
+    min_label_coverage: float | None = None  # None: calibration.datasets.MIN_LABEL_COVERAGE; 0 accepts any
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -74,6 +76,8 @@ class VerifyOptions:
             raise UsageError(f"--threads must be positive, got {self.threads}", hint="omit --threads to use every core")
         if self.eval_batch_size <= 0 or self.random_eval_size <= 0:
             raise UsageError("evaluation batch size and random input count must be positive")
+        if self.junit is not None and Path(self.junit).is_dir():
+            raise UsageError(f"--junit {self.junit} is a folder", hint="pass a file name, e.g. --junit out/junit.xml")
 
     @property
     def measures_latency(self) -> bool:

@@ -92,9 +92,10 @@ def write_markdown(directory: Path, report: dict[str, Any]) -> Path:
 def write_junit(path: Path, report: dict[str, Any]) -> Path:
     """JUnit XML: one ``<testcase>`` per gate in a ``<testsuite name="resnext-deploy gates">``."""
     results = report["gates"]["results"]
+    required = bool(report["gates"].get("required"))
     classname = f"resnext-deploy.{report['model']['name']}.{report['precision']}"
-    failures = sum(r["status"] == "failed" for r in results)
-    skipped = sum(r["status"] == "skipped" for r in results)
+    failures = sum(r["status"] == "failed" or (required and r["status"] == "skipped") for r in results)
+    skipped = 0 if required else sum(r["status"] == "skipped" for r in results)
     root = ET.Element("testsuites")
     suite = ET.SubElement(root, "testsuite", name=JUNIT_SUITE, tests=str(len(results)), failures=str(failures),
                           errors="0", skipped=str(skipped))
@@ -103,6 +104,9 @@ def write_junit(path: Path, report: dict[str, Any]) -> Path:
         if result["status"] == "failed":
             failure = ET.SubElement(case, "failure", message=_gate_line(result), type="GateFailed")
             failure.text = _gate_line(result)
+        elif result["status"] == "skipped" and required:
+            message = f"{result['name']} was not measured ({result['reason']}) and --require-gates is set"
+            ET.SubElement(case, "failure", message=message, type="GateSkipped").text = message
         elif result["status"] == "skipped":
             ET.SubElement(case, "skipped", message=result["reason"])
         else:

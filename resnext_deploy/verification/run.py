@@ -20,16 +20,24 @@ from resnext_deploy.verification.shards import EvalLogits
 
 @dataclass
 class VerifyOutcome:
-    """The gate results and where the outputs went; true when every gate passed (skipped ones do not fail)."""
+    """The gate results and where the outputs went; true when every gate passed.
+
+    A skipped gate (its metric was not measured) does not fail, unless ``require_gates`` is set.
+    """
 
     directory: Path
     report: dict[str, Any]
     gates: list[GateResult]
     outputs: dict[str, Path] = field(default_factory=dict)
+    require_gates: bool = False
 
     @property
     def failed(self) -> list[GateResult]:
-        return [gate for gate in self.gates if gate.failed]
+        return [gate for gate in self.gates if gate.failed or (self.require_gates and gate.status == "skipped")]
+
+    @property
+    def skipped(self) -> list[GateResult]:
+        return [gate for gate in self.gates if gate.status == "skipped"]
 
     def __bool__(self) -> bool:
         return not self.failed
@@ -37,8 +45,9 @@ class VerifyOutcome:
     def raise_for_gates(self) -> None:
         """``GateFailed`` (exit 1) naming each failing gate and by how much; nothing when all pass."""
         if self.failed:
+            required = " (--require-gates: a skipped gate fails)" if any(g.status == "skipped" for g in self.failed) else ""
             raise GateFailed(
-                f"{len(self.failed)} gate(s) failed: " + "; ".join(gate.describe() for gate in self.failed),
+                f"{len(self.failed)} gate(s) failed{required}: " + "; ".join(gate.describe() for gate in self.failed),
                 hint=f"see {self.outputs.get('report_md', self.directory / 'report.md')}",
             )
 
@@ -57,6 +66,7 @@ def _preprocess(path: Path, report: dict[str, Any]) -> Any:
 
 
 def _open_directory(directory: Path) -> dict[str, Any]:
+    from resnext_deploy.layout import PRECISIONS
     from resnext_deploy.report import read_report
 
     directory = Path(directory)
@@ -67,6 +77,8 @@ def _open_directory(directory: Path) -> dict[str, Any]:
     for key in ("model", "precision", "artifacts"):
         if key not in report:
             raise InputError(f"{directory / 'report.json'} has no {key!r}", hint="re-run `resnext-deploy export`")
+    if report["precision"] not in PRECISIONS or not isinstance(report["model"], dict) or not isinstance(report["model"].get("name"), str):
+        raise InputError(f"{directory / 'report.json'}: 'model' or 'precision' is malformed", hint="re-run `resnext-deploy export`")
     return report
 
 
@@ -83,29 +95,53 @@ def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, An
     return path, _open_directory(path), []
 
 
-def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits | None = None) -> VerifyOutcome:
+def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits | None = None, *,
+                     lock: bool = True) -> VerifyOutcome:
     """Measure the export in ``directory`` against its FP32 baseline, check the gates, write all outputs.
 
     ``logits``: the evaluation already run in shards elsewhere (a sweep), used instead of evaluating here.
     Returns a truthy outcome when all gates pass; call ``outcome.raise_for_gates()`` for exit code 1.
+    An export directory is locked against a concurrent run while its reports are rewritten
+    (``lock=False``: the caller holds it).
     """
+    import contextlib
+
+    from resnext_deploy import outdir
+
+    directory = Path(directory)
+    lock = lock and directory.is_dir()
+    with outdir.locked(directory) if lock else contextlib.nullcontext():
+        if lock:
+            outdir.remove_leftovers(directory)
+        return _verify(directory, options, logits)
+
+
+def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) -> VerifyOutcome:
     from resnext_deploy import environment
+    from resnext_deploy.outdir import artifact_path, check_artifacts
     from resnext_deploy.report import write_report
     from resnext_deploy.verification import outputs
     from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
 
-    directory, report, bare_notes = _open_target(Path(directory), options)
+    bare = directory.is_file()
+    directory, report, bare_notes = _open_target(directory, options)
     model, precision = report["model"]["name"], report["precision"]
     gates = load_gates(model, precision, options.thresholds, options.gates_file, comparing=options.compare_to is not None)
     earlier_run = load_earlier_run(options.compare_to) if options.compare_to is not None else None
     artifacts = report["artifacts"]
-    target_onnx = directory / (artifacts.get(precision) or artifacts.get("fp32", FP32_NAME))
+    if not bare:  # names from report.json stay inside the directory and still hold what the export wrote
+        check_artifacts(directory, report)
+    locate = (lambda name, what: directory / name) if bare else (lambda name, what: artifact_path(directory, name, what))
+    target_onnx = locate(artifacts.get(precision) or artifacts.get("fp32", FP32_NAME), f"{precision} artifact")
     if not target_onnx.is_file():
         raise InputError(f"{target_onnx} is missing from the export directory", hint="re-run `resnext-deploy export`")
     cfg = _preprocess(target_onnx, report)
-    manifest = directory / artifacts.get("calibration_manifest", CALIBRATION_MANIFEST)
+    manifest_name = artifacts.get("calibration_manifest", CALIBRATION_MANIFEST)
+    manifest = locate(manifest_name, "calibration manifest")
     eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
-                             manifest, options.random_eval_size)
+                             manifest, options.random_eval_size, options.min_label_coverage)
+    if eval_set.source.get("checked_disjoint_from"):
+        eval_set.source["checked_disjoint_from"] = manifest_name  # relative: the directory may move
 
     baseline = (torch_baseline(report, cfg.input_size, options.threads) if options.baseline == "torch"
                 else onnx_baseline(directory, report, options.threads))
@@ -143,6 +179,12 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
     earlier = None if earlier_run is None else earlier_run.against(
         model, precision, target.description["backend"], eval_set.source, environment.describe()["cpu"])
     results = evaluate_gates(gates, accuracy, latency, earlier)
+    for gate in results:
+        if gate.status == "skipped" and (options.require_gates or gates.sources.get(gate.name.split("@")[0]) != "default"):
+            message = f"gate {gate.name} was SKIPPED, not checked: {gate.reason}" + (
+                " and --require-gates makes that a failure" if options.require_gates else "; pass --require-gates to fail on it")
+            notes.append(message)
+            console.warn(message)
     from resnext_deploy.engines import BuildOptions
 
     report["verification"] = {
@@ -156,8 +198,10 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
         "environment": environment.describe(),
         "notes": notes,
     }
-    report["gates"] = gates_record(gates, results, earlier)
-    outcome = VerifyOutcome(directory, report, results)
+    report["gates"] = gates_record(gates, results, earlier) | {"required": options.require_gates}
+    outcome = VerifyOutcome(directory, report, results, require_gates=options.require_gates)
+    report["gates"]["passed"] = bool(outcome)
+    report["gates"]["failed"] = [r.name for r in outcome.failed]
     outcome.outputs["report_json"] = write_report(directory, report)
     outcome.outputs["report_md"] = outputs.write_markdown(directory, report)
     if options.junit is not None:

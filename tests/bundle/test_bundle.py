@@ -15,6 +15,7 @@ from resnext_deploy.bundle import build_bundle, open_bundle, package_directory, 
 from resnext_deploy.bundle.device import softmax
 from resnext_deploy.bundle.manifest import MANIFEST_NAME, SCHEMA, read_manifest, verify_bundle
 from resnext_deploy.errors import InputError, OutputError
+from resnext_deploy.files import sha256_file
 
 runner = CliRunner()
 
@@ -105,6 +106,9 @@ def test_build_rebuilds_for_another_target(export_dir: Path, tmp_path: Path, ima
     sidecar = json.loads(sidecar_path.read_text())
     sidecar["cpu"] = {**sidecar["cpu"], "model": "Some Other CPU", "flags_sha256": "0" * 64}
     sidecar_path.write_text(json.dumps(sidecar))
+    report = json.loads((other / "report.json").read_text())  # as an export on that other machine records it
+    report["checksums"]["model.onnxruntime.json"] = sha256_file(sidecar_path)
+    (other / "report.json").write_text(json.dumps(report))
     bundle = package_directory(other, tmp_path / "other.tar.gz").path
     result = build_bundle(bundle, "onnxruntime")
     assert result.action == "built" and "another CPU" in result.reason

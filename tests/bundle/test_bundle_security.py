@@ -18,8 +18,10 @@ runner = CliRunner()
 
 
 def _repack(directory: Path, output: Path) -> Path:
+    """Re-tar a changed bundle folder as a tamperer would, keeping the format (manifest.json first)."""
+    paths = sorted(directory.rglob("*"), key=lambda p: (p.name != "manifest.json", str(p)))
     with tarfile.open(output, "w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
+        for path in paths:
             tar.add(path, arcname=path.relative_to(directory).as_posix(), recursive=False)
     return output
 

@@ -164,3 +164,26 @@ def test_threads_option_reaches_the_session(onnx_copy: Path) -> None:
     runner = BACKEND.load(onnx_copy, BuildOptions(threads=1))
     assert runner.providers[-1] == "CPUExecutionProvider"
     assert BuildOptions().intra_op_threads >= 1
+
+
+def test_a_failed_save_of_the_optimized_graph_is_not_blamed_on_the_source(onnx_copy) -> None:
+    """ORT reports a failed write (disk full, file size limit) as a protobuf error; the build says what failed."""
+    import resource
+    import signal
+
+    from resnext_deploy.engines import BuildOptions, get_backend
+    from resnext_deploy.errors import OutputError
+
+    limit = max(1024, onnx_copy.stat().st_size // 4)  # the optimized graph cannot be written whole
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
+    try:
+        with pytest.raises(OutputError) as caught:
+            get_backend("onnxruntime").build(onnx_copy, BuildOptions())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert "could not save the optimized graph" in caught.value.message and "loads fine" in caught.value.message
+    assert "truncated" not in str(caught.value)
+    assert not [p for p in onnx_copy.parent.iterdir() if p.name.endswith(".tmp")]

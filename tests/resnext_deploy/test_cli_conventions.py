@@ -42,7 +42,7 @@ def test_export_and_verify_share_the_evaluation_latency_and_gate_groups():
 
 
 def test_gate_flags_toml_keys_and_report_keys_are_one_name():
-    flags = {item.name for item in dataclasses.fields(GateArgs)} - {"gates", "junit", "compare_to"}
+    flags = {item.name for item in dataclasses.fields(GateArgs)} - {"gates", "junit", "compare_to", "require_gates"}
     assert flags == {item.name for item in dataclasses.fields(GateThresholds)} == set(GATE_KINDS)
 
 
