@@ -76,6 +76,12 @@ def _damage_weight_scales(directory: Path) -> None:
             damaged += 1
     assert damaged > 0
     onnx.save(model, path)
+    # as if the export itself had written this bad artifact: report.json records its checksum
+    from resnext_deploy.outdir import record_checksums
+
+    report = _report(directory)
+    record_checksums(directory, report)
+    (directory / "report.json").write_text(json.dumps(report))
 
 
 def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, synthetic_imagenet, tmp_path: Path) -> None:
