@@ -1,4 +1,4 @@
-"""Decode + eval-transform throughput of calibration.preprocess.load_images: threads vs processes.
+"""Decode + eval-transform throughput of data.preprocess.load_images: threads vs processes.
 
 Writes real-size (500x375 / 375x500) photo-like JPEGs to a temp folder, then times each
 executor and worker count side by side in one run. Usage: python bench/bench_decode.py [N]
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from resnext_deploy.calibration.datasets import scan_images
-from resnext_deploy.calibration.preprocess import load_images
+from resnext_deploy.data.datasets import scan_images
+from resnext_deploy.data.preprocess import load_images
 from resnext_deploy.zoo import PreprocessConfig
 
 

@@ -1,6 +1,6 @@
 """The default INT8 job end to end: `export resnext50d_32x4d --precision int8`, 512 calibration and 500 evaluation images.
 
-Generates an ImageNet-layout folder (train/ and val/, natural-looking JPEGs from resnext_deploy.samples),
+Generates an ImageNet-layout folder (train/ and val/, natural-looking JPEGs from resnext_deploy.data.samples),
 runs the CLI with its defaults in a child process with a cold statistics cache, and prints the wall time,
 the child's peak RSS and the stage times from report.json. Target: under 3 minutes on 2 cores.
 """
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=500)
     args = parser.parse_args()
     from resnext_deploy.environment import cpu_model
-    from resnext_deploy.samples import write_sample_images
+    from resnext_deploy.data.samples import write_sample_images
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e.") as tmp:
         root = Path(tmp) / "imagenet"

@@ -194,7 +194,7 @@ def write_images(folder: Path, count: int, size: tuple[int, int] = (96, 80), see
     """JPEGs in ImageFolder layout (the first ``classes`` ImageNet wnids), smooth random colour fields."""
     from PIL import Image
 
-    from resnext_deploy.calibration.datasets import imagenet_wnids
+    from resnext_deploy.data.datasets import imagenet_wnids
 
     rng = np.random.default_rng(seed)
     wnids = imagenet_wnids()

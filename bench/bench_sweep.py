@@ -27,7 +27,7 @@ ACCURACY_KEYS = ("baseline_top1", "top1", "top1_delta_pp", "agreement", "cosine"
 
 def write_images(folder: Path, count: int, seed: int) -> None:
     """``count`` photo-like 500x375 JPEGs over 10 ImageNet class folders."""
-    from resnext_deploy.calibration.datasets import imagenet_wnids
+    from resnext_deploy.data.datasets import imagenet_wnids
 
     rng = np.random.default_rng(seed)
     wnids = imagenet_wnids()[:10]

@@ -45,7 +45,7 @@ class CalibrationOptions:
     cache_dir: Path | None = None
     workers: int | None = None
     targets: tuple[str, ...] = ()  # other backends' INT8 recipes to make too (model.int8.<target>.onnx)
-    min_label_coverage: float = 0.9  # calibration.datasets.MIN_LABEL_COVERAGE; 0 accepts a labels file covering any part
+    min_label_coverage: float = 0.9  # data.datasets.MIN_LABEL_COVERAGE; 0 accepts a labels file covering any part
     decode_batch: int = 32  # images decoded at a time: calibration streams, it never holds the whole subset
 
 
@@ -132,8 +132,8 @@ def _validate_mixed_precision(options: ExportOptions) -> None:
 
 def check_tuning_source(options: ExportOptions) -> None:
     """With a target, the calibration source must hold images beyond the calibration subset (cheap: a folder scan)."""
-    from resnext_deploy.calibration.datasets import scan_images
-    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.data.datasets import scan_images
+    from resnext_deploy.data.manifest import Manifest
 
     mixed, calib = options.mixed_precision, options.calibration
     if not mixed.enabled or calib.data is None:
@@ -375,7 +375,7 @@ class DecodedBatches:
         self.skipped: list[tuple[str, str]] = []
 
     def __iter__(self) -> Iterator[Any]:
-        from resnext_deploy.calibration.preprocess import iter_batches
+        from resnext_deploy.data.preprocess import iter_batches
 
         self.read, self.skipped = 0, []
         for loaded in iter_batches(self.records, self.spec.preprocess, self.calib.decode_batch, workers=self.calib.workers,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from resnext_deploy.errors import InputError, UsageError
 
 if TYPE_CHECKING:
-    from resnext_deploy.calibration.datasets import ImageRecord
-    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.data.datasets import ImageRecord
+    from resnext_deploy.data.manifest import Manifest
     from resnext_deploy.pipeline import CalibrationOptions, ExportOptions
     from resnext_deploy.zoo import ModelSpec
 
@@ -82,9 +82,9 @@ def check_writable_dir(path: Path, flag: str) -> None:
 def plan_calibration(calib: CalibrationOptions, tune_size: int = 0) -> CalibrationPlan:
     """Scan (or re-use through its manifest) and pin the calibration subset and its tuning slice (``tune_size``
     held-out images for mixed precision); check the subset's images can be read."""
-    from resnext_deploy.calibration.datasets import scan_images
-    from resnext_deploy.calibration.manifest import Manifest, select_subset
-    from resnext_deploy.calibration.preprocess import probe_images
+    from resnext_deploy.data.datasets import scan_images
+    from resnext_deploy.data.manifest import Manifest, select_subset
+    from resnext_deploy.data.preprocess import probe_images
 
     assert calib.data is not None  # pipeline.validate() guarantees it
 
@@ -120,7 +120,7 @@ def plan_calibration(calib: CalibrationOptions, tune_size: int = 0) -> Calibrati
 
 def with_tuning(manifest: Manifest, scan: Any, tune_size: int) -> Manifest:
     """The manifest with a tuning slice: the next images of the same stratified order, never calibration ones."""
-    from resnext_deploy.calibration.manifest import select_subset
+    from resnext_deploy.data.manifest import select_subset
 
     held_out = [record for record in scan.records if record.relpath not in manifest.relpaths]
     if not held_out:
@@ -131,7 +131,7 @@ def with_tuning(manifest: Manifest, scan: Any, tune_size: int) -> Manifest:
 def check_verification(spec: ModelSpec, options: ExportOptions, eval_data: Path | None,
                        calibration: CalibrationPlan | None) -> None:
     """Gates file, JUnit path and the evaluation subset (labels coverage, readable, disjoint from calibration)."""
-    from resnext_deploy.calibration.preprocess import probe_images
+    from resnext_deploy.data.preprocess import probe_images
     from resnext_deploy.verification.accuracy import load_eval_set
     from resnext_deploy.verification.gates import load_gates
 
@@ -142,7 +142,7 @@ def check_verification(spec: ModelSpec, options: ExportOptions, eval_data: Path 
     if eval_data is None:
         return
     eval_set = load_eval_set(eval_data, verify.labels_file, verify.eval_size, verify.seed, spec.preprocess,
-                             calibration.manifest if calibration else None, verify.random_eval_size,
+                             data.manifest if calibration else None, verify.random_eval_size,
                              verify.min_label_coverage)
     unreadable = probe_images(eval_set.records, decode=False)
     if eval_set.records and len(unreadable) == len(eval_set.records):

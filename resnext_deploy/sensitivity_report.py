@@ -46,7 +46,7 @@ class ExportInputs:
     directory: Path
     fp32: Path
     int8: Path
-    manifest: Any  # calibration.manifest.Manifest
+    manifest: Any  # data.manifest.Manifest
     calibration: dict[str, Any]  # the INT8 artifact's calibration metadata
     stats_file: Path | None
     model_name: str
@@ -55,7 +55,7 @@ class ExportInputs:
 
 def check_export_dir(directory: Path) -> ExportInputs:
     """Everything `sensitivity` needs from ``directory``, or ``InputError`` naming what is missing (exit 2)."""
-    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.data.manifest import Manifest
     from resnext_deploy.metadata import read_metadata
     from resnext_deploy.zoo import PreprocessConfig
 
@@ -90,7 +90,7 @@ def check_export_dir(directory: Path) -> ExportInputs:
 
 def load_tuning(manifest: Any, cfg: Any, root: Path | None = None, progress: bool = True) -> Any:
     """The manifest's tuning images under ``root`` (default: the manifest's), each checked by sha256, decoded."""
-    from resnext_deploy.calibration.preprocess import load_images
+    from resnext_deploy.data.preprocess import load_images
 
     records = manifest.tuning_records(root if root is not None else manifest.root)
     return load_images(records, cfg, progress=progress)
@@ -121,7 +121,7 @@ def run_sensitivity(directory: Path, options: SensitivityOptions) -> tuple[Any, 
 
 def _calibration_images(inputs: ExportInputs, options: SensitivityOptions) -> Iterator[Any]:
     """Calibration images, found and decoded only if the statistics are neither cached nor kept in the directory."""
-    from resnext_deploy.calibration.preprocess import iter_batches
+    from resnext_deploy.data.preprocess import iter_batches
 
     root = options.calib_data if options.calib_data is not None else inputs.manifest.root
     for loaded in iter_batches(inputs.manifest.resolve(root), inputs.preprocess, 32, progress=options.progress):

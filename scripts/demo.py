@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--precision", default="int8", choices=("fp32", "fp16", "int8"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from resnext_deploy.samples import write_sample_images
+    from resnext_deploy.data.samples import write_sample_images
 
     work = args.workdir
     samples, export_dir = work / "samples", work / f"{args.model}-{args.precision}"

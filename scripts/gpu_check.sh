@@ -77,7 +77,7 @@ write_samples() {
     "$PY" -c "
 import sys
 from pathlib import Path
-from resnext_deploy.samples import write_sample_images
+from resnext_deploy.data.samples import write_sample_images
 root = Path(sys.argv[1])
 write_sample_images(root / 'train', per_class=8, seed=0)
 write_sample_images(root / 'val', per_class=8, seed=1)

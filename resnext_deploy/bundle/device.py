@@ -188,7 +188,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def load_image(path: Path, cfg: Any) -> np.ndarray:
     """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing, unreadable or oversized files."""
-    from resnext_deploy.calibration.preprocess import decoding_guard, describe_decode_error, preprocess_image
+    from resnext_deploy.data.preprocess import decoding_guard, describe_decode_error, preprocess_image
 
     if not path.is_file():
         raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")

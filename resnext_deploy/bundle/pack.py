@@ -58,7 +58,7 @@ def collect_files(directory: Path) -> list[str]:
 
 def class_names(num_classes: int) -> list[str]:
     """The first ``num_classes`` ImageNet-1k class names in canonical order (timm's ImageNetInfo)."""
-    from resnext_deploy.calibration.datasets import class_name
+    from resnext_deploy.data.datasets import class_name
 
     if not 1 <= num_classes <= 1000:
         raise InputError(f"num_classes {num_classes} is outside 1..1000, so ImageNet names do not apply")

@@ -127,13 +127,13 @@ def make_scheduler(options: SweepOptions) -> Scheduler:
 
 def _shared_manifest(calib: CalibrationOptions, output: Path) -> tuple[CalibrationOptions, str | None]:
     """One calibration subset for every INT8 cell: the given manifest, or one picked now; (options, its sha256)."""
-    from resnext_deploy.calibration.manifest import Manifest, select_subset
+    from resnext_deploy.data.manifest import Manifest, select_subset
 
     if calib.data is None:
         return calib, None
     if calib.manifest is not None:
         return calib, Manifest.read(calib.manifest).sha256
-    from resnext_deploy.calibration.datasets import scan_images
+    from resnext_deploy.data.datasets import scan_images
 
     scan = scan_images(calib.data, calib.labels_file, split="train")
     records = select_subset(scan.records, calib.size, calib.seed)
@@ -329,7 +329,7 @@ def _collect(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "toolchain_version": environment.toolchain_version(), "command": command or [],
         "plan": options.plan.to_dict(), "scheduler": scheduler_facts, "evaluation": identity,
-        "calibration_manifest": str(prepared.calibration.manifest) if prepared.calibration.manifest else None,
+        "calibration_manifest": str(prepared.data.manifest) if prepared.data.manifest else None,
         "fp32": fp32, "cells": rows,
         "pareto_front": outputs.front_cells([r for r in rows if r["status"] != "error"]), "accuracy_axis": label,
         "failed_cells": [r["cell"] for r in rows if r["status"] == "failed"],

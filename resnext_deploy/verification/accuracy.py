@@ -39,7 +39,7 @@ class EvalSet:
             for start in range(0, len(self.random_images), batch_size):
                 yield self.random_images[start : start + batch_size], None
             return
-        from resnext_deploy.calibration.preprocess import iter_batches
+        from resnext_deploy.data.preprocess import iter_batches
 
         count, skipped = 0, []
         for loaded in iter_batches(self.records, self.cfg, batch_size, progress=progress):
@@ -65,8 +65,8 @@ def load_eval_set(
         source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
         return EvalSet(source, cfg, random_images=images)
 
-    from resnext_deploy.calibration.datasets import MIN_LABEL_COVERAGE, scan_images
-    from resnext_deploy.calibration.manifest import Manifest, check_disjoint, select_subset
+    from resnext_deploy.data.datasets import MIN_LABEL_COVERAGE, scan_images
+    from resnext_deploy.data.manifest import Manifest, check_disjoint, select_subset
 
     coverage = MIN_LABEL_COVERAGE if min_label_coverage is None else min_label_coverage
     scan = scan_images(eval_data, labels_file=labels_file, min_label_coverage=coverage)

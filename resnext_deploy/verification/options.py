@@ -59,7 +59,7 @@ class VerifyOptions:
     plot: bool = True
     progress: bool = True
     require_gates: bool = False  # a skipped gate (metric not measured) fails like a failed one: exit 1
-    min_label_coverage: float | None = None  # None: calibration.datasets.MIN_LABEL_COVERAGE; 0 accepts any
+    min_label_coverage: float | None = None  # None: data.datasets.MIN_LABEL_COVERAGE; 0 accepts any
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:

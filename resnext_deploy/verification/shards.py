@@ -68,7 +68,7 @@ def eval_shard(
     backend: str | None = None, threads: int = 1,
 ) -> ShardResult:
     """Decode ``records`` (one decoding thread) and run baseline and target on them (``threads`` each)."""
-    from resnext_deploy.calibration.preprocess import iter_batches
+    from resnext_deploy.data.preprocess import iter_batches
     from resnext_deploy.layout import FP32_NAME
     from resnext_deploy.metadata import read_metadata
     from resnext_deploy.report import read_report

@@ -39,7 +39,7 @@ def test_package_is_deterministic_and_complete(export_dir: Path, bundle_file: Pa
 
 
 def test_classes_are_first_imagenet_names(bundle_copy: Path, tmp_path: Path) -> None:
-    from resnext_deploy.calibration.datasets import class_name
+    from resnext_deploy.data.datasets import class_name
 
     directory = safe_extract(bundle_copy, tmp_path / "unpacked")
     assert (directory / "classes.txt").read_text().splitlines() == [class_name(i) for i in range(10)]
@@ -66,7 +66,7 @@ def test_inspect_cli_verifies_tarball_and_folder(bundle_copy: Path, tmp_path: Pa
 def test_predict_matches_running_the_artifact_directly(bundle_file: Path, export_dir: Path, images: list[Path], cli) -> None:
     import onnxruntime as ort
 
-    from resnext_deploy.calibration.preprocess import preprocess_image
+    from resnext_deploy.data.preprocess import preprocess_image
     from resnext_deploy.zoo import PreprocessConfig
 
     result = runner.invoke(cli, ["predict", str(bundle_file), *map(str, images), "--top", "3", "--json"])

@@ -28,8 +28,8 @@ def trained_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, tiny
 
 
 def _split(root: Path, split: str, spec):  # type: ignore[no-untyped-def]
-    from resnext_deploy.calibration.datasets import scan_images
-    from resnext_deploy.calibration.preprocess import load_images
+    from resnext_deploy.data.datasets import scan_images
+    from resnext_deploy.data.preprocess import load_images
 
     return load_images(scan_images(root, split=split).records, spec.preprocess, progress=False)
 

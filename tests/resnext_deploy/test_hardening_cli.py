@@ -60,8 +60,8 @@ def test_bad_commands_fail_before_any_work_and_leave_nothing(tiny_spec, tiny_wei
     empty.mkdir()
     out = tmp_path / "out"
     manifest = tmp_path / "manifest.json"
-    from resnext_deploy.calibration.datasets import scan_images
-    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.data.datasets import scan_images
+    from resnext_deploy.data.manifest import Manifest
 
     records = scan_images(synthetic_imagenet.train).records[:4]
     Manifest.from_records(records, root=synthetic_imagenet.train, layout="imagefolder", seed=0).write(manifest)

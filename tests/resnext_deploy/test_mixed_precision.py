@@ -95,7 +95,7 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
 
 
 def test_tuning_images_are_held_out_from_calibration_and_evaluation(mixed_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from resnext_deploy.calibration.manifest import Manifest
+    from resnext_deploy.data.manifest import Manifest
 
     out, _ = mixed_export
     manifest = Manifest.read(out / "calibration" / "manifest.json")
@@ -146,8 +146,8 @@ def test_sensitivity_command_prints_the_ranking_from_the_cache(mixed_export, cac
 def test_other_recipes_fall_back_through_the_same_exclusions(mixed_export, cache_dir: Path, recipe: str) -> None:  # type: ignore[no-untyped-def]
     """tensorrt quantizes only inputs: the consumer alone carries the outlier tensor. openvino also quantizes
     conv outputs: producer and consumer share it, so neither helps alone and the fallback takes both."""
-    from resnext_deploy.calibration.manifest import Manifest
-    from resnext_deploy.calibration.preprocess import load_images
+    from resnext_deploy.data.manifest import Manifest
+    from resnext_deploy.data.preprocess import load_images
     from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
     from resnext_deploy.calibration.quantize import prepare_quantization
     from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits

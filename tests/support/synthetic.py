@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from resnext_deploy.calibration.datasets import imagenet_wnids
+from resnext_deploy.data.datasets import imagenet_wnids
 
 NUM_CLASSES = 10
 WIDTH, HEIGHT = 96, 80

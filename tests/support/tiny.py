@@ -1,6 +1,6 @@
 """A tiny timm ResNeXt zoo entry and its in-session training on the synthetic task.
 
-Training reads the JPEGs through :func:`calibration.preprocess.load_images`, i.e. the exact eval
+Training reads the JPEGs through :func:`data.preprocess.load_images`, i.e. the exact eval
 preprocessing, so an exported model evaluated on the same files sees the same inputs.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnext_deploy.calibration.datasets import scan_images
-from resnext_deploy.calibration.preprocess import load_images
+from resnext_deploy.data.datasets import scan_images
+from resnext_deploy.data.preprocess import load_images
 from resnext_deploy.files import atomic_path
 from resnext_deploy.zoo import ModelSpec, PreprocessConfig
 from tests.support.batchnorm import reestimate_batchnorm

@@ -35,7 +35,7 @@ def write_sample_images(root: Path, classes: int = 8, per_class: int = 8, seed: 
     """Write ``root/<wnid>/<wnid>_<i>.JPEG`` for the first ``classes`` ImageNet classes; return ``root``."""
     from PIL import Image
 
-    from resnext_deploy.calibration.datasets import imagenet_wnids
+    from resnext_deploy.data.datasets import imagenet_wnids
 
     root = Path(root)
     wnids = imagenet_wnids()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from resnext_deploy.calibration.datasets import ImageRecord
+from resnext_deploy.data.datasets import ImageRecord
 from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.zoo import PreprocessConfig

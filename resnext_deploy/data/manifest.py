@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.calibration.datasets import ImageRecord
+from resnext_deploy.data.datasets import ImageRecord
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import sha256_file, write_json
 

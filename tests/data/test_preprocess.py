@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnext_deploy.calibration.datasets import ImageRecord, scan_images
-from resnext_deploy.calibration.preprocess import iter_batches, load_images, preprocess_image
+from resnext_deploy.data.datasets import ImageRecord, scan_images
+from resnext_deploy.data.preprocess import iter_batches, load_images, preprocess_image
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.zoo import PreprocessConfig
 from tests.support.synthetic import add_corrupt_jpeg, add_odd_mode_images

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from resnext_deploy.calibration.datasets import ImageRecord, scan_images
-from resnext_deploy.calibration.manifest import Manifest, check_disjoint, select_subset
+from resnext_deploy.data.datasets import ImageRecord, scan_images
+from resnext_deploy.data.manifest import Manifest, check_disjoint, select_subset
 from resnext_deploy.errors import InputError, UsageError
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnext_deploy.calibration.datasets import ImageRecord, scan_images
-from resnext_deploy.calibration.preprocess import load_images, preprocess_image
+from resnext_deploy.data.datasets import ImageRecord, scan_images
+from resnext_deploy.data.preprocess import load_images, preprocess_image
 from resnext_deploy.errors import InputError
 from resnext_deploy.zoo import PreprocessConfig
 
@@ -119,7 +119,7 @@ def test_class_names_are_timms_without_importing_it() -> None:
     """predict names classes from timm's bundled lemma file; ImageNetInfo (which imports torch) gives the same."""
     from timm.data import ImageNetInfo
 
-    from resnext_deploy.calibration.datasets import class_name
+    from resnext_deploy.data.datasets import class_name
 
     info = ImageNetInfo()
     assert [class_name(i) for i in range(1000)] == [info.index_to_description(i) for i in range(1000)]

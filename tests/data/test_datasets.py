@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnext_deploy.calibration.datasets import class_name, imagenet_wnids, index_to_wnid, scan_images, wnid_to_index
+from resnext_deploy.data.datasets import class_name, imagenet_wnids, index_to_wnid, scan_images, wnid_to_index
 from resnext_deploy.errors import InputError
 from tests.support.synthetic import add_grayscale_jpeg, class_wnids
 
