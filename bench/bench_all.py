@@ -69,7 +69,7 @@ def export_all(
     """
     import torch
 
-    from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
+    from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
     from resnext_deploy.zoo import get_model_spec
 
     checkpoint = work / "proxy.pth"

@@ -61,7 +61,7 @@ def write_plan(work: Path, models: list[str], precisions: list[str]) -> Path:
 
 
 def run(label: str, output: Path, data: Path, plan_file: Path, args: argparse.Namespace, **where) -> dict:  # type: ignore[no-untyped-def]
-    from resnext_deploy.pipeline import CalibrationOptions
+    from resnext_deploy.export import CalibrationOptions
     from resnext_deploy.sweep import SweepOptions, make_plan, run_sweep
     from resnext_deploy.verification import VerifyOptions
 

@@ -13,12 +13,14 @@ from typing import Any
 PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxscript", "onnxconverter-common", "numpy")
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers, every backend's included (absent ones left out)."""
-    from resnext_deploy.engines.registry import package_names
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers and of ``extra`` (absent ones left out).
 
+    The backends' packages come from the engine registry, which the callers above the ground pass in
+    (``engines.registry.package_names()``): this module knows the machine, not the rooms.
+    """
     versions = {}
-    for name in dict.fromkeys((*PACKAGES, *package_names())):
+    for name in dict.fromkeys((*PACKAGES, *extra)):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -74,8 +76,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def describe() -> dict[str, Any]:
-    """The environment block of report.json."""
+def describe(packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The environment block of report.json; ``packages``: more distributions to record (the backends')."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -83,7 +85,7 @@ def describe() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
-        "packages": package_versions(),
+        "packages": package_versions(packages),
     }
 
 

@@ -49,6 +49,7 @@ def stats_name(cache_file_name: str) -> str:
 
 
 # A sweep directory: one export directory per cell, one FP32 export per model, and the sweep's own outputs.
+BUNDLE_MANIFEST_NAME = "manifest.json"  # a bundle folder's file list with sha256 (bundle.manifest)
 SWEEP_JSON_NAME = "sweep.json"
 SWEEP_MD_NAME = "sweep.md"
 PARETO_PNG_NAME = "pareto.png"

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from resnext_deploy.onnx_io import load_model
 
 
 def set_metadata(model: Any, values: dict[str, Any]) -> None:
@@ -37,6 +38,5 @@ def get_metadata(model: Any) -> dict[str, Any]:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read the metadata of an ONNX file without loading external weight data."""
-    from resnext_deploy.onnx_io import load_model
 
     return get_metadata(load_model(path))

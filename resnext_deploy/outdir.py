@@ -7,6 +7,8 @@
   and moves the finished files into ``DIR`` at the end (:func:`commit`), removing what an earlier
   run left that this run did not produce. Whatever a killed run left in the staging folder is
   removed at the next start, under the lock.
+* **Run**: :func:`output_directory` puts lock, staging and the refusal to overwrite without
+  ``--force`` together for one run.
 * **Reading**: names read from report.json must stay inside the directory, and every artifact must
   still have the sha256 and precision report.json recorded (:func:`check_artifacts`).
 """
@@ -20,6 +22,7 @@ import os
 import posixpath
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import fsync_dir, remove_stale_temporaries, sha256_file
 from resnext_deploy.layout import LOCK_NAME, PRECISIONS, REPORT_NAME, STAGING_DIR, is_owned
+from resnext_deploy.metadata import read_metadata
 
 _REPORT_HINT = "report.json was edited or damaged; re-run `resnext-deploy export` for this directory"
 _held: dict[Path, int] = {}  # directories this process has locked -> nesting depth (the lock is re-entrant)
@@ -208,7 +212,6 @@ def _artifact_names(report: dict[str, Any]) -> list[str]:
 def check_artifacts(directory: Path, report: dict[str, Any], keys: tuple[str, ...] | None = None) -> None:
     """Every artifact report.json names (or those under ``keys``) is inside the directory, has the sha256
     recorded at export time, and an ONNX precision artifact carries that precision in its own metadata."""
-    from resnext_deploy.metadata import read_metadata
 
     directory = Path(directory)
     artifacts = report.get("artifacts") or {}
@@ -236,3 +239,62 @@ def check_artifacts(directory: Path, report: dict[str, Any], keys: tuple[str, ..
                         "(files swapped or replaced)",
                         hint="restore the files, or re-run `resnext-deploy export` for this directory",
                     )
+
+
+def check_existing(directory: Path, force: bool) -> None:
+    """Refuse to overwrite an earlier export's files without ``--force``."""
+    existing = sorted(owned_files(directory))
+    if existing and not force:
+        raise OutputError(
+            f"{directory} already holds {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}",
+            hint="pass --force to replace that export (only this run's files remain), or choose another --output directory",
+        )
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {directory}: {exc.strerror or exc}", hint="choose a writable --output directory") from None
+
+
+@contextlib.contextmanager
+def output_directory(directory: Path, force: bool, command: list[str]) -> Iterator[Path]:
+    """Lock ``directory`` for the run and yield a fresh staging folder inside it.
+
+    What an earlier, killed run left in the staging folder is removed first; the staging folder is
+    removed at the end, and so is ``directory`` itself when this run created it and failed.
+    """
+    created = not directory.exists()
+    check_existing(directory, force)
+    _make_dir(directory)
+    try:
+        with locked(directory, command):
+            check_existing(directory, force)
+            try:
+                yield reset_staging(directory)
+            finally:
+                remove_staging(directory)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty: nothing of ours, nothing of the user's
+        raise
+
+
+def prepare_output_dir(directory: Path, force: bool, names: tuple[str, ...]) -> None:
+    """Create ``directory`` and make sure it is writable and holds none of ``names`` (a sweep's own folder)."""
+    existing = [name for name in dict.fromkeys(names) if (directory / name).exists()]
+    if existing and not force:
+        raise OutputError(
+            f"{directory} already holds {', '.join(existing)}",
+            hint="pass --force to overwrite, or choose another --output directory",
+        )
+    _make_dir(directory)
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to {directory}: {exc.strerror or exc}", hint="choose a writable --output directory"
+        ) from None

@@ -17,8 +17,8 @@ REPORT_NAME = "report.json"
 RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: this model was not trained; its accuracy numbers mean nothing"
 
 
-def new_report(command: list[str]) -> dict[str, Any]:
-    """An empty report with the header every stage relies on."""
+def new_report(command: list[str], environment_record: dict[str, Any]) -> dict[str, Any]:
+    """An empty report with the header every stage relies on; ``environment_record``: ``environment.describe(...)``."""
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -27,7 +27,7 @@ def new_report(command: list[str]) -> dict[str, Any]:
         "command": command,
         "warnings": [],
         "artifacts": {},
-        "environment": environment.describe(),
+        "environment": environment_record,
     }
 
 

@@ -14,10 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
+from resnext_deploy.calibration.quantize import prepare_quantization
+from resnext_deploy.calibration.sensitivity import cached_sensitivity
+from resnext_deploy.data.manifest import Manifest
+from resnext_deploy.data.preprocess import iter_batches, load_images
 from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.files import atomic_path, write_text
 from resnext_deploy.layout import (
-    CALIBRATION_MANIFEST, FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, STATS_PREFIX, artifact_name,
+    CALIBRATION_MANIFEST,
+    FP32_NAME,
+    SENSITIVITY_NAME,
+    SENSITIVITY_PLOT_NAME,
+    STATS_PREFIX,
+    artifact_name,
 )
+from resnext_deploy.metadata import read_metadata
+from resnext_deploy.zoo import PreprocessConfig
 
 SCHEMA = "resnext-deploy/sensitivity"
 VERSION = 1
@@ -55,9 +67,6 @@ class ExportInputs:
 
 def check_export_dir(directory: Path) -> ExportInputs:
     """Everything `sensitivity` needs from ``directory``, or ``InputError`` naming what is missing (exit 2)."""
-    from resnext_deploy.data.manifest import Manifest
-    from resnext_deploy.metadata import read_metadata
-    from resnext_deploy.zoo import PreprocessConfig
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -90,7 +99,6 @@ def check_export_dir(directory: Path) -> ExportInputs:
 
 def load_tuning(manifest: Any, cfg: Any, root: Path | None = None, progress: bool = True) -> Any:
     """The manifest's tuning images under ``root`` (default: the manifest's), each checked by sha256, decoded."""
-    from resnext_deploy.data.preprocess import load_images
 
     records = manifest.tuning_records(root if root is not None else manifest.root)
     return load_images(records, cfg, progress=progress)
@@ -98,8 +106,6 @@ def load_tuning(manifest: Any, cfg: Any, root: Path | None = None, progress: boo
 
 def run_sensitivity(directory: Path, options: SensitivityOptions) -> tuple[Any, dict[str, Any], dict[str, Path]]:
     """Analyse the export in ``directory``; returns (result, sensitivity.json document, files written)."""
-    from resnext_deploy.calibration.quantize import prepare_quantization
-    from resnext_deploy.calibration.sensitivity import cached_sensitivity
 
     inputs = check_export_dir(directory)
     calib = inputs.calibration
@@ -121,7 +127,6 @@ def run_sensitivity(directory: Path, options: SensitivityOptions) -> tuple[Any, 
 
 def _calibration_images(inputs: ExportInputs, options: SensitivityOptions) -> Iterator[Any]:
     """Calibration images, found and decoded only if the statistics are neither cached nor kept in the directory."""
-    from resnext_deploy.data.preprocess import iter_batches
 
     root = options.calib_data if options.calib_data is not None else inputs.manifest.root
     for loaded in iter_batches(inputs.manifest.resolve(root), inputs.preprocess, 32, progress=options.progress):
@@ -155,7 +160,6 @@ def sensitivity_document(model_name: str, result: Any, manifest: Any, float_laye
 
 def write_outputs(directory: Path, document: dict[str, Any], result: Any) -> dict[str, Path]:
     """sensitivity.json always; sensitivity.png when matplotlib is installed."""
-    from resnext_deploy.files import write_text
 
     written = {"json": directory / SENSITIVITY_NAME}
     write_text(written["json"], json.dumps(document, indent=1) + "\n")
@@ -173,7 +177,6 @@ def write_plot(path: Path, document: dict[str, Any], result: Any) -> Path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from resnext_deploy.files import atomic_path
 
     layers = sorted(result.layers, key=lambda layer: layer.position)
     floating = set(document.get("float_layers") or [])

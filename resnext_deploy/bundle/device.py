@@ -12,10 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from resnext_deploy.bundle.manifest import MANIFEST_NAME, SOURCE_NAME, file_record, read_manifest, targets_of, verify_bundle
+from resnext_deploy.bundle.manifest import (
+    MANIFEST_NAME,
+    SOURCE_NAME,
+    file_record,
+    read_manifest,
+    targets_of,
+    verify_bundle,
+)
 from resnext_deploy.bundle.open import OpenedBundle, check_result
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
+from resnext_deploy.data.preprocess import decoding_guard, describe_decode_error, preprocess_image
+from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend, get_spec, resolve_backend
+from resnext_deploy.engines.select import check_artifact
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, OutputError, UsageError
 from resnext_deploy.files import sha256_file, write_bytes, write_json
 
@@ -107,8 +117,6 @@ def _recorded(manifest: dict[str, Any], backend: str) -> dict[str, Any] | None:
 
 def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any] | None) -> str | None:
     """Why the engine recorded for ``backend`` cannot run here, or None when it can be reused (the backend's own check)."""
-    from resnext_deploy.engines.registry import get_spec
-
     if recorded is None or not recorded.get("artifact"):
         return f"the bundle has no {backend} engine for precision {bundle.manifest.get('precision')}"
     sidecar_path = bundle.listed(recorded["sidecar"])
@@ -139,8 +147,6 @@ def build_bundle(
     bundle: Path, backend: str = "auto", output: Path | None = None, options: Any = None, policy: TrustPolicy | None = None,
 ) -> BuildResult:
     """Build the engine for this machine from the bundle's ONNX, or reuse the recorded one when its target matches."""
-    from resnext_deploy.engines import BuildOptions, resolve_backend
-    from resnext_deploy.engines.select import check_artifact
 
     policy = policy or TrustPolicy()
     directory, unpacked = unpack_for_device(Path(bundle), output)
@@ -188,7 +194,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def load_image(path: Path, cfg: Any) -> np.ndarray:
     """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing, unreadable or oversized files."""
-    from resnext_deploy.data.preprocess import decoding_guard, describe_decode_error, preprocess_image
 
     if not path.is_file():
         raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")
@@ -209,8 +214,6 @@ def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
     bundle's ONNX (and says why its recorded engine was not used); one that needs a built engine
     (TensorRT) without a fitting one is an error when asked for by name, else ``auto`` takes the default.
     """
-    from resnext_deploy.engines import DEFAULT_BACKEND, get_backend, get_spec, resolve_backend
-
     chosen, why = resolve_backend(backend, bundle.manifest.get("precision"))
     spec = get_spec(chosen.name)
     recorded = _recorded(bundle.manifest, chosen.name)

@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.bundle.schema import check_manifest_fields
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME
+from resnext_deploy.engines.registry import sidecar_suffixes, spec_for_sidecar
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import sha256_file
-from resnext_deploy.onnx_io import TensorInfo, read_graph_io
+from resnext_deploy.layout import BUNDLE_MANIFEST_NAME
+from resnext_deploy.metadata import get_metadata
+from resnext_deploy.onnx_io import TensorInfo, graph_inputs, graph_outputs, load_model, read_graph_io
 
 SCHEMA = "resnext-deploy/bundle"
 SCHEMA_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = BUNDLE_MANIFEST_NAME
 PREPROCESS_NAME = "preprocess.json"
 CLASSES_NAME = "classes.txt"
 REPACK_HINT = "re-create the bundle with `resnext-deploy package EXPORT_DIR --output BUNDLE.tar.gz`"
@@ -76,7 +80,6 @@ def read_manifest(directory: Path, label: str | None = None) -> dict[str, Any]:
 def parse_manifest(data: bytes, path: str) -> dict[str, Any]:
     """The manifest in ``data``, checked: schema and version, ``{path, size, sha256}`` file records with
     paths inside the bundle, and every field readers use present, typed and bounded (``bundle.schema``)."""
-    from resnext_deploy.bundle.schema import check_manifest_fields
 
     if len(data) > MAX_MANIFEST_BYTES:
         raise InputError(f"{path} is {len(data):,} bytes, more than a manifest can be ({MAX_MANIFEST_BYTES:,})", hint=REPACK_HINT)
@@ -170,8 +173,6 @@ def _spec(tensor: TensorInfo) -> dict[str, Any]:
 
 def onnx_facts(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(metadata_props, input spec, output spec) of an ONNX file, read once."""
-    from resnext_deploy.metadata import get_metadata
-    from resnext_deploy.onnx_io import graph_inputs, graph_outputs, load_model
 
     model = load_model(onnx_path)
     inputs, outputs = graph_inputs(model), graph_outputs(model)
@@ -182,7 +183,6 @@ def onnx_facts(onnx_path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[st
 
 def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:
     """The target an engine sidecar records (backend, versions, CPU or GPU), or None for a file that is no sidecar."""
-    from resnext_deploy.engines.registry import spec_for_sidecar
 
     spec = spec_for_sidecar(sidecar_name)
     if spec is None:
@@ -198,7 +198,6 @@ def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:
 
 def targets_of(directory: Path, names: Any) -> list[dict[str, Any]]:
     """The targets recorded by the engine sidecars among ``names`` (files of ``directory``), in name order."""
-    from resnext_deploy.engines.registry import sidecar_suffixes
 
     suffixes = sidecar_suffixes()
     return [t for name in sorted(names) if name.endswith(suffixes) if (t := target_of(directory, name))]

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.bundle.claims import check_claims
 from resnext_deploy.bundle.manifest import REPACK_HINT, CheckResult, read_manifest, verify_bundle
+from resnext_deploy.bundle.schema import check_preprocessing
 from resnext_deploy.bundle.signing import SignatureStatus, TrustPolicy, check_signature
 from resnext_deploy.bundle.unpack import safe_extract
+from resnext_deploy.engines import default_recipe
 from resnext_deploy.errors import InputError
 from resnext_deploy.zoo import PreprocessConfig
 
@@ -49,7 +52,6 @@ class OpenedBundle:
 
     def artifact_for(self, backend: str) -> Path:
         """The model artifact made with ``backend``'s default recipe (``artifacts.recipes``), else the bundle's own model."""
-        from resnext_deploy.engines import default_recipe
 
         recipes = self.manifest.get("artifacts", {}).get("recipes") or {}
         name = recipes.get(default_recipe(backend)) if recipes else None
@@ -57,7 +59,6 @@ class OpenedBundle:
 
     def preprocess(self) -> PreprocessConfig:
         """The bundle's own eval transform (preprocess.json), bounded (``bundle.schema``)."""
-        from resnext_deploy.bundle.schema import check_preprocessing
 
         path = self.artifact("preprocess")
         try:
@@ -81,7 +82,6 @@ class OpenedBundle:
 
 def check_result(result: CheckResult, source: Path, policy: TrustPolicy | None = None) -> OpenedBundle:
     """The opened bundle once its claims agree with its model and its signature satisfies ``policy``."""
-    from resnext_deploy.bundle.claims import check_claims
 
     check_claims(result.directory, result.manifest, str(source))
     signature = check_signature(result.directory, result.manifest, policy or TrustPolicy(), str(source))

@@ -16,15 +16,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy import environment
 from resnext_deploy.bundle.manifest import (
-    CLASSES_NAME, MANIFEST_NAME, PREPROCESS_NAME, SCHEMA, SCHEMA_VERSION, file_record, targets_of, tensor_specs,
+    CLASSES_NAME,
+    MANIFEST_NAME,
+    PREPROCESS_NAME,
+    SCHEMA,
+    SCHEMA_VERSION,
+    file_record,
+    targets_of,
+    tensor_specs,
 )
-from resnext_deploy.bundle.signing import SIGNATURE_NAME
+from resnext_deploy.bundle.signing import SIGNATURE_NAME, load_private_key, sign_manifest
+from resnext_deploy.data.datasets import class_name
 from resnext_deploy.errors import InputError, OutputError
-from resnext_deploy.files import atomic_path, sha256_file
+from resnext_deploy.files import atomic_path, sha256_bytes, sha256_file
 from resnext_deploy.layout import (
-    CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_MD_NAME, REPORT_NAME, STATS_PREFIX, artifact_name,
+    CALIBRATION_MANIFEST,
+    FP32_NAME,
+    PRECISIONS,
+    REPORT_MD_NAME,
+    REPORT_NAME,
+    STATS_PREFIX,
+    artifact_name,
 )
+from resnext_deploy.metadata import read_metadata
+from resnext_deploy.outdir import check_artifacts, locked
+from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, read_report
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: a constant, so bundles are reproducible
 GENERATED = (MANIFEST_NAME, PREPROCESS_NAME, CLASSES_NAME)
@@ -58,7 +76,6 @@ def collect_files(directory: Path) -> list[str]:
 
 def class_names(num_classes: int) -> list[str]:
     """The first ``num_classes`` ImageNet-1k class names in canonical order (timm's ImageNetInfo)."""
-    from resnext_deploy.data.datasets import class_name
 
     if not 1 <= num_classes <= 1000:
         raise InputError(f"num_classes {num_classes} is outside 1..1000, so ImageNet names do not apply")
@@ -66,7 +83,6 @@ def class_names(num_classes: int) -> list[str]:
 
 
 def _artifact_metadata(directory: Path, artifact: str) -> dict[str, Any]:
-    from resnext_deploy.metadata import read_metadata
 
     metadata = read_metadata(directory / artifact)
     for key in ("preprocess", "num_classes"):
@@ -77,7 +93,6 @@ def _artifact_metadata(directory: Path, artifact: str) -> dict[str, Any]:
 
 def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The manifest of an export directory whose bundle members (name -> file record) are ``members``."""
-    from resnext_deploy import environment
     precision = str(report.get("precision", "fp32"))
     artifact = artifact_name(precision)
     metadata = _artifact_metadata(directory, artifact)
@@ -139,7 +154,6 @@ def _weights(directory: Path, artifact: str, report: dict[str, Any], metadata: d
 
 
 def _warnings(report: dict[str, Any], weights: dict[str, Any]) -> list[str]:
-    from resnext_deploy.report import RANDOM_WEIGHTS_WARNING
 
     warnings = [str(w) for w in report.get("warnings", []) if w != RANDOM_WEIGHTS_WARNING]
     return ([RANDOM_WEIGHTS_WARNING] if weights["random"] else []) + warnings
@@ -196,8 +210,6 @@ def stage_contents(directory: Path) -> tuple[list[str], dict[str, bytes], dict[s
 
     Every artifact must still be the file the export wrote (sha256 and precision against report.json).
     """
-    from resnext_deploy.outdir import check_artifacts
-    from resnext_deploy.report import read_report
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -208,7 +220,6 @@ def stage_contents(directory: Path) -> tuple[list[str], dict[str, bytes], dict[s
     files = collect_files(directory)
     members = {name: file_record(directory, name) for name in files}
     for name, data in generated.items():
-        from resnext_deploy.files import sha256_bytes
 
         members[name] = {"path": name, "size": len(data), "sha256": sha256_bytes(data)}
     manifest = build_manifest(directory, report, members)
@@ -221,8 +232,6 @@ def package_directory(directory: Path, output: Path, *, force: bool = False, sig
 
     ``sign``: an Ed25519 private key; the bundle then carries ``manifest.json.sig`` (``bundle.signing``).
     """
-    from resnext_deploy.bundle.signing import load_private_key, sign_manifest
-    from resnext_deploy.outdir import locked
 
     output = Path(output)
     if output.exists() and not force:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.bundle.pack import stage_contents
+from resnext_deploy.engines.registry import DEFAULT_BACKEND, REGISTRY, get_spec
 from resnext_deploy.errors import InputError, OutputError
 
 DEFAULT_MAX_BATCH = 32
@@ -94,7 +96,6 @@ def serving_backend(manifest: dict[str, Any], backend: str | None = None, plan: 
     serves its engine file); by default the first recorded engine whose entry is served by default,
     else the default backend on the ONNX model.
     """
-    from resnext_deploy.engines.registry import DEFAULT_BACKEND, REGISTRY, get_spec
 
     recorded = {t.get("backend"): t for t in manifest.get("targets", [])
                 if t.get("artifact") and t.get("precision") in (None, manifest.get("precision"))}
@@ -176,7 +177,6 @@ def write_triton_repository(
 
 def package_triton(directory: Path, repository: Path, **options: Any) -> TritonResult:
     """Write a Triton model repository straight from an export directory (see :func:`write_triton_repository`)."""
-    from resnext_deploy.bundle.pack import stage_contents
 
     _, generated, manifest = stage_contents(Path(directory))
     return write_triton_repository(Path(directory), manifest, repository, generated=generated, **options)

@@ -25,8 +25,13 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.bundle.manifest import MANIFEST_NAME, REPACK_HINT, check_relative, parse_manifest
-from resnext_deploy.bundle.manifest import MAX_MANIFEST_BYTES
+from resnext_deploy.bundle.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    REPACK_HINT,
+    check_relative,
+    parse_manifest,
+)
 from resnext_deploy.bundle.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME
 from resnext_deploy.errors import InputError, OutputError
 

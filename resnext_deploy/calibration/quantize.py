@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy.calibration.fp16 import float_regions_to_fp16
+from resnext_deploy.calibration.qdq_placement import release_conv_side_of_residual_adds
 from resnext_deploy.calibration.recipes import DEFAULT_RECIPE, Recipe, get_recipe, grouped_conv_nodes
-from resnext_deploy.calibration.stats_cache import CachedStats, StatsCache, StatsKey
 from resnext_deploy.calibration.statistics import (
     DEFAULT_PERCENTILE,
     check_method,
@@ -25,7 +25,7 @@ from resnext_deploy.calibration.statistics import (
     ort_method,
     thresholds_from_histograms,
 )
-from resnext_deploy.calibration.qdq_placement import release_conv_side_of_residual_adds
+from resnext_deploy.calibration.stats_cache import CachedStats, StatsCache, StatsKey
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.files import atomic_path, sha256_file
 from resnext_deploy.metadata import get_metadata, set_metadata

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
+from resnext_deploy.calibration.sensitivity_cache import SensitivityCache, SensitivityKey
+from resnext_deploy.console import progress_bar
 from resnext_deploy.errors import InputError
 from resnext_deploy.numerics import mean_cosine
 
@@ -173,8 +176,6 @@ def analyse_sensitivity(
     noise, computed in the graph) and the branched graph, where each site is an ``If`` holding
     constant weights, for one probe batch per site and the full-INT8 reference.
     """
-    from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
-    from resnext_deploy.console import progress_bar
 
     started = time.perf_counter()
     if len(tuning) == 0:
@@ -246,7 +247,6 @@ def _fp32_pass(
 
     Small batches: the graph materializes every site's difference tensor.
     """
-    from resnext_deploy.calibration.qdq_switch import MASK_INPUT
 
     model, outputs = floats.with_noise_outputs()
     session = _session(model, threads)
@@ -363,7 +363,6 @@ def cached_sensitivity(
     cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None, progress: bool = True,
 ) -> SensitivityResult:
     """The analysis of ``setup`` on these tuning images from the cache, else measured and cached."""
-    from resnext_deploy.calibration.sensitivity_cache import SensitivityCache, SensitivityKey
 
     probe = max(1, min(probe_images, len(tuning)))
     key = SensitivityKey(setup.key, tuning_sha256, setup.recipe.to_dict(), probe,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.console import progress_bar
 from resnext_deploy.errors import InputError, UsageError
 
 METHODS = ("entropy", "minmax", "percentile")
@@ -156,7 +157,6 @@ def _quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, method: str, total: int | None) -> Iterator[Any]:
-    from resnext_deploy.console import progress_bar
 
     with progress_bar(enabled) as bar:
         task = bar.add_task(f"calibrating ({method})", total=total)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from resnext_deploy import console, environment
 from resnext_deploy.cli.build import build
 from resnext_deploy.cli.export import export
 from resnext_deploy.cli.inspect_bundle import inspect_bundle
@@ -28,7 +29,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from resnext_deploy import environment
 
         typer.echo(f"resnext-deploy {environment.toolchain_version()}")
         raise typer.Exit()
@@ -45,7 +45,6 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Everything -vv shows.")] = False,
 ) -> None:
     """Export ResNeXt classifiers to ONNX, FP16/INT8, ONNX Runtime and TensorRT; verify, gate and package them."""
-    from resnext_deploy import console
 
     console.configure(2 if debug else -1 if quiet and not verbose else min(verbose, 2))
 

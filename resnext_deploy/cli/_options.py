@@ -8,13 +8,11 @@ from typing import Annotated
 
 import typer
 
-from resnext_deploy.engines.registry import backend_names, recipe_names
-
-
-class Precision(str, enum.Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+from resnext_deploy.engines.registry import backend_names
+from resnext_deploy.export.options import CALIB_METHODS, RECIPE_CHOICES
+from resnext_deploy.exporters.onnx_export import EXPORTERS
+from resnext_deploy.layout import PRECISIONS
+from resnext_deploy.verification.options import BASELINES
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
@@ -22,8 +20,13 @@ def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
     return enum.Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
 
-Backend = _choices("Backend", backend_names())  # read from the registry (engines/registry.py)
-Recipe = _choices("Recipe", recipe_names())
+# Each choice list is read from the module that owns it.
+Precision = _choices("Precision", PRECISIONS)
+Backend = _choices("Backend", backend_names())  # the registry (engines/registry.py)
+Recipe = _choices("Recipe", RECIPE_CHOICES)  # auto + calibration.recipes.RECIPES
+CalibMethod = _choices("CalibMethod", CALIB_METHODS)  # auto + calibration.statistics.METHODS
+Exporter = _choices("Exporter", EXPORTERS)
+Baseline = _choices("Baseline", BASELINES)
 
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo model name (see `resnext-deploy models`).", show_default=False)]
@@ -45,24 +48,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existin
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 
 
-class CalibMethod(str, enum.Enum):
-    auto = "auto"
-    entropy = "entropy"
-    minmax = "minmax"
-    percentile = "percentile"
-
-
 NoEngineOpt = Annotated[bool, typer.Option("--no-engine", help="Stop after the ONNX artifacts (build on the device later).", rich_help_panel="Engine build")]
-
-
-class Exporter(str, enum.Enum):
-    dynamo = "dynamo"
-    torchscript = "torchscript"
-
-
-class Baseline(str, enum.Enum):
-    onnx = "onnx"
-    torch = "torch"
 
 
 VerifyBackendOpt = Annotated[

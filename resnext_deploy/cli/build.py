@@ -4,9 +4,13 @@ or build one from a bare ONNX file, as trtexec and polygraphy do."""
 from __future__ import annotations
 
 from resnext_deploy import console
+from resnext_deploy.bundle import build_bundle
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, UnpackDirOpt
 from resnext_deploy.cli.groups import EngineArgs, TrustArgs, uses
+from resnext_deploy.engines import resolve_backend
+from resnext_deploy.engines.base import model_metadata
+from resnext_deploy.engines.select import check_artifact
 
 
 @handles_errors
@@ -19,7 +23,6 @@ def build(bundle: BundleArg, engine: EngineArgs, trust: TrustArgs, backend: Back
 
     The engine options (batch profile, threads, TensorRT workspace, timing cache, TF32) apply to a new build.
     """
-    from resnext_deploy.bundle import build_bundle
 
     if bundle.suffix == ".onnx" and bundle.is_file():
         _build_bare(bundle, engine, backend.value, output)
@@ -37,10 +40,7 @@ def build(bundle: BundleArg, engine: EngineArgs, trust: TrustArgs, backend: Back
 
 def _build_bare(onnx_path, engine: EngineArgs, backend: str, output) -> None:  # type: ignore[no-untyped-def]
     """Engine + sidecar for a bare ONNX file (precision from its metadata or name), beside it or in --output."""
-    from resnext_deploy.engines import resolve_backend
-    from resnext_deploy.engines.base import model_metadata
 
-    from resnext_deploy.engines.select import check_artifact
 
     precision = model_metadata(onnx_path).get("precision")
     check_artifact(backend, onnx_path)  # an artifact the backend cannot take: exit 2 before anything else

@@ -6,13 +6,30 @@ import sys
 
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import (
-    Backend, BackendOpt, ForceOpt, ModelArg, NoEngineOpt, NoVerifyOpt, OutputDirOpt, Precision, PrecisionOpt, WeightsOpt,
+    Backend,
+    BackendOpt,
+    ForceOpt,
+    ModelArg,
+    NoEngineOpt,
+    NoVerifyOpt,
+    OutputDirOpt,
+    Precision,
+    PrecisionOpt,
+    WeightsOpt,
 )
 from resnext_deploy.cli.groups import (
-    CalibrationArgs, EngineArgs, EvaluationArgs, ExportArgs, GateArgs, LatencyArgs, MixedPrecisionArgs, uses,
+    CalibrationArgs,
+    EngineArgs,
+    EvaluationArgs,
+    ExportArgs,
+    GateArgs,
+    LatencyArgs,
+    MixedPrecisionArgs,
+    uses,
     verify_options,
 )
 from resnext_deploy.cli.summary import print_export_summary
+from resnext_deploy.export import ExportOptions, run_export
 
 
 @handles_errors
@@ -43,7 +60,6 @@ def export(
     """
     import dataclasses
 
-    from resnext_deploy.pipeline import ExportOptions, run_export
 
     verify = None if no_verify or no_engine else verify_options(evaluation, latency, gates, engine.threads)
     calibration_options = calibration.to_options()
@@ -51,8 +67,7 @@ def export(
         calibration_options = dataclasses.replace(calibration_options, min_label_coverage=0.0)
     options = ExportOptions(
         model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights,
-        output=output, opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify, atol=settings.atol, rtol=settings.rtol,
-        input_size=settings.input_size, force=force, build_engine=not no_engine,
+        output=output, fp32=settings.to_options(), force=force, build_engine=not no_engine,
         calibration=calibration_options, engine=engine.to_build_options(), verify=verify,
         mixed_precision=mixed.to_options(),
     )

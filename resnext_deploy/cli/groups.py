@@ -21,8 +21,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from resnext_deploy.bundle.signing import TrustPolicy
+from resnext_deploy.calibration.fallback import Budget, Targets
 from resnext_deploy.cli._options import Baseline, CalibMethod, Exporter, Recipe
+from resnext_deploy.engines import BuildOptions
 from resnext_deploy.engines.registry import backend_names
+from resnext_deploy.export.mixed_precision import MixedPrecisionOptions
+from resnext_deploy.export.options import CalibrationOptions, Fp32Options
+from resnext_deploy.verification import VerifyOptions
+from resnext_deploy.verification.gates import GateThresholds
+from resnext_deploy.verification.options import parse_batch_sizes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +108,11 @@ class ExportArgs:
                                  rich_help_panel=_EXPORT, show_default=False)
     ] = None
 
+    def to_options(self) -> Fp32Options:
+        """The export's ``Fp32Options``."""
+        return Fp32Options(opset=self.opset, exporter=self.exporter.value, simplify=self.simplify, atol=self.atol,
+                           rtol=self.rtol, input_size=self.input_size)
+
 
 @dataclass
 class CalibrationArgs:
@@ -116,7 +129,8 @@ class CalibrationArgs:
                      rich_help_panel=_CALIB, show_default=False),
     ] = None
     calib_size: Annotated[
-        int, typer.Option("--calib-size", help="Images in the class-stratified calibration subset.", rich_help_panel=_CALIB)
+        int, typer.Option("--calib-size", help="Images in the class-stratified calibration subset.", rich_help_panel=_CALIB,
+                          min=1)
     ] = 512
     calib_manifest: Annotated[
         Path | None,
@@ -155,9 +169,8 @@ class CalibrationArgs:
                      rich_help_panel=_CALIB, show_default=False),
     ] = ""
 
-    def to_options(self) -> Any:
-        """The pipeline's ``CalibrationOptions``."""
-        from resnext_deploy.pipeline import CalibrationOptions
+    def to_options(self) -> CalibrationOptions:
+        """The export's ``CalibrationOptions``."""
 
         return CalibrationOptions(
             data=self.calib_data, labels_file=self.calib_labels, size=self.calib_size, manifest=self.calib_manifest,
@@ -198,9 +211,8 @@ class EngineArgs:
                            rich_help_panel=_ENGINE)
     ] = True
 
-    def to_build_options(self, precision: str | None = None) -> Any:
+    def to_build_options(self, precision: str | None = None) -> BuildOptions:
         """The engines' ``BuildOptions`` (validated there: batch range, positive sizes)."""
-        from resnext_deploy.engines import BuildOptions
 
         return BuildOptions(
             precision=precision, threads=self.threads, min_batch=self.min_batch, opt_batch=self.opt_batch,
@@ -318,9 +330,8 @@ class GateArgs:
                            "labelled evaluation images, instead of reporting it skipped.", rich_help_panel=_GATES)
     ] = False
 
-    def thresholds(self) -> Any:
+    def thresholds(self) -> GateThresholds:
         """The typed ``GateThresholds`` of the flags given (None = from the file or the default)."""
-        from resnext_deploy.verification.gates import GateThresholds
 
         return GateThresholds(**{item.name: getattr(self, item.name) for item in dataclasses.fields(GateThresholds)})
 
@@ -355,10 +366,8 @@ class MixedPrecisionArgs:
                           "the manifest, never evaluation images.", rich_help_panel=_MIXED)
     ] = 128
 
-    def to_options(self) -> Any:
-        """The pipeline's ``MixedPrecisionOptions`` (targets and budget validated there: exit 2 with a hint)."""
-        from resnext_deploy.calibration.fallback import Budget, Targets
-        from resnext_deploy.mixed_precision import MixedPrecisionOptions
+    def to_options(self) -> MixedPrecisionOptions:
+        """The export's ``MixedPrecisionOptions`` (targets and budget validated there: exit 2 with a hint)."""
 
         return MixedPrecisionOptions(
             targets=Targets(self.target_cosine, self.target_agreement, self.target_top1_drop),
@@ -368,10 +377,8 @@ class MixedPrecisionArgs:
 
 
 def verify_options(evaluation: EvaluationArgs, latency: LatencyArgs, gates: GateArgs, threads: int | None,
-                   **extra: Any) -> Any:
+                   **extra: Any) -> VerifyOptions:
     """The ``VerifyOptions`` of the evaluation, latency and gate groups (shared by export and verify)."""
-    from resnext_deploy.verification import VerifyOptions
-    from resnext_deploy.verification.options import parse_batch_sizes
 
     return VerifyOptions(
         eval_data=evaluation.eval_data, labels_file=evaluation.eval_labels, eval_size=evaluation.eval_size,
@@ -400,8 +407,7 @@ class TrustArgs:
                            rich_help_panel=_TRUST)
     ] = False
 
-    def to_policy(self) -> Any:
+    def to_policy(self) -> TrustPolicy:
         """The bundle's ``TrustPolicy`` (validated there: --require-signature needs a key)."""
-        from resnext_deploy.bundle.signing import TrustPolicy
 
         return TrustPolicy(tuple(self.trusted_key or ()), self.require_signature)

@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 from resnext_deploy import console
+from resnext_deploy.bundle import open_bundle
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import BundleArg, JsonOpt
 from resnext_deploy.cli.groups import TrustArgs, uses
+from resnext_deploy.engines.registry import REGISTRY
 
 
 def _target_line(target: dict[str, Any]) -> str:
-    from resnext_deploy.engines.registry import REGISTRY
 
     spec = REGISTRY.get(str(target.get("backend")))
     return spec.describe_target(target) if spec else f"{target.get('backend')} (unknown to this resnext-deploy)"
@@ -59,7 +60,6 @@ def print_manifest(manifest: dict[str, Any], verified: set[str], signature: Any 
 def inspect_bundle(bundle: BundleArg, trust: TrustArgs, json_output: JsonOpt = False) -> None:
     """Print BUNDLE's manifest and verify every file's size and sha256, that the manifest agrees with the model it
     ships, and the signature (a tampered, edited or wrongly signed bundle exits 2)."""
-    from resnext_deploy.bundle import open_bundle
 
     with open_bundle(bundle, trust.to_policy()) as opened:
         for warning in opened.warnings:

@@ -8,10 +8,19 @@ from typing import Annotated
 import typer
 
 from resnext_deploy import console
+from resnext_deploy.bundle import package_directory
+from resnext_deploy.bundle.signing import fingerprint, load_private_key
+from resnext_deploy.bundle.triton import package_triton
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import (
-    BundleFormat, BundleFormatOpt, BundleOutputOpt, ExportDirArg, ForceOpt, TritonPlanOpt,
+    BundleFormat,
+    BundleFormatOpt,
+    BundleOutputOpt,
+    ExportDirArg,
+    ForceOpt,
+    TritonPlanOpt,
 )
+from resnext_deploy.errors import UsageError
 
 
 @handles_errors
@@ -32,10 +41,8 @@ def package(
 ) -> None:
     """Pack export DIRECTORY (ONNX, precision artifact, engines, calibration records, report) with a checksummed manifest."""
     if format is BundleFormat.triton:
-        from resnext_deploy.bundle.triton import package_triton
 
         if sign is not None:
-            from resnext_deploy.errors import UsageError
 
             raise UsageError("--sign applies to --format tar bundles", hint="sign the tar bundle; Triton serves the files as they are")
         with console.stage(f"write Triton model repository {output}"):
@@ -45,7 +52,6 @@ def package(
         console.out.print(f"  repository: {result.repository}")
         console.out.print(f"  serve with: tritonserver --model-repository {result.repository}")
         return
-    from resnext_deploy.bundle import package_directory
 
     for flag, given in (("--plan", plan), ("--model-name", model_name), ("--max-batch-size", max_batch_size)):
         if given:
@@ -58,7 +64,6 @@ def package(
                       f"targets: {', '.join(t['backend'] for t in manifest['targets']) or 'none (build on the device)'}")
     console.out.print(f"  sha256: {result.sha256}")
     if sign is not None:
-        from resnext_deploy.bundle.signing import fingerprint, load_private_key
 
         console.out.print(f"  signed by {fingerprint(load_private_key(sign).public_key())} (manifest.json.sig)")
     if manifest["model"].get("random_weights"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from resnext_deploy import console
+from resnext_deploy.bundle import open_bundle, predict_images
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, ImagesArg, JsonOpt, TopOpt
 from resnext_deploy.cli.groups import TrustArgs, uses
@@ -17,7 +18,6 @@ def predict(
     backend: BackendOpt = Backend.auto,
 ) -> None:
     """Classify IMAGES with BUNDLE (checksums verified first) and print the top classes with softmax probabilities."""
-    from resnext_deploy.bundle import open_bundle, predict_images
 
     with open_bundle(bundle, trust.to_policy()) as opened:
         result = predict_images(opened, images, top=top, backend=backend.value)

@@ -10,6 +10,8 @@ import typer
 
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import ExportDirArg, JsonOpt
+from resnext_deploy.console import out
+from resnext_deploy.sensitivity_report import SensitivityOptions, run_sensitivity
 
 _WHERE = "Where the images are"
 
@@ -44,7 +46,6 @@ def sensitivity(
     and the order `export --target-*` leaves layers in float) and DIR/sensitivity.png.
     Cached: a second run on the same model, images and recipe reads the cache. Exit 2 for bad input.
     """
-    from resnext_deploy.sensitivity_report import SensitivityOptions, run_sensitivity
 
     options = SensitivityOptions(calib_data=calib_data, probe_images=probe_images, cache_dir=cache_dir, threads=threads)
     result, document, written = run_sensitivity(directory, options)
@@ -52,7 +53,6 @@ def sensitivity(
         print(json.dumps(document, indent=1))
         return
     print_table(result, document, top)
-    from resnext_deploy.console import out
 
     out.print(f"  written: {', '.join(str(path) for path in written.values())}"
               f"{' (analysis from the cache)' if result.cache_hit else f' ({result.seconds:.0f}s)'}")
@@ -63,7 +63,6 @@ def print_table(result: Any, document: dict[str, Any], top: int) -> None:
     from rich import box
     from rich.table import Table
 
-    from resnext_deploy.console import out
 
     full = result.full_int8
     out.print(f"[bold]{document['model']}[/] INT8 ({result.recipe} recipe, {result.method}): full INT8 on "

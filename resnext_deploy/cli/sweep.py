@@ -10,8 +10,17 @@ import typer
 
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli.groups import (
-    CalibrationArgs, EngineArgs, EvaluationArgs, ExportArgs, GateArgs, LatencyArgs, uses, verify_options,
+    CalibrationArgs,
+    EngineArgs,
+    EvaluationArgs,
+    ExportArgs,
+    GateArgs,
+    LatencyArgs,
+    uses,
+    verify_options,
 )
+from resnext_deploy.sweep import SweepOptions, make_plan, run_sweep
+from resnext_deploy.sweep.outputs import print_summary
 
 _SWEEP = "Sweep"
 
@@ -59,16 +68,12 @@ def sweep(
     Exit codes: 0 every cell passed its gates, 1 a gate failed in some cell (all cells ran; they are named),
     2 bad input, or cells that could not run (named; the others are kept).
     """
-    from resnext_deploy.sweep import SweepOptions, make_plan, run_sweep
-    from resnext_deploy.sweep.cells import Fp32Settings
-    from resnext_deploy.sweep.outputs import print_summary
 
     options = SweepOptions(
         plan=make_plan(plan, models, precisions, backends, weights), output=output,
         calibration=calibration.to_options(), verify=verify_options(evaluation, latency, gates, engine.threads),
         recipe=calibration.recipe.value, engine=engine.to_build_options(), force=force,
-        fp32=Fp32Settings(opset=settings.opset, exporter=settings.exporter.value, simplify=settings.simplify,
-                          atol=settings.atol, rtol=settings.rtol, input_size=settings.input_size),
+        fp32=settings.to_options(),
         workers=workers, ray=ray, shards=shards, timeout_s=timeout,
     )
     outcome = run_sweep(options, command=sys.argv)

@@ -10,6 +10,8 @@ import typer
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import VerifyBackendOpt, VerifyThreadsOpt
 from resnext_deploy.cli.groups import EvaluationArgs, GateArgs, LatencyArgs, uses, verify_options
+from resnext_deploy.verification import verify_directory
+from resnext_deploy.verification.outputs import print_summary
 
 
 @handles_errors
@@ -34,8 +36,6 @@ def verify(
     Exit codes: 0 every gate passed, 1 a gate failed (all outputs are still written), 2 bad input or a machine
     problem, 3 internal error, 130/143 interrupted.
     """
-    from resnext_deploy.verification import verify_directory
-    from resnext_deploy.verification.outputs import print_summary
 
     options = verify_options(evaluation, latency, gates, threads,
                              backend=backend.value if backend is not None else None, reference=reference, model=model,

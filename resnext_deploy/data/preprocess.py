@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from resnext_deploy.console import progress_bar
 from resnext_deploy.data.datasets import ImageRecord
 from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
@@ -187,7 +188,6 @@ def _pool(kind: str, workers: int) -> Iterator[Executor]:
 
 
 def _progress(enabled: bool, total: int, description: str):  # type: ignore[no-untyped-def]
-    from resnext_deploy.console import progress_bar
 
     progress = progress_bar(enabled)
     return progress, progress.add_task(description, total=total)
@@ -282,6 +282,27 @@ def iter_batches(
                 yield batch
     if not kept:
         _check(LoadResult(np.empty((0,)), None, [], all_skipped), len(records), strict)
+
+
+class DecodedBatches:
+    """``records`` decoded ``batch_size`` images at a time, each time it is iterated (yields the arrays).
+
+    Calibration consumes it as it decodes (memory does not grow with the subset), and not at all
+    when the statistics are cached; ``read`` and ``skipped`` say what the last pass decoded.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], cfg: PreprocessConfig, batch_size: int, *,
+                 workers: int | None = None, strict: bool = False) -> None:
+        self.records, self.cfg, self.batch_size, self.workers, self.strict = records, cfg, batch_size, workers, strict
+        self.read = 0
+        self.skipped: list[tuple[str, str]] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.read, self.skipped = 0, []
+        for loaded in iter_batches(self.records, self.cfg, self.batch_size, workers=self.workers, strict=self.strict):
+            self.read += len(loaded)
+            self.skipped += loaded.skipped
+            yield loaded.array
 
 
 def probe_images(records: Sequence[ImageRecord], *, decode: bool, workers: int | None = None) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resnext_deploy.data.datasets import imagenet_wnids
 from resnext_deploy.files import atomic_path
 
 SIZE = (160, 128)  # (width, height), smaller than the 224 crop is fine: preprocessing resizes
@@ -35,7 +36,6 @@ def write_sample_images(root: Path, classes: int = 8, per_class: int = 8, seed: 
     """Write ``root/<wnid>/<wnid>_<i>.JPEG`` for the first ``classes`` ImageNet classes; return ``root``."""
     from PIL import Image
 
-    from resnext_deploy.data.datasets import imagenet_wnids
 
     root = Path(root)
     wnids = imagenet_wnids()

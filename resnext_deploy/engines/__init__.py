@@ -6,7 +6,12 @@ Importing this package loads no backend library; ``onnxruntime``, ``openvino``, 
 
 from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, EngineSpec, Runner, TensorSpec
 from resnext_deploy.engines.registry import (
-    DEFAULT_BACKEND, REGISTRY, backend_names, default_recipe, get_spec, recipe_names, resolve_recipe, spec_for_sidecar,
+    DEFAULT_BACKEND,
+    REGISTRY,
+    backend_names,
+    default_recipe,
+    get_spec,
+    spec_for_sidecar,
 )
 from resnext_deploy.engines.select import BACKEND_NAMES, auto_rule, get_backend, resolve_backend
 
@@ -25,8 +30,6 @@ __all__ = [
     "default_recipe",
     "get_backend",
     "get_spec",
-    "recipe_names",
     "resolve_backend",
-    "resolve_recipe",
     "spec_for_sidecar",
 ]

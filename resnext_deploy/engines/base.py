@@ -20,6 +20,7 @@ import numpy as np
 from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import PRECISIONS, split_artifact_name
+from resnext_deploy.metadata import read_metadata
 
 PRECISION_SUFFIXES = PRECISIONS
 
@@ -114,7 +115,6 @@ class TensorSpec(NamedTuple):
 
 def model_metadata(onnx_path: Path) -> dict[str, Any]:
     """The artifact's own metadata_props, or {} for a graph that carries none."""
-    from resnext_deploy.metadata import read_metadata
 
     try:
         return read_metadata(onnx_path)

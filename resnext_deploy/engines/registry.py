@@ -31,13 +31,6 @@ def backend_names(*, with_auto: bool = True) -> tuple[str, ...]:
     return ((AUTO,) if with_auto else ()) + tuple(REGISTRY)
 
 
-def recipe_names(*, with_auto: bool = True) -> tuple[str, ...]:
-    """``--recipe`` choices: ``auto`` (the backend's default recipe) then every INT8 recipe."""
-    from resnext_deploy.calibration.recipes import RECIPES
-
-    return ((AUTO,) if with_auto else ()) + tuple(RECIPES)
-
-
 def get_spec(name: str) -> EngineSpec:
     """The registered spec of backend ``name``; ``UsageError`` listing the choices otherwise."""
     try:
@@ -49,15 +42,6 @@ def get_spec(name: str) -> EngineSpec:
 def default_recipe(backend: str) -> str:
     """The INT8 recipe `--recipe auto` means for ``backend`` (``auto`` -> the default backend's)."""
     return get_spec(DEFAULT_BACKEND if backend == AUTO else backend).default_recipe
-
-
-def resolve_recipe(recipe: str, backend: str) -> str:
-    """``--recipe`` as given, or the backend's default for ``auto``; ``UsageError`` for an unknown one."""
-    if recipe == AUTO:
-        return default_recipe(backend)
-    if recipe not in recipe_names(with_auto=False):
-        raise UsageError(f"unknown recipe {recipe!r}", hint=f"use one of: {', '.join(recipe_names())}")
-    return recipe
 
 
 def spec_for_sidecar(file_name: str) -> EngineSpec | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resnext_deploy.errors import ParityError
 from resnext_deploy.exporters.fold import fold_batchnorm
 from resnext_deploy.exporters.onnx_export import (
     DEFAULT_EXPORTER,
@@ -18,8 +19,14 @@ from resnext_deploy.exporters.onnx_export import (
     resolve_opset,
     simplify,
 )
-from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityResult, check_parity, compare, random_inputs
-from resnext_deploy.errors import ParityError
+from resnext_deploy.exporters.parity import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    ParityResult,
+    check_parity,
+    compare,
+    random_inputs,
+)
 from resnext_deploy.files import sha256_file, write_bytes
 from resnext_deploy.metadata import set_metadata
 

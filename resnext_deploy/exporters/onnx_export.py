@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
 from resnext_deploy.errors import UsageError
+from resnext_deploy.exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare, ort_session, random_inputs
 
 if TYPE_CHECKING:
     import onnx

@@ -13,26 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER
+from resnext_deploy import console
+from resnext_deploy.environment import toolchain_version
+from resnext_deploy.export import CalibrationOptions, ExportOptions, Fp32Options, run_export
 from resnext_deploy.layout import FP32_NAME
-from resnext_deploy.pipeline import CalibrationOptions
+from resnext_deploy.report import read_report, write_report
 from resnext_deploy.verification.options import VerifyOptions
-from resnext_deploy.verification.shards import ShardResult, where
-from resnext_deploy.zoo import ModelSpec
+from resnext_deploy.verification.run import verify_directory
+from resnext_deploy.verification.shards import EvalLogits, ShardResult, eval_shard, where
+from resnext_deploy.zoo import ModelSpec, get_model_spec, register_model
 
 SWEEP_KEY = "sweep"  # the record a finished sweep step leaves in its report.json
-
-
-@dataclass(frozen=True)
-class Fp32Settings:
-    """How each model's FP32 ONNX is made (the export's option group)."""
-
-    opset: int | None = None  # None: the exporter's default
-    exporter: str = DEFAULT_EXPORTER
-    simplify: bool = True
-    atol: float = 1e-4
-    rtol: float = 1e-3
-    input_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +33,7 @@ class Fp32Job:
     spec: ModelSpec
     weights: str
     directory: Path
-    settings: Fp32Settings
+    settings: Fp32Options
     fingerprint: str
 
     @property
@@ -70,7 +61,6 @@ class CellJob:
 
 def use_spec(spec: ModelSpec) -> None:
     """Make the driver's zoo entry known in this worker (models registered at run time, e.g. variants of your own)."""
-    from resnext_deploy.zoo import get_model_spec, register_model
 
     try:
         if get_model_spec(spec.name) == spec:
@@ -82,7 +72,6 @@ def use_spec(spec: ModelSpec) -> None:
 
 def mark(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Add the sweep's record to ``directory``'s report.json (atomically): the step is finished."""
-    from resnext_deploy.report import read_report, write_report
 
     report = read_report(directory)
     report[SWEEP_KEY] = record
@@ -92,16 +81,12 @@ def mark(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 def export_fp32(job: Fp32Job) -> dict[str, Any]:
     """Export ``job.spec`` to ``job.directory/model.onnx`` (no engine, no verification)."""
-    from resnext_deploy.pipeline import ExportOptions, run_export
 
     use_spec(job.spec)
     started = time.perf_counter()
     shutil.rmtree(job.directory, ignore_errors=True)
-    settings = job.settings
     options = ExportOptions(model=job.spec.name, precision="fp32", weights=job.weights, output=job.directory,
-                            opset=settings.opset, exporter=settings.exporter, simplify=settings.simplify,
-                            atol=settings.atol, rtol=settings.rtol,
-                            input_size=settings.input_size, force=True, build_engine=False, verify=None)
+                            fp32=job.settings, force=True, build_engine=False, verify=None)
     run_export(options, command=["sweep", "fp32", job.spec.name])
     record = {"step": "fp32", "fingerprint": job.fingerprint, "seconds": round(time.perf_counter() - started, 3),
               "ran_on": where()}
@@ -111,14 +96,13 @@ def export_fp32(job: Fp32Job) -> dict[str, Any]:
 
 def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
     """Make the cell's precision artifact and engine from the model's FP32 ONNX (``after``: steps to wait for)."""
-    from resnext_deploy.pipeline import ExportOptions, run_export
 
     use_spec(job.spec)
     started = time.perf_counter()
     shutil.rmtree(job.directory, ignore_errors=True)
     options = ExportOptions(
         model=job.spec.name, precision=job.precision, backend=job.backend, recipe=job.recipe, output=job.directory,
-        input_size=job.input_size, force=True, calibration=job.calibration, engine=job.engine, verify=None,
+        fp32=Fp32Options(input_size=job.input_size), force=True, calibration=job.calibration, engine=job.engine, verify=None,
         fp32_from=job.fp32,
     )
     _, report = run_export(options, command=["sweep", job.key])
@@ -129,7 +113,6 @@ def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
 
 def evaluate_shard(job: CellJob, index: int, records: list[Any], threads: int, *after: Any) -> ShardResult:
     """Decode and run one evaluation shard of the cell with ``threads`` inference threads."""
-    from resnext_deploy.verification.shards import eval_shard
 
     use_spec(job.spec)
     return eval_shard(job.directory, records, index, job.verify.eval_batch_size, job.verify.baseline,
@@ -138,8 +121,6 @@ def evaluate_shard(job: CellJob, index: int, records: list[Any], threads: int, *
 
 def finish_cell(job: CellJob, threads: int, build: dict[str, Any], *shards: ShardResult) -> dict[str, Any]:
     """Time latency on ``threads`` cores, gate, and write the cell's reports from the merged shards."""
-    from resnext_deploy.verification.run import verify_directory
-    from resnext_deploy.verification.shards import EvalLogits
 
     use_spec(job.spec)
     started = time.perf_counter()
@@ -158,7 +139,6 @@ def finish_cell(job: CellJob, threads: int, build: dict[str, Any], *shards: Shar
 
 def quiet() -> None:
     """Silence the stage lines of a worker process: the driver reports each finished step."""
-    from resnext_deploy import console
 
     if console.verbosity() < 1:
         console.err.quiet = True
@@ -172,6 +152,5 @@ def run_quietly(function: Any, *args: Any) -> Any:
 
 def node_facts(paths: list[str]) -> dict[str, Any]:
     """Which of ``paths`` this node cannot see, and its toolchain version: a sweep's artifacts travel by path."""
-    from resnext_deploy.environment import toolchain_version
 
     return {"ran_on": where(), "version": toolchain_version(), "missing": [p for p in paths if not Path(p).exists()]}

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.files import atomic_path, write_text
+from resnext_deploy.console import out
+from resnext_deploy.files import atomic_path, write_bytes, write_text
 from resnext_deploy.layout import FP32_NAME, PARETO_PNG_NAME, SWEEP_MD_NAME
 from resnext_deploy.verification.compare import comparison_record
 
@@ -147,7 +148,6 @@ def write_junit(path: Path, sweep: dict[str, Any]) -> Path:
     """JUnit XML: one ``<testsuite>`` per cell, one ``<testcase>`` per gate; a cell that could not run is an error."""
     import xml.etree.ElementTree as ET
 
-    from resnext_deploy.files import write_bytes
 
     root = ET.Element("testsuites", name="resnext-deploy sweep")
     for row in sweep["cells"]:
@@ -173,7 +173,6 @@ def print_summary(sweep: dict[str, Any], directory: Path) -> None:
     """The cells as a rich table on stdout, and where the reports are."""
     from rich.table import Table
 
-    from resnext_deploy.console import out
 
     front = set(sweep["pareto_front"])
     table = Table(title=f"sweep: {len(sweep['cells'])} cell(s) on {sweep['scheduler']['kind']}")

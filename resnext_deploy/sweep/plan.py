@@ -14,14 +14,17 @@ Flags (``--models``, ``--precisions``, ``--backends``, ``--weights``) replace th
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
+from resnext_deploy.engines import backend_names, resolve_backend
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import PRECISIONS
+from resnext_deploy.zoo import get_model_spec
 
 PLAN_KEYS = ("models", "precisions", "backends", "weights")
 DEFAULT_WEIGHTS = "pretrained"
@@ -41,7 +44,6 @@ class Plan:
 
     def cells(self) -> list[tuple[str, str, str]]:
         """Every (model, precision, backend), models outermost, in plan order; ``auto`` resolved per precision here."""
-        from resnext_deploy.engines import resolve_backend
 
         cells = []
         for model in self.models:
@@ -109,8 +111,6 @@ def make_plan(
     backends: Sequence[str] | str | None = None, weights: str | None = None,
 ) -> Plan:
     """The plan from ``path`` (optional) with flags replacing its lists, every name checked against the zoo and engines."""
-    from resnext_deploy.engines import backend_names
-    from resnext_deploy.zoo import get_model_spec
 
     data = read_plan_file(path) if path is not None else {}
     where = str(path) if path is not None else "flags"

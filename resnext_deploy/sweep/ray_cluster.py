@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.environment import toolchain_version
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, UsageError
 from resnext_deploy.sweep import cells
 from resnext_deploy.sweep.schedule import Event, Work
@@ -105,7 +106,6 @@ class RayCluster:
         """Every node sees ``paths`` and runs this toolchain version, or an ``InputError`` before any work."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from resnext_deploy.environment import toolchain_version
 
         check = self.ray.remote(cells.node_facts)
         names = [str(p) for p in paths]

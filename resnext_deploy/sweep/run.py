@@ -17,16 +17,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console
+from resnext_deploy import console, environment
+from resnext_deploy.data.datasets import scan_images
+from resnext_deploy.data.manifest import Manifest, select_subset
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.registry import package_names
+from resnext_deploy.environment import toolchain_version
 from resnext_deploy.errors import CellError, DeployError, GateFailed, UsageError
+from resnext_deploy.export import CalibrationOptions, ExportOptions, Fp32Options
+from resnext_deploy.export.preflight import check_values, default_eval_data
+from resnext_deploy.files import sha256_file, write_json
 from resnext_deploy.layout import (
-    CALIBRATION_MANIFEST, FP32_NAME, SWEEP_CACHE_DIR, SWEEP_FP32_DIR, SWEEP_JSON_NAME, SWEEP_MD_NAME, sweep_cell_dir,
+    CALIBRATION_MANIFEST,
+    FP32_NAME,
+    SWEEP_CACHE_DIR,
+    SWEEP_FP32_DIR,
+    SWEEP_JSON_NAME,
+    SWEEP_MD_NAME,
+    sweep_cell_dir,
 )
-from resnext_deploy.pipeline import CalibrationOptions, prepare_output_dir
-from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job, Fp32Settings
+from resnext_deploy.outdir import prepare_output_dir
+from resnext_deploy.report import read_report
+from resnext_deploy.sweep import outputs
+from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job
+from resnext_deploy.sweep.local import LocalPool
 from resnext_deploy.sweep.plan import Plan
+from resnext_deploy.sweep.ray_cluster import RayCluster, shared_paths
 from resnext_deploy.sweep.schedule import Scheduler, Work
+from resnext_deploy.verification.accuracy import load_eval_set
+from resnext_deploy.verification.compare import load_earlier_run
+from resnext_deploy.verification.gates import load_gates
 from resnext_deploy.verification.options import VerifyOptions
+from resnext_deploy.verification.run import regate_directory
+from resnext_deploy.verification.shards import shard_bounds
+from resnext_deploy.zoo import get_model_spec
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +72,7 @@ class SweepOptions:
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     verify: VerifyOptions = field(default_factory=_default_verify)
     recipe: str = "auto"
-    fp32: Fp32Settings = field(default_factory=Fp32Settings)
+    fp32: Fp32Options = field(default_factory=Fp32Options)
     engine: Any = None  # engines.BuildOptions for every cell [default: the engines' defaults]
     workers: int | None = None  # local pool processes [default: every usable core]
     ray: str | None = None  # "auto" or a cluster address; None: the local pool
@@ -94,9 +118,6 @@ def _weights_identity(weights: str) -> Any:
 
 def _validate(options: SweepOptions) -> None:
     """Every check that needs no heavy work: counts, each cell's export options, the gates and --compare-to files."""
-    from resnext_deploy.pipeline import ExportOptions, validate
-    from resnext_deploy.verification.compare import load_earlier_run
-    from resnext_deploy.verification.gates import load_gates
 
     for name, value in (("--workers", options.workers), ("--shards", options.shards), ("--timeout", options.timeout_s)):
         if value is not None and value <= 0:
@@ -105,10 +126,8 @@ def _validate(options: SweepOptions) -> None:
         raise UsageError("--timeout applies to --ray sweeps", hint="leave it out, or add --ray auto|ADDRESS")
     comparing = options.verify.compare_to is not None
     for model, precision, backend in options.plan.cells():
-        validate(ExportOptions(model=model, precision=precision, backend=backend, recipe=options.recipe,
-                               calibration=options.calibration, verify=options.verify, input_size=options.fp32.input_size,
-                               opset=options.fp32.opset, exporter=options.fp32.exporter, atol=options.fp32.atol,
-                               rtol=options.fp32.rtol))
+        check_values(ExportOptions(model=model, precision=precision, backend=backend, recipe=options.recipe,
+                                   calibration=options.calibration, verify=options.verify, fp32=options.fp32))
         load_gates(model, precision, options.verify.thresholds, options.verify.gates_file, comparing=comparing)
     if comparing:
         load_earlier_run(options.verify.compare_to)
@@ -117,23 +136,19 @@ def _validate(options: SweepOptions) -> None:
 def make_scheduler(options: SweepOptions) -> Scheduler:
     """The local pool, or a connection to Ray (exit 2 in seconds when Ray is missing or unreachable)."""
     if options.ray is None:
-        from resnext_deploy.sweep.local import LocalPool
 
         return LocalPool(options.workers)
-    from resnext_deploy.sweep.ray_cluster import RayCluster
 
     return RayCluster(options.ray, options.timeout_s)
 
 
 def _shared_manifest(calib: CalibrationOptions, output: Path) -> tuple[CalibrationOptions, str | None]:
     """One calibration subset for every INT8 cell: the given manifest, or one picked now; (options, its sha256)."""
-    from resnext_deploy.data.manifest import Manifest, select_subset
 
     if calib.data is None:
         return calib, None
     if calib.manifest is not None:
         return calib, Manifest.read(calib.manifest).sha256
-    from resnext_deploy.data.datasets import scan_images
 
     scan = scan_images(calib.data, calib.labels_file, split="train")
     records = select_subset(scan.records, calib.size, calib.seed)
@@ -145,8 +160,6 @@ def _shared_manifest(calib: CalibrationOptions, output: Path) -> tuple[Calibrati
 
 def _finished(directory: Path, fingerprint: str, verified: bool) -> dict[str, Any] | None:
     """The report of a step finished with these settings, else None."""
-    from resnext_deploy.files import sha256_file
-    from resnext_deploy.report import read_report
 
     try:
         report = read_report(directory)
@@ -172,11 +185,6 @@ class _Prepared:
 
 def _prepare(options: SweepOptions, output: Path, threads: int) -> _Prepared:
     """Pin the calibration subset and the evaluation subset, and describe every step with its fingerprint."""
-    from resnext_deploy.engines import BuildOptions
-    from resnext_deploy.environment import toolchain_version
-    from resnext_deploy.pipeline import default_eval_data
-    from resnext_deploy.verification.accuracy import load_eval_set
-    from resnext_deploy.zoo import get_model_spec
 
     plan = options.plan
     calib = options.calibration
@@ -235,8 +243,6 @@ def _host(record: dict[str, Any] | None, step: str | None = None) -> str:
 
 def run_sweep(options: SweepOptions, command: list[str] | None = None) -> SweepOutcome:
     """Run (or resume) the sweep; write sweep.json, sweep.md and pareto.png; call ``raise_for_cells`` for the exit code."""
-    from resnext_deploy.sweep.ray_cluster import shared_paths
-    from resnext_deploy.verification.shards import shard_bounds
 
     started = time.perf_counter()
     _validate(options)
@@ -302,11 +308,6 @@ def _collect(
     errors: dict[str, str], scheduler_facts: dict[str, Any], command: list[str] | None,
 ) -> dict[str, Any]:
     """sweep.json's content: kept cells gated again (new thresholds, --compare-to), every cell's row, the front."""
-    from resnext_deploy import environment
-    from resnext_deploy.report import read_report
-    from resnext_deploy.sweep import outputs
-    from resnext_deploy.verification.run import regate_directory
-
     rows = []
     for job in prepared.cell_jobs:
         if job.key in errors or job.spec.name in errors:
@@ -334,14 +335,11 @@ def _collect(
         "pareto_front": outputs.front_cells([r for r in rows if r["status"] != "error"]), "accuracy_axis": label,
         "failed_cells": [r["cell"] for r in rows if r["status"] == "failed"],
         "error_cells": [r["cell"] for r in rows if r["status"] == "error"],
-        "environment": environment.describe(),
+        "environment": environment.describe(package_names()),
     }
 
 
 def _write(output: Path, sweep: dict[str, Any], junit: Path | None) -> SweepOutcome:
-    from resnext_deploy.files import write_json
-    from resnext_deploy.sweep import outputs
-
     write_json(output / SWEEP_JSON_NAME, sweep)
     outputs.write_markdown(output, sweep)
     if junit is not None:

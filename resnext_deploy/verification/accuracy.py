@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.data.datasets import MIN_LABEL_COVERAGE, scan_images
+from resnext_deploy.data.manifest import Manifest, check_disjoint, select_subset
+from resnext_deploy.data.preprocess import iter_batches
 from resnext_deploy.engines.base import Runner
+from resnext_deploy.errors import InputError
 from resnext_deploy.numerics import row_cosines
 from resnext_deploy.zoo import PreprocessConfig
 
@@ -39,7 +43,6 @@ class EvalSet:
             for start in range(0, len(self.random_images), batch_size):
                 yield self.random_images[start : start + batch_size], None
             return
-        from resnext_deploy.data.preprocess import iter_batches
 
         count, skipped = 0, []
         for loaded in iter_batches(self.records, self.cfg, batch_size, progress=progress):
@@ -65,8 +68,6 @@ def load_eval_set(
         source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
         return EvalSet(source, cfg, random_images=images)
 
-    from resnext_deploy.data.datasets import MIN_LABEL_COVERAGE, scan_images
-    from resnext_deploy.data.manifest import Manifest, check_disjoint, select_subset
 
     coverage = MIN_LABEL_COVERAGE if min_label_coverage is None else min_label_coverage
     scan = scan_images(eval_data, labels_file=labels_file, min_label_coverage=coverage)
@@ -98,7 +99,6 @@ def eval_logits(
         produced.append(run_logits(target, images, batch_size))
         labels.append(batch_labels)
     if not reference:
-        from resnext_deploy.errors import InputError
 
         raise InputError("no evaluation image could be read", hint="check --eval-data")
     known = None if any(batch is None for batch in labels) else np.concatenate(labels)

@@ -12,8 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy import environment
+from resnext_deploy.engines.registry import package_names
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
+from resnext_deploy.metadata import read_metadata
+from resnext_deploy.report import new_report
+from resnext_deploy.zoo import get_model_spec
 
 
 def default_output(onnx_path: Path) -> Path:
@@ -31,9 +36,6 @@ def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
 
 def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[dict[str, Any], list[str]]:
     """An in-memory report for ``onnx_path`` (absolute artifact paths) and the notes saying what was assumed."""
-    from resnext_deploy.metadata import read_metadata
-    from resnext_deploy.report import new_report
-    from resnext_deploy.zoo import get_model_spec
 
     onnx_path = onnx_path.resolve()
     metadata = read_metadata(onnx_path)
@@ -53,7 +55,7 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
     if not Path(reference).is_file():
         raise InputError(f"no FP32 reference for {onnx_path.name}: {reference} does not exist",
                          hint="pass --reference FP32.onnx (the model the artifact was made from)")
-    report = new_report([])
+    report = new_report([], environment.describe(package_names()))
     report.update(
         model=spec.to_dict() | {"name": spec.name}, precision=precision,
         weights=metadata.get("weights") or {},

@@ -5,11 +5,12 @@ A gate whose metric was not measured is *skipped* with the reason, never passed 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from resnext_deploy.errors import InputError, UsageError
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.console import progress_bar
 from resnext_deploy.engines.base import Runner
 from resnext_deploy.errors import InputError
 
@@ -91,7 +92,6 @@ def measure_latency(baseline: Runner, target: Runner, plan: LatencyPlan, progres
 
     Only batch sizes both runners accept are timed; the others are listed in ``skipped_batch_sizes`` with the reason.
     """
-    from resnext_deploy.console import progress_bar
 
     per_batch: dict[str, Any] = {}
     skipped: dict[str, str] = {}

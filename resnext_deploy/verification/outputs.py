@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.console import out
 from resnext_deploy.files import atomic_path, write_bytes, write_text
 
 REPORT_MD = "report.md"
@@ -158,7 +159,6 @@ def print_summary(report: dict[str, Any]) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
 
-    from resnext_deploy.console import out
 
     ver, gates = report["verification"], report["gates"]
     acc = ver["accuracy"]

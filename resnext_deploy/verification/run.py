@@ -7,15 +7,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console
+from resnext_deploy import console, environment, outdir
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.engines.registry import package_names
 from resnext_deploy.errors import GateFailed, InputError, UsageError
-from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME
-from resnext_deploy.verification.accuracy import NO_LABELS_NOTE, compare_logits, eval_batch_size, eval_logits, load_eval_set
+from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS
+from resnext_deploy.metadata import read_metadata
+from resnext_deploy.outdir import artifact_path, check_artifacts
+from resnext_deploy.report import read_report, write_report
+from resnext_deploy.verification import outputs
+from resnext_deploy.verification.accuracy import (
+    NO_LABELS_NOTE,
+    compare_logits,
+    eval_batch_size,
+    eval_logits,
+    load_eval_set,
+)
+from resnext_deploy.verification.bare import bare_report, default_output, prepare_output
 from resnext_deploy.verification.compare import load_earlier_run
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 from resnext_deploy.verification.options import VerifyOptions
+from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
 from resnext_deploy.verification.shards import EvalLogits
+from resnext_deploy.zoo import PreprocessConfig
 
 
 @dataclass
@@ -54,8 +69,6 @@ class VerifyOutcome:
 
 def _preprocess(path: Path, report: dict[str, Any]) -> Any:
     """The artifact's own preprocessing; for a bare graph without one, the zoo entry's."""
-    from resnext_deploy.metadata import read_metadata
-    from resnext_deploy.zoo import PreprocessConfig
 
     meta = read_metadata(path)
     if "preprocess" in meta:
@@ -66,8 +79,6 @@ def _preprocess(path: Path, report: dict[str, Any]) -> Any:
 
 
 def _open_directory(directory: Path) -> dict[str, Any]:
-    from resnext_deploy.layout import PRECISIONS
-    from resnext_deploy.report import read_report
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -85,7 +96,6 @@ def _open_directory(directory: Path) -> dict[str, Any]:
 def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, Any], list[str]]:
     """(outputs folder, report, notes) of an export directory or of a bare ``.onnx`` file."""
     if path.is_file() and path.suffix == ".onnx":
-        from resnext_deploy.verification.bare import bare_report, default_output, prepare_output
 
         report, notes = bare_report(path, options.reference, options.model)
         return prepare_output(options.output or default_output(path)), report, notes
@@ -106,7 +116,6 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
     """
     import contextlib
 
-    from resnext_deploy import outdir
 
     directory = Path(directory)
     lock = lock and directory.is_dir()
@@ -117,12 +126,6 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
 
 
 def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) -> VerifyOutcome:
-    from resnext_deploy import environment
-    from resnext_deploy.outdir import artifact_path, check_artifacts
-    from resnext_deploy.report import write_report
-    from resnext_deploy.verification import outputs
-    from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
-
     bare = directory.is_file()
     directory, report, bare_notes = _open_target(directory, options)
     model, precision = report["model"]["name"], report["precision"]
@@ -185,7 +188,6 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
                 " and --require-gates makes that a failure" if options.require_gates else "; pass --require-gates to fail on it")
             notes.append(message)
             console.warn(message)
-    from resnext_deploy.engines import BuildOptions
 
     report["verification"] = {
         "accuracy": accuracy,
@@ -195,7 +197,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         "target": target.description,
         "backend": target.description["backend"],
         "threads": options.threads or BuildOptions().intra_op_threads,
-        "environment": environment.describe(),
+        "environment": environment.describe(package_names()),
         "notes": notes,
     }
     report["gates"] = gates_record(gates, results, earlier) | {"required": options.require_gates}
@@ -228,9 +230,6 @@ def _runner_facts(runner: Any) -> dict[str, Any]:
 
 def regate_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     """Check the gates again on the measurements already in report.json (new thresholds or --compare-to), no inference."""
-    from resnext_deploy.report import write_report
-    from resnext_deploy.verification import outputs
-
     directory = Path(directory)
     report = _open_directory(directory)
     ver = report.get("verification")

@@ -12,9 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, default_recipe, get_backend, get_spec, resolve_backend
 from resnext_deploy.engines.base import Runner, TensorSpec
+from resnext_deploy.engines.select import check_artifact
 from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.exporters.models import build_model
 from resnext_deploy.layout import FP32_NAME, artifact_name
+from resnext_deploy.zoo import get_model_spec
 
 
 @dataclass
@@ -70,8 +74,6 @@ def torch_weights_argument(report: dict[str, Any]) -> str:
 
 def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None) -> Side:
     """The PyTorch model rebuilt from report["model"]["name"] and the recorded weights."""
-    from resnext_deploy.exporters.models import build_model
-    from resnext_deploy.zoo import get_model_spec
 
     weights = torch_weights_argument(report)
     spec = get_model_spec(report["model"]["name"])
@@ -87,7 +89,6 @@ def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None)
 
 def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) -> Side:
     """``model.onnx`` on the default backend (ONNX Runtime: CPU unless the environment offers more)."""
-    from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend
 
     name = report.get("artifacts", {}).get("fp32", FP32_NAME)
     path = _existing(directory / name)
@@ -104,8 +105,6 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
     the artifact (or compiles in memory and says why); one that needs a built engine uses the recorded
     one or builds it here.
     """
-    from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend
-    from resnext_deploy.engines.select import check_artifact
 
     precision = report.get("precision", "fp32")
     recorded = (report.get("engine") or {}).get("backend")
@@ -132,7 +131,6 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
 
 def target_artifact(report: dict[str, Any], backend: str) -> str:
     """The ONNX artifact made with ``backend``'s default recipe when the export made one, else the export's own."""
-    from resnext_deploy.engines import default_recipe
 
     precision = report.get("precision", "fp32")
     artifacts = report.get("artifacts", {})

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.data.preprocess import iter_batches
 from resnext_deploy.errors import InputError
+from resnext_deploy.layout import FP32_NAME
+from resnext_deploy.metadata import read_metadata
+from resnext_deploy.report import read_report
+from resnext_deploy.verification.accuracy import run_logits
+from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
+from resnext_deploy.zoo import PreprocessConfig
 
 
 def shard_bounds(count: int, batch_size: int, shards: int) -> list[tuple[int, int]]:
@@ -68,13 +75,6 @@ def eval_shard(
     backend: str | None = None, threads: int = 1,
 ) -> ShardResult:
     """Decode ``records`` (one decoding thread) and run baseline and target on them (``threads`` each)."""
-    from resnext_deploy.data.preprocess import iter_batches
-    from resnext_deploy.layout import FP32_NAME
-    from resnext_deploy.metadata import read_metadata
-    from resnext_deploy.report import read_report
-    from resnext_deploy.verification.accuracy import run_logits
-    from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
-    from resnext_deploy.zoo import PreprocessConfig
 
     begun = time.time()
     directory = Path(directory)

@@ -19,7 +19,7 @@ from tests.support.tiny import TINY_SPEC
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it."""
     import resnext_deploy.engines as engines
-    from resnext_deploy.pipeline import ExportOptions, run_export
+    from resnext_deploy.export import ExportOptions, run_export
 
     register_model(TINY_SPEC)
     out = tmp_path_factory.mktemp("export") / "tiny"

@@ -22,7 +22,7 @@ runner = CliRunner()
 def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
     from resnext_deploy.engines import BuildOptions
-    from resnext_deploy.pipeline import ExportOptions, run_export
+    from resnext_deploy.export import ExportOptions, run_export
     from resnext_deploy.zoo import register_model
     from tests.support.tiny import TINY_SPEC
 

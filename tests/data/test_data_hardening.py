@@ -86,7 +86,7 @@ def test_calibration_decodes_batch_by_batch_while_it_calibrates(tiny_checkpoint,
     import onnxruntime
     from PIL import ImageFile
 
-    from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
+    from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
 
     decoded = {"count": 0}
     seen_at_inference: list[int] = []

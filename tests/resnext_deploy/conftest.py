@@ -19,7 +19,7 @@ def unlabelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def int8_export_dir(synthetic_imagenet, tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """An INT8 export directory of the tiny trained model, calibrated on ``train`` (read-only: copy it)."""
-    from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
+    from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
 
     root = tmp_path_factory.mktemp("verify-export")
     options = ExportOptions(

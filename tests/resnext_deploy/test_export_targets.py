@@ -18,7 +18,7 @@ from resnext_deploy.metadata import read_metadata
 
 
 def _export(root: Path, out: Path, targets: tuple[str, ...], cache: Path) -> Path:
-    from resnext_deploy.pipeline import CalibrationOptions, ExportOptions, run_export
+    from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
 
     # minmax keeps the fixtures fast; `auto` picks one method for every target (test_one_method_serves_every_target)
     calibration = CalibrationOptions(data=root, size=20, method="minmax", targets=targets, cache_dir=cache)
@@ -62,7 +62,8 @@ def test_one_export_makes_one_artifact_per_target(multi_target: Path) -> None:
 
 
 def test_one_method_serves_every_target() -> None:
-    from resnext_deploy.pipeline import CalibrationOptions, _int8_method
+    from resnext_deploy.export.preflight import int8_method as _int8_method
+    from resnext_deploy.export import CalibrationOptions
 
     assert _int8_method(CalibrationOptions(), ["onnxruntime"]) == "minmax"
     assert _int8_method(CalibrationOptions(), ["tensorrt"]) == "percentile"

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
+from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "onnxruntime"
@@ -14,7 +16,6 @@ SIDECAR_SUFFIX = ".onnxruntime.json"
 
 
 def _make() -> Any:
-    from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend()
 
@@ -34,7 +35,6 @@ def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
 
 def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     """Why the recorded optimized graph cannot be used on this machine, or None."""
-    from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 
     sidecar = json.loads((directory / target["sidecar"]).read_text(encoding="utf-8"))
     return OrtEnvironment.current().mismatch(sidecar)

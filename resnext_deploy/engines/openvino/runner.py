@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
+from resnext_deploy.engines.openvino.config import effective_properties
 
 
 def _spec(port: Any) -> TensorSpec:
@@ -37,7 +38,6 @@ class OpenVinoRunner(Runner):
     @property
     def inference_precision(self) -> str:
         """The float type the compiled model computes in (``f32``, ``bf16``, ``f16``)."""
-        from resnext_deploy.engines.openvino.config import effective_properties
 
         return effective_properties(self.compiled).get("INFERENCE_PRECISION_HINT", "?")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
-from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX
+from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX, OpenVinoBackend
+from resnext_deploy.engines.openvino.environment import OvEnvironment
 
 # `auto` on CPU (bench/bench_all.py; docs/DESIGN.md): OpenVINO for the FP16 artifact (bf16 kernels, 0.40x
 # ORT FP32 on an AVX-512-BF16 EPYC, 0.49x on the issue's AMX Xeon) and the INT8 Q/DQ artifact (int8 grouped
@@ -18,7 +19,6 @@ AUTO_MACHINES = ("x86_64", "AMD64")
 
 
 def _make() -> Any:
-    from resnext_deploy.engines.openvino.backend import OpenVinoBackend
 
     return OpenVinoBackend()
 
@@ -43,7 +43,6 @@ def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
 
 def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     """Why the recorded compiled model cannot be imported on this machine (OpenVINO build, CPU), or None."""
-    from resnext_deploy.engines.openvino.environment import OvEnvironment
 
     ok, why = _make().available()
     if not ok:

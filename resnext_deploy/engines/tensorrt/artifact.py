@@ -18,6 +18,7 @@ from typing import Any
 
 from resnext_deploy.errors import InputError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, artifact_name
+from resnext_deploy.metadata import get_metadata
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -128,7 +129,6 @@ def check_tensorrt_artifact(onnx_path: Path) -> QdqFindings:
     """Raise ``InputError`` (exit 2) when TensorRT's parser would refuse the Q/DQ in ``onnx_path``; else the findings."""
     import onnx
 
-    from resnext_deploy.metadata import get_metadata
 
     try:
         model = onnx.load(os.fspath(onnx_path), load_external_data=False)

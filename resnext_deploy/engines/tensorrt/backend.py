@@ -12,9 +12,17 @@ from typing import Any
 from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata
 from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
+from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
 from resnext_deploy.engines.tensorrt.plan import TrtBuildPlan, engine_path_for, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
-from resnext_deploy.engines.tensorrt.sidecar import SIDECAR_FORMAT, TrtEnvironment, check_engine, read_sidecar, save_engine
+from resnext_deploy.engines.tensorrt.sidecar import (
+    SIDECAR_FORMAT,
+    TrtEnvironment,
+    check_engine,
+    read_sidecar,
+    save_engine,
+)
+from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError
 from resnext_deploy.files import sha256_file
 
@@ -37,7 +45,6 @@ class TensorRTBackend:
         devices = cuda_devices()
         if not devices:
             return False, "no CUDA device", INSTALL_HINT
-        from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
 
         problem = cuda_runtime_problem()
         if problem is not None:
@@ -67,7 +74,6 @@ class TensorRTBackend:
         env = TrtEnvironment.current()
         stale_cache = None
         if plan.timing_cache is not None:
-            from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
 
             plan.timing_cache.parent.mkdir(parents=True, exist_ok=True)
             stale_cache = drop_stale_timing_cache(plan.timing_cache)

@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.engines.tensorrt.runtime import EngineDeserializer
+
 _TYPES = (("FP8", "FP8"), ("INT8", "INT8"), ("INT4", "INT4"), ("FP16", "FP16"), ("HALF", "FP16"), ("BF16", "BF16"),
           ("FP32", "FP32"), ("FLOAT", "FP32"), ("INT32", "INT32"), ("INT64", "INT64"), ("BOOL", "BOOL"), ("UINT8", "UINT8"))
 
@@ -95,7 +97,6 @@ def inspect_engine(engine_path: Path, allow_host_code: bool = False) -> list[Lay
     """Deserialize ``engine_path`` (on a GPU with TensorRT) and read every layer from its inspector."""
     import tensorrt as trt
 
-    from resnext_deploy.engines.tensorrt.runtime import EngineDeserializer
 
     engine = EngineDeserializer(Path(engine_path).read_bytes(), allow_host_code, Path(engine_path).name)()
     inspector = engine.create_engine_inspector()

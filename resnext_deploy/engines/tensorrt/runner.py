@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
-from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError
+from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError, EngineDeserializer
 from resnext_deploy.engines.tensorrt.sidecar import rebuild_hint
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError
 
@@ -71,7 +72,6 @@ class TensorRTRunner(Runner):
         """Polygraphy's ``TrtRunner`` (not yet active) over our own deserializer (see ``runtime.py``)."""
         from polygraphy.backend.trt import TrtRunner
 
-        from resnext_deploy.engines.tensorrt.runtime import EngineDeserializer
 
         allow_host_code = bool(self.sidecar.get("options", {}).get("version_compatible"))
         return TrtRunner(EngineDeserializer(self._engine_bytes, allow_host_code, self.engine_path.name), name=self.engine_path.name)
@@ -105,7 +105,6 @@ class TensorRTRunner(Runner):
 
 def activation_error(engine_path: Path, exc: Exception) -> NotAvailableError:
     """Why the runner could not start: a missing CUDA runtime is said as such, not as a stale engine."""
-    from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
 
     problem = cuda_runtime_problem()
     if problem is not None:

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
 from resnext_deploy.errors import InputError, NotAvailableError
 from resnext_deploy.files import atomic_open, write_json
+from resnext_deploy.layout import BUNDLE_MANIFEST_NAME as MANIFEST_NAME
 
 SIDECAR_FORMAT = "resnext-deploy/tensorrt-engine/1"
 
@@ -34,7 +36,6 @@ class TrtEnvironment:
         """This process's TensorRT and first visible CUDA device."""
         import tensorrt as trt
 
-        from resnext_deploy.engines.cuda import cuda_devices
 
         devices = cuda_devices()
         if not devices:
@@ -62,7 +63,6 @@ def source_onnx_for(engine_path: Path, sidecar: dict[str, Any] | None = None) ->
 
 def rebuild_hint(engine_path: Path, sidecar: dict[str, Any] | None = None) -> str:
     """How to make a fresh engine for this machine: `build` on the bundle folder, or on the ONNX it came from."""
-    from resnext_deploy.bundle.manifest import MANIFEST_NAME
 
     folder = engine_path.parent
     if (folder / MANIFEST_NAME).is_file():

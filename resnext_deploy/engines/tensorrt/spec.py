@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
-from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT
+from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
+from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
+from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+from resnext_deploy.errors import DeployError
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "tensorrt"
@@ -15,14 +18,12 @@ SIDECAR_SUFFIX = ".engine.json"
 
 
 def _make() -> Any:
-    from resnext_deploy.engines.tensorrt.backend import TensorRTBackend
 
     return TensorRTBackend()
 
 
 def check_artifact(onnx_path: Path) -> None:
     """Refuse Q/DQ TensorRT's parser cannot take (the CPU recipe), naming the command that makes the right artifact."""
-    from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 
     check_tensorrt_artifact(onnx_path)
 
@@ -45,8 +46,6 @@ def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
 
 def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     """Why the recorded engine cannot run on this machine (version, GPU, damaged file), or None."""
-    from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
-    from resnext_deploy.errors import DeployError
 
     engine = directory / target["artifact"]
     try:

@@ -29,7 +29,7 @@ def tiny_models(tiny_spec: ModelSpec) -> tuple[str, ...]:
 
 def sweep_options(output: Path, data: Path, checkpoint: Path, **changes):  # type: ignore[no-untyped-def]
     """The library options equal to ``FLAGS`` (plus the CLI defaults), so CLI runs resume library runs."""
-    from resnext_deploy.pipeline import CalibrationOptions
+    from resnext_deploy.export import CalibrationOptions
     from resnext_deploy.sweep import SweepOptions, make_plan
     from resnext_deploy.verification import VerifyOptions
     from resnext_deploy.verification.gates import GateThresholds

@@ -16,8 +16,17 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy import console
-from resnext_deploy.errors import GateFailed
+from resnext_deploy.calibration.fallback import TARGETS, Budget, Measurement, Targets, search_fallback
+from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
+from resnext_deploy.calibration.quantize import describe_int8, write_int8
+from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
+from resnext_deploy.engines import BuildOptions
+from resnext_deploy.errors import GateFailed, UsageError
 from resnext_deploy.layout import FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
+from resnext_deploy.metadata import get_metadata
+from resnext_deploy.sensitivity_report import load_tuning, sensitivity_document, write_outputs
+from resnext_deploy.verification.accuracy import compare_logits
+from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 
 DEFAULT_TUNE_SIZE = 128
 LATENCY_ROUNDS = 3
@@ -27,10 +36,16 @@ LATENCY_ROUNDS = 3
 class MixedPrecisionOptions:
     """Accuracy targets on the tuning images and the fallback budget; without a target there is no fallback."""
 
-    targets: Any = None  # calibration.fallback.Targets
-    budget: Any = None  # calibration.fallback.Budget (None: the defaults)
+    targets: Targets | None = None
+    budget: Budget | None = None  # None: the defaults
     tune_size: int = DEFAULT_TUNE_SIZE  # held-out images pinned in the manifest for every INT8 export
     probe_images: int = 32  # of the tuning images, used per site by the sensitivity analysis
+
+    def __post_init__(self) -> None:
+        if self.tune_size <= 0:
+            raise UsageError(f"--tune-size must be positive, got {self.tune_size}", hint="for example --tune-size 128")
+        if self.probe_images <= 0:
+            raise UsageError(f"probe images must be positive, got {self.probe_images}")
 
     @property
     def enabled(self) -> bool:
@@ -63,11 +78,6 @@ def run_fallback(
     """Analyse, search, write the chosen INT8 artifact and sensitivity outputs; returns (outcome, QuantizationResult)."""
     import time
 
-    from resnext_deploy.calibration.fallback import Budget, Measurement, search_fallback
-    from resnext_deploy.calibration.quantize import describe_int8, write_int8
-    from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
-    from resnext_deploy.sensitivity_report import load_tuning, sensitivity_document, write_outputs
-    from resnext_deploy.verification.accuracy import compare_logits
 
     started = time.perf_counter()
     budget = options.budget or Budget()
@@ -98,7 +108,6 @@ def run_fallback(
     section = fallback_section(options, budget, result, search, manifest, labels is not None, setup.recipe,
                                setup.float_precision_applied)
     if setup.recipe.release_residual_conv_side:  # a recipe for a strongly typed engine: fallback must keep fusable Q/DQ
-        from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
 
         section["placement_problems"] = strongly_typed_placement_problems(model)
     section["seconds"] = round(time.perf_counter() - started, 3)
@@ -178,7 +187,6 @@ def _gate_description(section: dict[str, Any], search: Any, budget: Any) -> str:
     chosen = search.chosen
     parts = []
     for name in search.failing:
-        from resnext_deploy.calibration.fallback import TARGETS
 
         direction, key, _ = TARGETS[name]
         op = ">=" if direction == "min" else "<="
@@ -218,7 +226,6 @@ def _layer_record(layer: Any, order: int, total: int) -> dict[str, Any]:
 
 
 def _targets_text(targets: Any) -> str:
-    from resnext_deploy.calibration.fallback import TARGETS
 
     return ", ".join(f"{name.removeprefix('target_')} {'>=' if TARGETS[name][0] == 'min' else '<='} {value:g}"
                      for name, value in targets.thresholds.items())
@@ -230,7 +237,6 @@ def _cache_dir(setup: Any) -> Path:
 
 
 def _model_name(setup: Any) -> str:
-    from resnext_deploy.metadata import get_metadata
 
     return str(get_metadata(setup.fp32_model).get("model_name", "model"))
 
@@ -241,7 +247,6 @@ class _LatencyProbe:
     def __init__(self, backend: Any, fp32: Path, engine_options: Any) -> None:
         import dataclasses
 
-        from resnext_deploy.engines import BuildOptions
 
         self._backend = backend
         self._folder = tempfile.TemporaryDirectory(prefix="resnext-mp-latency.")
@@ -257,7 +262,6 @@ class _LatencyProbe:
 
         import onnx
 
-        from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 
         path = Path(self._folder.name) / "candidate.int8.onnx"
         onnx.save(model, os.fspath(path))
