@@ -1,4 +1,4 @@
-"""On the target device: build (or reuse) the engine for this machine, and predict on image files."""
+"""On the target device: build (or reuse) the engine for this machine, and predict on image files with it."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from resnext_deploy.bundle.manifest import (
     MANIFEST_NAME,
@@ -21,16 +19,22 @@ from resnext_deploy.bundle.manifest import (
     verify_bundle,
 )
 from resnext_deploy.bundle.open import OpenedBundle, check_result
+from resnext_deploy.bundle.predict import (
+    DEFAULT_MAX_BATCH,
+    ModelSource,
+    PredictResult,
+    RunnerChoice,
+    check_images,
+    run_predictions,
+)
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
-from resnext_deploy.data.preprocess import decoding_guard, describe_decode_error, preprocess_image
-from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend, get_spec, resolve_backend
+from resnext_deploy.engines import DEFAULT_BACKEND, REGISTRY, BuildOptions, get_backend, get_spec, resolve_backend
 from resnext_deploy.engines.select import check_artifact
-from resnext_deploy.errors import DeployError, InputError, NotAvailableError, OutputError, UsageError
+from resnext_deploy.errors import InputError, NotAvailableError, OutputError, UsageError
 from resnext_deploy.files import sha256_file, write_bytes, write_json
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
-DEFAULT_MAX_BATCH = 32
 
 
 def unpacked_dir_for(archive: Path) -> Path:
@@ -164,108 +168,78 @@ def build_bundle(
     return BuildResult(directory, chosen.name, why, "built", str(mismatch), added[0], added[1], unpacked)
 
 
-@dataclass
-class Prediction:
-    """Top-k classes of one image: (class index, name, probability), best first."""
-
-    image: str
-    top: list[tuple[int, str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "top": [{"index": i, "label": n, "probability": p} for i, n, p in self.top]}
-
-
-@dataclass
-class PredictResult:
-    """Predictions plus how the model ran."""
-
-    backend: str
-    reason: str
-    predictions: list[Prediction] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+def bundle_source(bundle: OpenedBundle) -> ModelSource:
+    """The bundle as a prediction source: its own preprocessing, class names and recorded engines."""
+    precision = str(bundle.manifest.get("precision"))
+    return ModelSource(
+        kind="bundle", path=bundle.source, precision=precision, preprocess=bundle.preprocess(),
+        class_names=bundle.class_names(), input_name=bundle.manifest["input"]["name"],
+        output_name=bundle.manifest["output"]["name"],
+        random_weights=bool(bundle.manifest["model"]["random_weights"]),  # checked against the model's metadata (claims)
+        open_runner=lambda backend: _runner(bundle, backend), warnings=list(bundle.warnings),
+    )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable: max subtracted first)."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backend: str = "auto") -> PredictResult:
+    """Top-``top`` classes of each image with the bundle's preprocessing and model (``predict.run_predictions``)."""
+    check_images(images, top)
+    return run_predictions(bundle_source(bundle), images, top=top, backend=backend)
 
 
-def load_image(path: Path, cfg: Any) -> np.ndarray:
-    """One preprocessed (3, H, W) image; ``InputError`` with a hint for missing, unreadable or oversized files."""
+def _recorded_engine(bundle: OpenedBundle) -> tuple[dict[str, Any] | None, str]:
+    """The recorded target ``auto`` runs (the first of the bundle's engines, in the registry's order, that fits
+    this machine), or None and why none does ("" when the bundle records none)."""
+    reasons = []
+    for name in REGISTRY:
+        recorded = _recorded(bundle.manifest, name)
+        if recorded is None or not recorded.get("artifact"):
+            continue
+        mismatch = target_mismatch(bundle, name, recorded)
+        if mismatch is None:
+            return recorded, ""
+        reasons.append(f"its {name} engine does not fit this machine: {mismatch}")
+    return None, "; ".join(reasons)
 
-    if not path.is_file():
-        raise InputError(f"image not found: {path}", hint="pass paths of existing JPEG or PNG files")
-    try:
-        with decoding_guard():
-            return preprocess_image(path, cfg)
-    except DeployError:
-        raise
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBomb...
-        raise InputError(f"cannot read image {path}: {describe_decode_error(exc)}",
-                         hint="the file is damaged, too large or not an image; pass a JPEG or PNG") from None
 
+def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
+    """The runner for the bundle's model on this machine, with the backend, the one-line reason and the max batch.
 
-def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
-    """(runner, backend name, reason, max batch) for the bundle's model on this machine.
-
-    A recorded engine that fits this machine is loaded; a backend that compiles from ONNX loads the
-    bundle's ONNX (and says why its recorded engine was not used); one that needs a built engine
-    (TensorRT) without a fitting one is an error when asked for by name, else ``auto`` takes the default.
+    ``auto`` runs the engine the bundle records when it fits this machine; otherwise it falls back to
+    the fixed rule (``engines.select.auto_rule``) and the reason says why. A named backend overrides
+    both. A recorded engine that fits is loaded; a backend that compiles from ONNX loads the bundle's
+    ONNX; one that needs a built engine (no ``loads_from_onnx``) without a fitting one is an error when
+    named, else ``auto`` takes the default backend.
     """
-    chosen, why = resolve_backend(backend, bundle.manifest.get("precision"))
+    precision = bundle.manifest.get("precision")
+    fallback = ""
+    if backend == "auto":
+        fitting, fallback = _recorded_engine(bundle)
+        if fitting is not None:
+            name = str(fitting["backend"])
+            chosen = get_backend(name)
+            why = f"auto: {name} (the engine this bundle records, built for this machine)"
+            recorded = fitting
+            artifact = bundle.artifact_for(name) if get_spec(name).loads_from_onnx else bundle.directory / recorded["artifact"]
+            return RunnerChoice(chosen.load(artifact), name, why, _max_batch(recorded))
+    chosen, why = resolve_backend(backend, precision)
+    if fallback:
+        why = f"{why}; the bundle's engine was not used: {fallback}"
     spec = get_spec(chosen.name)
     recorded = _recorded(bundle.manifest, chosen.name)
     mismatch = target_mismatch(bundle, chosen.name, recorded)
     if mismatch is None and recorded is not None:
-        max_batch = _max_batch(recorded)
         artifact = bundle.artifact_for(chosen.name) if spec.loads_from_onnx else bundle.directory / recorded["artifact"]
-        return chosen.load(artifact), chosen.name, why, max_batch
+        return RunnerChoice(chosen.load(artifact), chosen.name, why, _max_batch(recorded))
     if not spec.loads_from_onnx:
         if backend == chosen.name:
             raise NotAvailableError(f"no {spec.title} engine in the bundle runs here: {mismatch}",
                                     hint=f"run `{spec.rebuild_hint}` on this machine first")
         why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
         chosen = get_backend(DEFAULT_BACKEND)
-    return chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH
+    return RunnerChoice(chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH)
 
 
 def _max_batch(recorded: dict[str, Any]) -> int:
     """The largest batch a recorded engine takes (its profile's max), else ``DEFAULT_MAX_BATCH``."""
     profile = next(iter((recorded.get("profile") or {}).values()), {})
     return int((profile.get("max") or [DEFAULT_MAX_BATCH])[0])
-
-
-def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backend: str = "auto") -> PredictResult:
-    """Top-``top`` classes and softmax probabilities of each image, with the bundle's preprocessing and model.
-
-    Images are decoded one batch at a time (the engine's largest batch), so memory does not grow
-    with the number of images.
-    """
-    if not images:
-        raise UsageError("no images given", hint="pass one or more image files: resnext-deploy predict BUNDLE IMAGE...")
-    if top < 1:
-        raise UsageError(f"--top must be at least 1, got {top}")
-    paths = [Path(p) for p in images]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise InputError(f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                         hint="pass paths of existing JPEG or PNG files")
-    cfg, names = bundle.preprocess(), bundle.class_names()
-    input_name = bundle.manifest["input"]["name"]
-    output_name = bundle.manifest["output"]["name"]
-    runner, name, why, max_batch = _runner(bundle, backend)
-    result = PredictResult(name, why, warnings=list(bundle.warnings))
-    if bundle.manifest["model"]["random_weights"]:  # checked against the model's own metadata (bundle.claims)
-        result.warnings.append("RANDOM WEIGHTS: this bundle's model was not trained; its predictions mean nothing")
-    with runner:
-        for start in range(0, len(paths), max_batch):
-            chunk = paths[start : start + max_batch]
-            batch = np.stack([load_image(path, cfg) for path in chunk])
-            probabilities = softmax(runner.infer({input_name: batch})[output_name])
-            k = min(top, probabilities.shape[1])
-            for path, row in zip(chunk, probabilities):
-                order = np.argsort(-row, kind="stable")[:k]
-                result.predictions.append(Prediction(str(path), [(int(i), names[i], float(row[i])) for i in order]))
-    return result

@@ -17,7 +17,7 @@ from resnext_deploy.verification.outputs import print_summary
 @handles_errors
 @uses(evaluation=EvaluationArgs, latency=LatencyArgs, gates=GateArgs)
 def verify(
-    directory: Annotated[Path, typer.Argument(help="Export directory, or a bare .onnx file (its metadata_props are used).",
+    directory: Annotated[Path, typer.Argument(help="Export directory, or a bare .onnx file (its metadata_props are used) or .engine file (with its sidecar).",
                                               show_default=False)],
     evaluation: EvaluationArgs,
     latency: LatencyArgs,

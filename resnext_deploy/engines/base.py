@@ -235,6 +235,20 @@ class TritonEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class EngineFile:
+    """A built engine file read with its sidecar: what runs it and what model it holds (for bare-file commands)."""
+
+    backend: str
+    path: Path
+    source_onnx: Path  # the ONNX it was built from, as the sidecar records it (relative to the engine's folder)
+    precision: str
+    metadata: dict[str, Any]  # the source ONNX's metadata_props, recorded at build time
+    input_name: str
+    output_name: str
+    max_batch: int | None  # the largest batch it takes (its profile), None when unbounded
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineSpec:
     """What the rest of the toolchain may know about one backend."""
 
@@ -254,6 +268,8 @@ class EngineSpec:
     auto_machines: tuple[str, ...] = ()  # platform.machine() values where that preference was measured; () = any
     packages: tuple[str, ...] = ()  # distribution names whose versions reports record
     check_artifact: Callable[[Path], None] | None = None  # refuses (InputError) an ONNX artifact it cannot take
+    engine_suffix: str | None = None  # a built engine file that runs alone ends with this (TensorRT: ".engine")
+    read_engine_file: Callable[[Path], EngineFile] | None = None  # reads such a file with its sidecar (InputError if not)
 
     def backend(self) -> Any:
         """A fresh Backend object."""

@@ -9,7 +9,9 @@ order in which ``--backend auto`` considers them. Nothing here imports a backend
 
 from __future__ import annotations
 
-from resnext_deploy.engines.base import EngineSpec
+from pathlib import Path
+
+from resnext_deploy.engines.base import EngineFile, EngineSpec
 from resnext_deploy.engines.onnxruntime.spec import SPEC as ONNXRUNTIME
 from resnext_deploy.engines.openvino.spec import SPEC as OPENVINO
 from resnext_deploy.engines.tensorrt.spec import SPEC as TENSORRT
@@ -57,3 +59,18 @@ def sidecar_suffixes() -> tuple[str, ...]:
 def package_names() -> tuple[str, ...]:
     """Distribution names of every backend's libraries, for the environment record."""
     return tuple(name for spec in REGISTRY.values() for name in spec.packages)
+
+
+def engine_spec_for_file(path: Path) -> EngineSpec | None:
+    """The backend whose built engine files are named like ``path`` (``model.int8.engine``), or None."""
+    return next((spec for spec in REGISTRY.values()
+                 if spec.engine_suffix and spec.read_engine_file and Path(path).name.endswith(spec.engine_suffix)), None)
+
+
+def read_engine_file(path: Path) -> EngineFile:
+    """A built engine file with its sidecar; ``UsageError`` for a file no backend runs alone."""
+    spec = engine_spec_for_file(path)
+    if spec is None or spec.read_engine_file is None:
+        suffixes = [s.engine_suffix for s in REGISTRY.values() if s.engine_suffix]
+        raise UsageError(f"{path} is not an engine file this toolchain runs", hint=f"pass a file ending in {', '.join(suffixes)}")
+    return spec.read_engine_file(Path(path))

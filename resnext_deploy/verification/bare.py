@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import environment
-from resnext_deploy.engines.registry import package_names
+from resnext_deploy.engines.registry import package_names, read_engine_file
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
 from resnext_deploy.metadata import read_metadata
@@ -21,9 +21,9 @@ from resnext_deploy.report import new_report
 from resnext_deploy.zoo import get_model_spec
 
 
-def default_output(onnx_path: Path) -> Path:
-    """``dir/model.int8.onnx`` -> ``dir/model.int8.verify``."""
-    return onnx_path.with_name(onnx_path.stem + ".verify")
+def default_output(path: Path) -> Path:
+    """``dir/model.int8.onnx`` -> ``dir/model.int8.verify``; an engine ``dir/model.int8.engine`` -> ``dir/model.int8.engine.verify``."""
+    return path.with_name((path.stem if path.suffix == ".onnx" else path.name) + ".verify")
 
 
 def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
@@ -65,6 +65,25 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
     manifest = onnx_path.parent / CALIBRATION_MANIFEST
     if manifest.is_file():
         report["artifacts"]["calibration_manifest"] = str(manifest)
+    return report, notes
+
+
+def bare_engine_report(engine: Path, reference: Path | None, model: str | None,
+                       backend: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The bare report of the ONNX an engine file was built from (its sidecar names it), run as that engine."""
+    record = read_engine_file(engine)
+    if backend not in (None, record.backend):
+        raise UsageError(f"{engine.name} is a {record.backend} engine; it cannot be verified on {backend}",
+                         hint=f"omit --backend, or verify the ONNX it was built from ({record.source_onnx.name})")
+    if not record.source_onnx.is_file():
+        raise InputError(f"{engine.name} was built from {record.source_onnx.name}, which is not beside it",
+                         hint="put the engine next to the ONNX it was built from (verification reads its metadata and "
+                              "compares with its FP32 model)")
+    report, notes = bare_report(record.source_onnx, reference, model)
+    report["engine"] = {"backend": record.backend}
+    report["artifacts"]["engine"] = str(record.path.resolve())
+    report["source"] = {**report["source"], "engine": str(record.path.resolve())}
+    notes.insert(0, f"bare engine {engine.name}: its {record.backend} sidecar names {record.source_onnx.name}")
     return report, notes
 
 

@@ -23,7 +23,7 @@ from resnext_deploy.verification.accuracy import (
     eval_logits,
     load_eval_set,
 )
-from resnext_deploy.verification.bare import bare_report, default_output, prepare_output
+from resnext_deploy.verification.bare import bare_engine_report, bare_report, default_output, prepare_output
 from resnext_deploy.verification.compare import load_earlier_run
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
@@ -82,8 +82,8 @@ def _open_directory(directory: Path) -> dict[str, Any]:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"{directory} is not a directory or an .onnx file",
-                         hint="pass the output directory of `resnext-deploy export`, or an ONNX file")
+        raise InputError(f"{directory} is not a directory, an .onnx or an engine file",
+                         hint="pass the output directory of `resnext-deploy export`, an ONNX file or a built engine")
     report = read_report(directory)
     for key in ("model", "precision", "artifacts"):
         if key not in report:
@@ -96,8 +96,10 @@ def _open_directory(directory: Path) -> dict[str, Any]:
 def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, Any], list[str]]:
     """(outputs folder, report, notes) of an export directory or of a bare ``.onnx`` file."""
     if path.is_file() and path.suffix == ".onnx":
-
         report, notes = bare_report(path, options.reference, options.model)
+        return prepare_output(options.output or default_output(path)), report, notes
+    if path.is_file():
+        report, notes = bare_engine_report(path, options.reference, options.model, options.backend)
         return prepare_output(options.output or default_output(path)), report, notes
     if options.reference is not None or options.model is not None:
         raise UsageError("--reference and --model apply to a bare .onnx file only",

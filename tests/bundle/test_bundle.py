@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from resnext_deploy.bundle import build_bundle, open_bundle, package_directory, predict_images, safe_extract
-from resnext_deploy.bundle.device import softmax
+from resnext_deploy.bundle.predict import softmax
 from resnext_deploy.bundle.manifest import MANIFEST_NAME, SCHEMA, read_manifest, verify_bundle
 from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import sha256_file

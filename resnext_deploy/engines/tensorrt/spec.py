@@ -6,10 +6,10 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.engines.base import EngineFile, EngineSpec, TritonEntry
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
-from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar, source_onnx_for
 from resnext_deploy.errors import DeployError
 from resnext_deploy.layout import PRECISIONS
 
@@ -55,6 +55,18 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     return None
 
 
+def read_engine_file(path: Path) -> EngineFile:
+    """A ``.engine`` file and its sidecar (``InputError`` naming the rebuild when either is missing or unreadable)."""
+    sidecar = read_sidecar(path)
+    profile = next(iter((sidecar.get("profile") or {}).values()), {})
+    inputs, outputs = sidecar.get("inputs") or [{}], sidecar.get("outputs") or [{}]
+    return EngineFile(
+        backend=NAME, path=path, source_onnx=source_onnx_for(path, sidecar), precision=str(sidecar.get("precision") or "fp32"),
+        metadata=dict(sidecar.get("model_metadata") or {}), input_name=str(inputs[0].get("name") or "input"),
+        output_name=str(outputs[0].get("name") or "logits"), max_batch=int((profile.get("max") or [0])[0]) or None,
+    )
+
+
 def describe_target(target: dict[str, Any]) -> str:
     """``TensorRT 10.9 on NVIDIA L4 (compute capability 8.9)``."""
     gpu = target.get("gpu") or {}
@@ -79,4 +91,6 @@ SPEC = EngineSpec(
     auto_precisions=PRECISIONS,
     packages=("tensorrt", "polygraphy"),
     check_artifact=check_artifact,
+    engine_suffix=".engine",
+    read_engine_file=read_engine_file,
 )
