@@ -12,6 +12,19 @@ from typing import Any
 
 PACKAGES = ("resnext-deploy", "torch", "timm", "onnx", "onnxsim", "onnxscript", "onnxconverter-common", "numpy")
 
+# CPU features that decide which kernels the engines use (``/proc/cpuinfo`` flag names): INT8 dot products
+# (VNNI; Arm dotprod/i8mm), bf16 arithmetic (AVX-512 BF16; Arm bf16) and Intel's matrix units (AMX)
+CPU_FEATURES: dict[str, tuple[str, ...]] = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "VNNI": ("avx512_vnni", "avx_vnni"),
+    "AVX-512 BF16": ("avx512_bf16",),
+    "AMX": ("amx_tile", "amx_int8", "amx_bf16"),
+    "Arm dot product": ("asimddp",),
+    "Arm i8mm": ("i8mm",),
+    "Arm bf16": ("bf16",),
+}
+
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Installed versions of the packages that shape the numbers and of ``extra`` (absent ones left out).
@@ -57,6 +70,13 @@ def cpu_flags() -> frozenset[str]:
     return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
+def cpu_features(flags: frozenset[str] | None = None) -> dict[str, list[str]]:
+    """The features of ``CPU_FEATURES`` this CPU has, each with the flags that show it (absent ones left out)."""
+    flags = cpu_flags() if flags is None else flags
+    found = {label: [f for f in names if f in flags] for label, names in CPU_FEATURES.items()}
+    return {label: names for label, names in found.items() if names}
+
+
 def cpu_fingerprint() -> dict[str, str]:
     """Machine, OS, CPU model and a digest of the CPU feature flags: what a CPU-specific artifact depends on."""
     flags = " ".join(sorted(cpu_flags()))
@@ -77,12 +97,14 @@ def usable_cores() -> int:
 
 
 def describe(packages: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The environment block of report.json; ``packages``: more distributions to record (the backends')."""
+    """What the ground knows of this machine: Python, platform, CPU and its kernel-relevant features, cores, and
+    the versions of our packages plus ``packages`` (``resnext_deploy.machine.describe`` adds engines and GPUs)."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
         "packages": package_versions(packages),

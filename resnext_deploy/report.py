@@ -18,7 +18,7 @@ RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: this model was not trained; its accura
 
 
 def new_report(command: list[str], environment_record: dict[str, Any]) -> dict[str, Any]:
-    """An empty report with the header every stage relies on; ``environment_record``: ``environment.describe(...)``."""
+    """An empty report with the header every stage relies on; ``environment_record`` is ``machine.describe()``."""
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,

@@ -8,6 +8,7 @@ import typer
 
 from resnext_deploy import console, environment
 from resnext_deploy.cli.build import build
+from resnext_deploy.cli.doctor import doctor
 from resnext_deploy.cli.export import export
 from resnext_deploy.cli.inspect_bundle import inspect_bundle
 from resnext_deploy.cli.models import models
@@ -58,6 +59,7 @@ app.command("inspect")(inspect_bundle)
 app.command()(build)
 app.command()(predict)
 app.command()(sweep)
+app.command()(doctor)
 
 
 def main() -> None:

@@ -268,6 +268,8 @@ class EngineSpec:
     auto_machines: tuple[str, ...] = ()  # platform.machine() values where that preference was measured; () = any
     packages: tuple[str, ...] = ()  # distribution names whose versions reports record
     check_artifact: Callable[[Path], None] | None = None  # refuses (InputError) an ONNX artifact it cannot take
+    module: str = ""  # the import name whose presence means "installed" (doctor); "" = the name
+    details: Callable[[], dict[str, Any]] | None = None  # facts `doctor` shows when usable (providers, device, GPU)
     engine_suffix: str | None = None  # a built engine file that runs alone ends with this (TensorRT: ".engine")
     read_engine_file: Callable[[Path], EngineFile] | None = None  # reads such a file with its sidecar (InputError if not)
 

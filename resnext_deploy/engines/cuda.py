@@ -60,3 +60,15 @@ def cuda_devices() -> tuple[GpuInfo, ...]:
 def has_cuda_device() -> bool:
     """Whether at least one CUDA device is present."""
     return bool(cuda_devices())
+
+
+@functools.cache
+def driver_version() -> str | None:
+    """The CUDA version the installed driver supports (``cuDriverGetVersion``, e.g. ``"12.4"``), None without a driver."""
+    driver = _load_driver()
+    if driver is None:
+        return None
+    version = ctypes.c_int(0)
+    if driver.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"

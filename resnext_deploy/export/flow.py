@@ -13,14 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console, outdir
+from resnext_deploy import console, machine, outdir
 from resnext_deploy.calibration.fp16 import convert_fp16
 from resnext_deploy.calibration.quantize import prepare_quantization, quantize_int8
 from resnext_deploy.data.manifest import Manifest
 from resnext_deploy.data.preprocess import DecodedBatches
 from resnext_deploy.engines.base import Backend
-from resnext_deploy.engines.registry import package_names
-from resnext_deploy.environment import describe
 from resnext_deploy.errors import GateFailed, UsageError
 from resnext_deploy.export.mixed_precision import FallbackOutcome, run_fallback
 from resnext_deploy.export.options import CalibrationOptions, ExportOptions
@@ -56,7 +54,7 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
         staged, work = staging / "export", staging / "work"
         staged.mkdir()
         work.mkdir()
-        report = new_report(command or [], describe(package_names()))
+        report = new_report(command or [], machine.describe())
         report["model"] = plan.spec.to_dict()
         report["precision"] = options.precision
         console.err.print(f"[dim]{plan.backend_reason}[/]")

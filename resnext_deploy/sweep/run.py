@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console, environment
+from resnext_deploy import console, environment, machine
 from resnext_deploy.data.datasets import scan_images
 from resnext_deploy.data.manifest import Manifest, select_subset
 from resnext_deploy.engines import BuildOptions
-from resnext_deploy.engines.registry import package_names
 from resnext_deploy.environment import toolchain_version
 from resnext_deploy.errors import CellError, DeployError, GateFailed, UsageError
 from resnext_deploy.export import CalibrationOptions, ExportOptions, Fp32Options
@@ -335,7 +334,7 @@ def _collect(
         "pareto_front": outputs.front_cells([r for r in rows if r["status"] != "error"]), "accuracy_axis": label,
         "failed_cells": [r["cell"] for r in rows if r["status"] == "failed"],
         "error_cells": [r["cell"] for r in rows if r["status"] == "error"],
-        "environment": environment.describe(package_names()),
+        "environment": machine.describe(),
     }
 
 

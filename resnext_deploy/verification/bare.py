@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import environment
-from resnext_deploy.engines.registry import package_names, read_engine_file
+from resnext_deploy import machine
+from resnext_deploy.engines.registry import read_engine_file
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
 from resnext_deploy.metadata import read_metadata
@@ -55,7 +55,7 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
     if not Path(reference).is_file():
         raise InputError(f"no FP32 reference for {onnx_path.name}: {reference} does not exist",
                          hint="pass --reference FP32.onnx (the model the artifact was made from)")
-    report = new_report([], environment.describe(package_names()))
+    report = new_report([], machine.describe())
     report.update(
         model=spec.to_dict() | {"name": spec.name}, precision=precision,
         weights=metadata.get("weights") or {},

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy import console, environment, outdir
+from resnext_deploy import console, environment, machine, outdir
 from resnext_deploy.engines import BuildOptions
-from resnext_deploy.engines.registry import package_names
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS
 from resnext_deploy.metadata import read_metadata
@@ -182,7 +181,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         notes.append("RANDOM WEIGHTS: accuracy numbers of an untrained model mean nothing")
 
     earlier = None if earlier_run is None else earlier_run.against(
-        model, precision, target.description["backend"], eval_set.source, environment.describe()["cpu"])
+        model, precision, target.description["backend"], eval_set.source, environment.cpu_model())
     results = evaluate_gates(gates, accuracy, latency, earlier)
     for gate in results:
         if gate.status == "skipped" and (options.require_gates or gates.sources.get(gate.name.split("@")[0]) != "default"):
@@ -199,7 +198,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         "target": target.description,
         "backend": target.description["backend"],
         "threads": options.threads or BuildOptions().intra_op_threads,
-        "environment": environment.describe(package_names()),
+        "environment": machine.describe(),
         "notes": notes,
     }
     report["gates"] = gates_record(gates, results, earlier) | {"required": options.require_gates}

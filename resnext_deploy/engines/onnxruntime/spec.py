@@ -40,6 +40,15 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     return OrtEnvironment.current().mismatch(sidecar)
 
 
+def details() -> dict[str, Any]:
+    """The providers a session really gets here, and those the installed wheel lists."""
+    import onnxruntime as ort
+
+    from resnext_deploy.engines.onnxruntime.environment import session_providers
+
+    return {"providers": list(session_providers()), "listed_providers": list(ort.get_available_providers())}
+
+
 def describe_target(target: dict[str, Any]) -> str:
     """``ONNX Runtime 1.31.1 on AMD EPYC (CPUExecutionProvider)``."""
     cpu = target.get("cpu") or {}
@@ -62,4 +71,6 @@ SPEC = EngineSpec(
     triton=TritonEntry(model_file="model.onnx", serves="onnx", platform="onnxruntime_onnx"),
     auto_precisions=PRECISIONS,
     packages=("onnxruntime", "onnxruntime-gpu"),
+    module="onnxruntime",
+    details=details,
 )

@@ -51,6 +51,16 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     return OvEnvironment.current().mismatch(sidecar)
 
 
+def details() -> dict[str, Any]:
+    """The CPU device OpenVINO sees, its capabilities and the precision the FP16 artifact computes in."""
+    from resnext_deploy.engines.openvino.environment import OvEnvironment, reduced_float_precision
+
+    env = OvEnvironment.current()
+    return {"device": env.device_name, "capabilities": list(env.capabilities),
+            "inference_precision": {"fp32": "f32", "fp16": reduced_float_precision(env.capabilities) or "f32",
+                                    "int8": "i8" if "INT8" in env.capabilities else "f32"}}
+
+
 def describe_target(target: dict[str, Any]) -> str:
     """``OpenVINO 2026.4.1 on AMD EPYC (CPU, computes in bf16)``."""
     cpu = target.get("cpu") or {}
@@ -86,4 +96,6 @@ SPEC = EngineSpec(
     auto_precisions=AUTO_PRECISIONS,
     auto_machines=AUTO_MACHINES,
     packages=("openvino",),
+    module="openvino",
+    details=details,
 )

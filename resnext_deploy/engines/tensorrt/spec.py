@@ -67,6 +67,16 @@ def read_engine_file(path: Path) -> EngineFile:
     )
 
 
+def details() -> dict[str, Any]:
+    """The GPU TensorRT builds for and the TensorRT release (asked only when it is usable)."""
+    import tensorrt
+
+    from resnext_deploy.engines.cuda import cuda_devices
+
+    return {"tensorrt_version": tensorrt.__version__,
+            "gpus": [f"{gpu.name} (compute capability {gpu.compute_capability})" for gpu in cuda_devices()]}
+
+
 def describe_target(target: dict[str, Any]) -> str:
     """``TensorRT 10.9 on NVIDIA L4 (compute capability 8.9)``."""
     gpu = target.get("gpu") or {}
@@ -91,6 +101,8 @@ SPEC = EngineSpec(
     auto_precisions=PRECISIONS,
     packages=("tensorrt", "polygraphy"),
     check_artifact=check_artifact,
+    module="tensorrt",
+    details=details,
     engine_suffix=".engine",
     read_engine_file=read_engine_file,
 )
