@@ -155,6 +155,29 @@ def write_latency_plot(directory: Path, report: dict[str, Any]) -> Path | None:
     return path
 
 
+COLD_START_NOTE = ("a cold start compiles the ONNX when it loads, as no engine saved for this machine was found: "
+                   "it costs start-up time, not latency, which is measured after warm-up")
+_START_WORDS = {"cold": "cold start", "compiled": "cold start", "saved-optimized": "saved engine", "cached": "saved engine"}
+
+
+def _evaluated_on(eval_data: dict[str, Any], count: int) -> str:
+    """``32 images from /data/val`` or ``32 random inputs``."""
+    if eval_data.get("kind") == "images":
+        return f"{count} images from {eval_data.get('root')}"
+    return f"{count} random inputs"
+
+
+def _start_line(ver: dict[str, Any]) -> str:
+    """How each side started (saved engine or cold), and once what a cold start means."""
+    starts = {side: _START_WORDS.get(str((ver.get(side) or {}).get("start_mode")))
+              for side in ("target", "baseline")}
+    shown = [f"{side} {word}" for side, word in starts.items() if word]
+    if not shown:
+        return ""
+    cold = "cold start" in starts.values()
+    return "start: " + ", ".join(shown) + (f"; {COLD_START_NOTE}" if cold else "")
+
+
 def print_summary(report: dict[str, Any]) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
@@ -163,9 +186,12 @@ def print_summary(report: dict[str, Any]) -> None:
     ver, gates = report["verification"], report["gates"]
     acc = ver["accuracy"]
     out.print(f"[bold]{report['model']['name']}[/] {report['precision']} on {ver['target']['backend']} "
-              f"vs {ver['baseline']['kind']} baseline, {acc['images']} images ({ver['eval_data']['kind']})")
+              f"vs {ver['baseline']['kind']} baseline, {_evaluated_on(ver['eval_data'], acc['images'])}")
     for note in ver.get("notes", []):
         out.print(f"  [bold yellow]! {note}[/]")
+    starts = _start_line(ver)
+    if starts:
+        out.print(f"  [dim]{starts}[/]")
     if acc["accuracy_measured"]:
         out.print(f"  top-1 {acc['baseline_top1']:.2f}% -> {acc['target_top1']:.2f}% ({acc['top1_delta_pp']:+.2f} pp)")
     out.print(f"  agreement {acc['top1_agreement']:.4f}, cosine {acc['mean_cosine']:.6f}, SQNR {_sqnr(acc)} dB")

@@ -182,7 +182,7 @@ class OnnxRuntimeBackend:
                     start_reason=f"saved optimized graph {opt_path.name}",
                     startup_seconds=time.perf_counter() - start,
                 )
-        LOG.info("onnxruntime: cold start from %s (%s)", source.name, reason)
+        LOG.debug("onnxruntime: cold start from %s (%s)", source.name, reason)  # the summary says it once
         require_onnx_file(source)
         start = time.perf_counter()
         session = _create_session(source, session_options(options, optimize=True), env.providers)

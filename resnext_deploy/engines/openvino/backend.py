@@ -187,7 +187,7 @@ class OpenVinoBackend:
         precision = precision_of(source, options)
         if sidecar is None:
             reason = f"no compiled model {sidecar_file.name}; `resnext-deploy build` or export with --backend {NAME} saves one"
-            LOG.info("openvino: compiling %s (%s)", source.name, reason)
+            LOG.debug("openvino: compiling %s (%s)", source.name, reason)  # the summary says it once
         else:
             _check_belongs(sidecar, sidecar_file, source, precision)
             reason = OvEnvironment.current().mismatch(sidecar) or _blob_problem(sidecar, sidecar_file)
