@@ -41,6 +41,10 @@ WeightsOpt = Annotated[
         "--weights", "-w", help="'pretrained' (timm, uses its cache), 'random' (smoke runs), or a .pth/.pt/.safetensors path."
     ),
 ]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", min=0, help="Seed of --weights random: the same seed gives the same model (same FP32 "
+                      "sha256) on every run; recorded in report.json and the ONNX metadata.")
+]
 OutputDirOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Output directory [default: out/MODEL-PRECISION].", show_default=False)
 ]

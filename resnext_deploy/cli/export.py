@@ -15,6 +15,7 @@ from resnext_deploy.cli._options import (
     OutputDirOpt,
     Precision,
     PrecisionOpt,
+    SeedOpt,
     WeightsOpt,
 )
 from resnext_deploy.cli.groups import (
@@ -47,6 +48,7 @@ def export(
     precision: PrecisionOpt = Precision.fp32,
     backend: BackendOpt = Backend.auto,
     weights: WeightsOpt = "pretrained",
+    seed: SeedOpt = 0,
     output: OutputDirOpt = None,
     force: ForceOpt = False,
     no_engine: NoEngineOpt = False,
@@ -66,7 +68,7 @@ def export(
     if evaluation.allow_partial_labels:
         calibration_options = dataclasses.replace(calibration_options, min_label_coverage=0.0)
     options = ExportOptions(
-        model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights,
+        model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights, seed=seed,
         output=output, fp32=settings.to_options(), force=force, build_engine=not no_engine,
         calibration=calibration_options, engine=engine.to_build_options(), verify=verify,
         mixed_precision=mixed.to_options(),

@@ -90,7 +90,7 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
 
 def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: dict[str, Any]) -> None:
     with console.stage(f"build {spec.name} ({options.weights} weights)"):
-        model, weights = build_model(spec, options.weights)
+        model, weights = build_model(spec, options.weights, options.seed)
     report["weights"] = weights.to_dict()
     if weights.is_random:
         add_warning(report, RANDOM_WEIGHTS_WARNING)
@@ -99,7 +99,8 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
         "model_name": spec.name,
         "preprocess": spec.preprocess.to_dict(),
         "num_classes": spec.num_classes,
-        "weights": {"origin": weights.origin, "kind": weights.kind, "sha256": weights.sha256},
+        "weights": {"origin": weights.origin, "kind": weights.kind, "sha256": weights.sha256}
+        | ({"seed": weights.seed} if weights.seed is not None else {}),
         "toolchain_version": report["toolchain_version"],
         "precision": "fp32",
     }

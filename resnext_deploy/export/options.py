@@ -11,6 +11,7 @@ from resnext_deploy.engines.base import BuildOptions
 from resnext_deploy.engines.registry import AUTO, backend_names
 from resnext_deploy.errors import UsageError
 from resnext_deploy.export.mixed_precision import MixedPrecisionOptions
+from resnext_deploy.exporters.models import DEFAULT_SEED
 from resnext_deploy.exporters.onnx_export import DEFAULT_EXPORTER, EXPORTERS
 from resnext_deploy.layout import PRECISIONS
 from resnext_deploy.verification.options import VerifyOptions
@@ -81,6 +82,7 @@ class ExportOptions:
     backend: str = AUTO
     recipe: str = AUTO
     weights: str = "pretrained"
+    seed: int = DEFAULT_SEED  # of --weights random; ignored for other weights
     output: Path | None = None
     force: bool = False
     build_engine: bool = True

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from resnext_deploy.zoo import ModelSpec
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+# `--weights random` draws from torch's generator seeded with this unless `--seed N` says otherwise, so two runs of
+# the same command make the same model (same FP32 sha256) and random-weight runs can be compared
+DEFAULT_SEED = 0
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 
 
@@ -28,6 +31,7 @@ class WeightsInfo:
     origin: str
     kind: str  # "pretrained" | "file" | "random"
     sha256: str
+    seed: int | None = None  # the seed of random weights (None for pretrained or file weights)
 
     @property
     def is_random(self) -> bool:
@@ -37,14 +41,15 @@ class WeightsInfo:
         return asdict(self) | {"random": self.is_random}
 
 
-def build_model(spec: ModelSpec, weights: str = "pretrained") -> tuple[torch.nn.Module, WeightsInfo]:
-    """Create ``spec``'s architecture in eval mode with ``weights``: pretrained, random or a file path."""
+def build_model(spec: ModelSpec, weights: str = "pretrained", seed: int = DEFAULT_SEED) -> tuple[torch.nn.Module, WeightsInfo]:
+    """Create ``spec``'s architecture in eval mode with ``weights``: pretrained, random (drawn with ``seed``) or a file path."""
     if weights == "pretrained":
         model = _create_pretrained(spec)
         info = WeightsInfo(f"timm:{spec.timm_pretrained_name}", "pretrained", state_dict_sha256(model))
     elif weights == "random":
-        model = _create(spec, pretrained=False)
-        info = WeightsInfo("random initialisation (accuracy is meaningless)", "random", state_dict_sha256(model))
+        model = _create_seeded(spec, seed)
+        info = WeightsInfo(f"random initialisation, seed {seed} (accuracy is meaningless)", "random",
+                           state_dict_sha256(model), seed)
     else:
         path = Path(weights).expanduser()
         model = _create(spec, pretrained=False)
@@ -66,6 +71,16 @@ def check_finite(model: torch.nn.Module, origin: str) -> None:
             f"the weights ({origin}) contain {' and '.join(sorted(kinds))} in {len(bad)} tensor(s): {_preview(bad)}",
             hint="the checkpoint is damaged or came from a diverged training run; use another checkpoint",
         )
+
+
+def _create_seeded(spec: ModelSpec, seed: int) -> torch.nn.Module:
+    """The architecture with random weights drawn from torch's generator seeded with ``seed``; the caller's
+    generator state is restored afterwards (``fork_rng``), so nothing else in the process changes."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _create(spec, pretrained=False)
 
 
 def _create(spec: ModelSpec, pretrained: bool) -> torch.nn.Module:

@@ -147,3 +147,24 @@ def test_pretrained_loads_from_a_warm_hub_cache(tmp_path, monkeypatch):
     model, info = build_model(spec, "pretrained")
     assert info.kind == "pretrained" and info.origin == "timm:resnext50_32x4d.tv_in1k"
     assert state_dict_sha256(model) == state_dict_sha256(source)
+
+
+def test_random_weights_are_seeded(tiny_spec, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Same seed, same FP32 ONNX (sha256); another seed, another model; the seed is in report.json and the metadata."""
+    from resnext_deploy.exporters.models import DEFAULT_SEED
+    from resnext_deploy.metadata import read_metadata
+    from resnext_deploy.export import ExportOptions, Fp32Options, run_export
+
+    def export(name: str, **seed: int) -> tuple[str, dict]:
+        options = ExportOptions(model=tiny_spec.name, weights="random", fp32=Fp32Options(exporter="torchscript"),
+                                build_engine=False,
+                                output=tmp_path / name, **seed)
+        directory, report = run_export(options, command=["test"])
+        return report["export"]["sha256"], report
+
+    first, report = export("a")
+    second, _ = export("b", seed=DEFAULT_SEED)
+    other, other_report = export("c", seed=7)
+    assert first == second and other != first
+    assert report["weights"]["seed"] == DEFAULT_SEED and other_report["weights"]["seed"] == 7
+    assert read_metadata(tmp_path / "c" / "model.onnx")["weights"]["seed"] == 7
