@@ -8,7 +8,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 PYTEST_ARGS ?=
 GPU_CHECK_OUT ?= out/gpu-check
 
-.PHONY: install demo test test-fast gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep bench-faults clean
+.PHONY: install demo test test-fast docs gpu-check bench bench-export bench-e2e bench-quant bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# docs/cli.md is generated from the commands themselves (Typer's docs generator); tests/test_docs.py checks it
+docs: install
+	$(PY) -m typer resnext_deploy.cli utils docs --name resnext-deploy --title "resnext-deploy command reference" --output docs/cli.md
 
 # One NVIDIA GPU: TensorRT FP32/FP16/INT8 engines through the CLI, parity, latency, layer precisions (< 8 min)
 gpu-check: install

@@ -136,3 +136,13 @@ def test_report_environment_is_the_doctor_record(int8_export_dir: Path) -> None:
     environment = report["environment"]
     assert set(environment) == set(facts)
     assert environment["engines"] == facts["engines"] and environment["auto"] == facts["auto"]
+
+
+def test_docs_report_names_every_key_of_a_report(int8_export_dir: Path) -> None:
+    from resnext_deploy.report import read_report
+
+    report = read_report(int8_export_dir)
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text(encoding="utf-8")
+    keys = [*report, *report["environment"], *report["weights"]]
+    missing = [key for key in keys if f"`{key}`" not in documented]
+    assert not missing, f"docs/report.md does not describe {missing}: add them to the table of their section"
