@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resnext_deploy.engines import BuildOptions, Runner, get_backend  # noqa: E402
-from resnext_deploy import environment  # noqa: E402
+from resnext_deploy import machine  # noqa: E402
 from resnext_deploy.files import write_text  # noqa: E402
 from resnext_deploy.numerics import mean_cosine  # noqa: E402
 from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
@@ -263,7 +263,7 @@ def main() -> None:
                   f"{args.startup_repeats}): cold = read + compile the ONNX; cached = import the exported compiled model.",
                   "", "| artifact | cold s | cached s | speed-up |", "|---|---|---|---|"]
         lines += [f"| {name} | {t['cold']:.2f} | {t['cached']:.2f} | {t['cold'] / t['cached']:.1f}x |" for name, t in startup.items()]
-    env = environment.describe()
+    env = machine.describe()  # the record doctor prints: engine libraries included
     lines += [
         "",
         "## Machine",

@@ -7,7 +7,10 @@ every accuracy number is identical in every run (exit 1 when not).
 
 Weights are random (no download here), drawn once with a fixed seed and saved, so every run exports
 the same network: the accuracy numbers mean nothing, their equality does.
-Usage: python bench/bench_sweep.py [--eval-size 256] [--calib-size 128] [--quick] [--no-ray]
+With ``--cluster-nodes 1,2`` the sweep also runs on a Ray cluster of that many nodes of one CPU each, started
+on this machine by ``ray.cluster_utils.Cluster`` (the scaling from one node to two, not a cluster's absolute speed).
+Usage: python bench/bench_sweep.py [--eval-size 256] [--calib-size 128] [--quick] [--no-ray] [--no-local]
+       [--cluster-nodes 1,2]
 """
 
 from __future__ import annotations
@@ -88,6 +91,39 @@ def evaluation_rows(label: str, sweep: dict) -> list[str]:
     return rows
 
 
+def run_on_cluster(nodes: int, work: Path, data: Path, plan_file: Path, args: argparse.Namespace) -> dict:
+    """The sweep on a ``ray.cluster_utils.Cluster`` of ``nodes`` nodes with one CPU each, started and stopped here."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        output = work / f"cluster-{nodes}"
+        shutil.rmtree(output, ignore_errors=True)
+        return run(f"cluster-{nodes}", output, data, plan_file, args, ray="auto")
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def report_runs(runs: dict[str, dict]) -> None:
+    """One row per run: wall time, FP32 exports done, cells, latency cores, shards, and whether numbers agree."""
+    first = next(iter(runs.values()))
+    reference = {c["cell"]: {k: c[k] for k in ACCURACY_KEYS} for c in first["cells"]}
+    print(f"\n{len(first['cells'])} cells x {first['evaluation']['count']} evaluation images\n")
+    print("| run | wall s | FP32 exports | cells | latency cores | eval shards | numbers as the first run |")
+    print("|---|---|---|---|---|---|---|")
+    for label, sweep in runs.items():
+        exported = sum(model["exported_now"] for model in sweep["fp32"].values())
+        same = {c["cell"]: {k: c[k] for k in ACCURACY_KEYS} for c in sweep["cells"]} == reference
+        print(f"| {label} | {sweep['bench_wall_s']:.1f} | {exported} | {len(sweep['cells'])} | "
+              f"{sweep['scheduler']['latency_threads']} | {sweep['scheduler']['eval_shards']} | {'yes' if same else 'NO'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnext50d_32x4d,tv_resnext50_32x4d")
@@ -98,6 +134,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup-ms", type=float, default=200.0)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
+    parser.add_argument("--no-local", action="store_true", help="skip the local-pool runs and the resume")
+    parser.add_argument("--cluster-nodes", default="", help="node counts of ray.cluster_utils.Cluster runs, e.g. 1,2")
     parser.add_argument("--work", type=Path, default=None, help="keep the sweeps here [default: a temp folder]")
     parser.add_argument("--quick", action="store_true",
                         help="smallest run that shows it works: one model, fp32+int8, 64 images, 2 latency runs")
@@ -112,7 +150,8 @@ def main() -> None:
         write_images(data / "val", args.eval_size, seed=2)
     plan_file = write_plan(work, args.models.split(","), args.precisions.split(","))
     runs: dict[str, dict] = {}
-    for label, where in (("local, 1 worker", {"workers": 1}), ("local, 2 workers", {"workers": 2})):
+    local = () if args.no_local else (("local, 1 worker", {"workers": 1}), ("local, 2 workers", {"workers": 2}))
+    for label, where in local:
         output = work / label.replace(", ", "-").replace(" ", "")
         shutil.rmtree(output, ignore_errors=True)
         runs[label] = run(label, output, data, plan_file, args, **where)
@@ -125,6 +164,11 @@ def main() -> None:
             runs["Ray (local instance, 2 CPUs)"] = run("ray", work / "ray", data, plan_file, args, ray="auto")
         finally:
             ray.shutdown()
+    for nodes in [int(n) for n in args.cluster_nodes.split(",") if n]:
+        runs[f"Ray cluster, {nodes} node(s) x 1 CPU"] = run_on_cluster(nodes, work, data, plan_file, args)
+    if args.no_local:
+        report_runs(runs)
+        return
 
     first = next(iter(runs.values()))
     first_dir = work / "local-1worker"
@@ -132,13 +176,8 @@ def main() -> None:
         if cell["precision"] == "int8":
             shutil.rmtree(first_dir / cell["directory"])  # as if these cells had been killed: redone on resume
     resumed = run("resume", first_dir, data, plan_file, args, workers=1)
-    print(f"\n{len(first['cells'])} cells x {first['evaluation']['count']} evaluation images; work folder {work}\n")
-    print("| run | wall s | FP32 exports | cells | latency cores | eval shards |")
-    print("|---|---|---|---|---|---|")
-    for label, sweep in runs.items():
-        exported = sum(model["exported_now"] for model in sweep["fp32"].values())
-        print(f"| {label} | {sweep['bench_wall_s']:.1f} | {exported} | {len(sweep['cells'])} | "
-              f"{sweep['scheduler']['latency_threads']} | {sweep['scheduler']['eval_shards']} |")
+    print(f"work folder {work}")
+    report_runs(runs)
     print("\nEvaluation (baseline + target per image): decoding and inference images/s per worker, all shards together")
     print("| run | cell | shards | decode img/s/worker | infer img/s/worker | img/s all shards |")
     print("|---|---|---|---|---|---|")

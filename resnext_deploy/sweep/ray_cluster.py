@@ -109,7 +109,8 @@ class RayCluster:
 
         check = self.ray.remote(cells.node_facts)
         names = [str(p) for p in paths]
-        refs = {node["host"] or node["node_id"]: check.options(
+        # keyed by node id: several nodes may share a host name (containers, `ray.cluster_utils.Cluster`)
+        refs = {f"{node['host'] or node['address']} (node {node['node_id'][:8]})": check.options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"], soft=False)).remote(names)
             for node in self.nodes}
         try:
@@ -137,7 +138,9 @@ class RayCluster:
         submitted: list[Any] = []
 
         def submit(name: str, cpus: int, *args: Any) -> Any:
-            ref = task.options(num_cpus=cpus, name=name).remote(*args)
+            # SPREAD: steps are independent and read their inputs from shared storage, so spreading them over
+            # the nodes balances decoding and keeps latency steps apart instead of packing the first node
+            ref = task.options(num_cpus=cpus, name=name, scheduling_strategy="SPREAD").remote(*args)
             submitted.append(ref)
             return ref
 
