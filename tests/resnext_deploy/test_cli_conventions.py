@@ -38,7 +38,11 @@ def test_export_and_verify_share_the_evaluation_latency_and_gate_groups():
               "--min-sqnr-db", "--min-speedup", "--max-p99-ms", "--junit"}
     assert shared <= export and shared <= verify
     assert {"--calib-labels", "--calib-seed", "--no-simplify", "--atol", "--rtol", "--input-size"} <= export
-    assert "--labels-file" not in export and "--seed" not in export and "--min-sqnr" not in verify
+    assert "--labels-file" not in export and "--min-sqnr" not in verify
+    # `--seed` has one meaning, the seed of --weights random (the data subsets have --calib-seed/--eval-seed)
+    assert "--seed" not in verify
+    help_text = " ".join(runner.invoke(app, ["export", "--help"], terminal_width=200, env={"COLUMNS": "200"}).output.split())
+    assert "--seed" in export and "Seed of --weights random" in help_text
 
 
 def test_gate_flags_toml_keys_and_report_keys_are_one_name():
