@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.resnext_deploy.sweep.conftest import copy_fp32_exports, sweep_options
-from tests.resnext_deploy.sweep.test_sweep import ACCURACY_KEYS, CELLS, _cells, _sweep
+from tests.resnext_deploy.sweep.conftest import BACKEND, MODELS, PRECISIONS, copy_fp32_exports, sweep_options
+from tests.resnext_deploy.sweep.test_sweep import ACCURACY_KEYS, _cells, _sweep
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.slow
+MODEL = MODELS[0]  # one model, two cells (fp32, int8), two shards each: as small as the one-node Ray test
+CELLS = [f"{MODEL}/{p}-{BACKEND}" for p in PRECISIONS]
 
 HIDING = '''
 import os, pathlib
@@ -72,9 +74,9 @@ def test_two_node_sweep_spreads_builds_shards_and_latency_and_gives_the_local_nu
 
     head, second, _ = two_nodes
     output = tmp_path / "cluster"
-    copy_fp32_exports(local_sweep, output)  # the same FP32 artifacts as the local sweep, as in the one-node Ray test
+    copy_fp32_exports(local_sweep, output, (MODEL,))  # the local sweep's FP32 artifacts, as in the one-node Ray test
     outcome = run_sweep(sweep_options(output, synthetic_imagenet.root, tiny_checkpoint.checkpoint, ray="auto",
-                                      shards=2), ["test"])
+                                      shards=2, models=(MODEL,)), ["test"])
     assert outcome, outcome.sweep["error_cells"]
     local, remote = _cells(local_sweep), _cells(output)
     for cell in CELLS:
