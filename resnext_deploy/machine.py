@@ -11,6 +11,7 @@ from typing import Any
 
 from resnext_deploy import environment
 from resnext_deploy.engines.probe import engine_packages, engines_record
+from resnext_deploy.engines.registry import get_spec
 from resnext_deploy.errors import NotAvailableError
 
 
@@ -23,8 +24,6 @@ def require_engine(facts: dict[str, Any], name: str) -> None:
     """``NotAvailableError`` (exit 2) with the install hint when engine ``name`` is not usable here."""
     status = next((e for e in facts["engines"] if e["name"] == name), None)
     if status is None:
-        from resnext_deploy.engines import get_spec
-
         get_spec(name)  # UsageError listing the choices
         return
     if not status["usable"]:

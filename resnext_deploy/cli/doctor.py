@@ -10,10 +10,11 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from resnext_deploy import machine
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import JsonOpt
 from resnext_deploy.console import out
-from resnext_deploy.engines.registry import backend_names
+from resnext_deploy.engines.registry import backend_names, get_spec
 
 RequireOpt = Annotated[
     list[str] | None,
@@ -29,9 +30,6 @@ def doctor(json_output: JsonOpt = False, require: RequireOpt = None) -> None:
 
     The same record is report.json's `environment`. Exit 0 unless an engine named by --require is not usable (2).
     """
-    from resnext_deploy import machine
-    from resnext_deploy.engines import get_spec
-
     for name in require or []:
         get_spec(name)  # an unknown name is a usage error before anything is probed
     facts = machine.describe()
@@ -57,26 +55,26 @@ def _print(facts: dict[str, Any]) -> None:
     for precision, choice in facts["auto"].items():
         auto.add_row(precision, choice["backend"] or "-", escape(choice["reason"]))
     out.print(auto)
-    machine = Table(title="machine", box=box.SIMPLE_HEAD, title_justify="left", show_header=False)
-    machine.add_column("fact", no_wrap=True)
-    machine.add_column("value")
+    table = Table(title="machine", box=box.SIMPLE_HEAD, title_justify="left", show_header=False)
+    table.add_column("fact", no_wrap=True)
+    table.add_column("value")
     features = facts["cpu_features"]
-    machine.add_row("CPU", f"{facts['cpu']} ({facts['machine']})")
-    machine.add_row("CPU features", ", ".join(features) if features else "none of AVX2, AVX-512, VNNI, BF16, AMX")
-    machine.add_row("usable cores", f"{facts['usable_cores']} of {facts['cpu_count']}")
+    table.add_row("CPU", f"{facts['cpu']} ({facts['machine']})")
+    table.add_row("CPU features", ", ".join(features) if features else "none of AVX2, AVX-512, VNNI, BF16, AMX")
+    table.add_row("usable cores", f"{facts['usable_cores']} of {facts['cpu_count']}")
     gpu = facts["gpu"]
     gpus = [f"{d['name']} (compute capability {d['compute_capability']})" for d in gpu["devices"]]
-    machine.add_row("GPUs", ", ".join(gpus) if gpus else "none (no CUDA driver or device)")
+    table.add_row("GPUs", ", ".join(gpus) if gpus else "none (no CUDA driver or device)")
     if gpu["cuda_driver"]:
-        machine.add_row("CUDA (driver)", gpu["cuda_driver"])
+        table.add_row("CUDA (driver)", gpu["cuda_driver"])
     for e in facts["engines"]:
         for key, value in e["details"].items():
             shown = ", ".join(map(str, value)) if isinstance(value, list) else (
                 ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value))
-            machine.add_row(f"{e['title']} {key.replace('_', ' ')}", escape(shown))
-    machine.add_row("Python", f"{facts['python']} on {facts['platform']}")
-    machine.add_row("packages", ", ".join(f"{k} {v}" for k, v in facts["packages"].items()))
-    out.print(machine)
+            table.add_row(f"{e['title']} {key.replace('_', ' ')}", escape(shown))
+    table.add_row("Python", f"{facts['python']} on {facts['platform']}")
+    table.add_row("packages", ", ".join(f"{k} {v}" for k, v in facts["packages"].items()))
+    out.print(table)
 
 
 def _yes(value: bool) -> str:

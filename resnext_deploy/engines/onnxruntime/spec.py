@@ -8,7 +8,7 @@ from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
-from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
+from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, session_providers
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "onnxruntime"
@@ -43,8 +43,6 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
 def details() -> dict[str, Any]:
     """The providers a session really gets here, and those the installed wheel lists."""
     import onnxruntime as ort
-
-    from resnext_deploy.engines.onnxruntime.environment import session_providers
 
     return {"providers": list(session_providers()), "listed_providers": list(ort.get_available_providers())}
 

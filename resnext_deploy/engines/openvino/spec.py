@@ -8,7 +8,7 @@ from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX, OpenVinoBackend
-from resnext_deploy.engines.openvino.environment import OvEnvironment
+from resnext_deploy.engines.openvino.environment import OvEnvironment, reduced_float_precision
 
 # `auto` on CPU (bench/bench_all.py; docs/DESIGN.md): OpenVINO for the FP16 artifact (bf16 kernels, 0.40x
 # ORT FP32 on an AVX-512-BF16 EPYC, 0.49x on the issue's AMX Xeon) and the INT8 Q/DQ artifact (int8 grouped
@@ -53,8 +53,6 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
 
 def details() -> dict[str, Any]:
     """The CPU device OpenVINO sees, its capabilities and the precision the FP16 artifact computes in."""
-    from resnext_deploy.engines.openvino.environment import OvEnvironment, reduced_float_precision
-
     env = OvEnvironment.current()
     return {"device": env.device_name, "capabilities": list(env.capabilities),
             "inference_precision": {"fp32": "f32", "fp16": reduced_float_precision(env.capabilities) or "f32",

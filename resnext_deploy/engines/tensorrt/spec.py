@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import EngineFile, EngineSpec, TritonEntry
+from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
 from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar, source_onnx_for
@@ -70,8 +71,6 @@ def read_engine_file(path: Path) -> EngineFile:
 def details() -> dict[str, Any]:
     """The GPU TensorRT builds for and the TensorRT release (asked only when it is usable)."""
     import tensorrt
-
-    from resnext_deploy.engines.cuda import cuda_devices
 
     return {"tensorrt_version": tensorrt.__version__,
             "gpus": [f"{gpu.name} (compute capability {gpu.compute_capability})" for gpu in cuda_devices()]}
