@@ -329,7 +329,7 @@ def _collect(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "toolchain_version": environment.toolchain_version(), "command": command or [],
         "plan": options.plan.to_dict(), "scheduler": scheduler_facts, "evaluation": identity,
-        "calibration_manifest": str(prepared.data.manifest) if prepared.data.manifest else None,
+        "calibration_manifest": str(prepared.calibration.manifest) if prepared.calibration.manifest else None,
         "fp32": fp32, "cells": rows,
         "pareto_front": outputs.front_cells([r for r in rows if r["status"] != "error"]), "accuracy_axis": label,
         "failed_cells": [r["cell"] for r in rows if r["status"] == "failed"],
