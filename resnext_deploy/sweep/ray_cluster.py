@@ -134,26 +134,33 @@ class RayCluster:
 
     def run(self, work: Work) -> Iterator[Event]:
         """Submit every step at once as a task graph; yield each FP32 export and cell as it finishes."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         task = self.ray.remote(cells.run_quietly)
         submitted: list[Any] = []
 
-        def submit(name: str, cpus: int, *args: Any) -> Any:
-            # SPREAD: steps are independent and read their inputs from shared storage, so spreading them over
-            # the nodes balances decoding and keeps latency steps apart instead of packing the first node
-            ref = task.options(num_cpus=cpus, name=name, scheduling_strategy="SPREAD").remote(*args)
+        def submit(name: str, cpus: int, turn: int, *args: Any) -> Any:
+            # round robin over the nodes that fit the step: the k-th FP32 export, build, shard of a cell and latency
+            # step goes to node k mod N, so work (and latency timing, one step per node at a time) is spread
+            # deterministically; soft: another node takes it if that one is gone
+            fitting = [node for node in self.nodes if node["cpus"] >= cpus] or self.nodes
+            node = fitting[turn % len(fitting)]["node_id"]
+            strategy = NodeAffinitySchedulingStrategy(node, soft=True)
+            ref = task.options(num_cpus=cpus, name=name, scheduling_strategy=strategy).remote(*args)
             submitted.append(ref)
             return ref
 
         pending: dict[Any, tuple[str, str]] = {}
-        fp32 = {job.spec.name: submit(f"fp32 {job.spec.name}", 1, cells.export_fp32, job) for job in work.fp32_jobs}
+        fp32 = {job.spec.name: submit(f"fp32 {job.spec.name}", 1, turn, cells.export_fp32, job)
+                for turn, job in enumerate(work.fp32_jobs)}
         pending.update({ref: ("fp32", model) for model, ref in fp32.items()})
-        for job in work.cell_jobs:
+        for turn, job in enumerate(work.cell_jobs):
             after = [fp32[job.spec.name]] if job.spec.name in fp32 else []
-            build = submit(f"build {job.key}", 1, cells.build_cell, job, *after)
-            shards = [submit(f"evaluate {job.key} #{index}", 1, cells.evaluate_shard, job, index, records, 1, build)
+            build = submit(f"build {job.key}", 1, turn, cells.build_cell, job, *after)
+            shards = [submit(f"evaluate {job.key} #{index}", 1, index, cells.evaluate_shard, job, index, records, 1, build)
                       for index, records in enumerate(work.shards)]
-            final = submit(f"latency {job.key}", work.latency_threads, cells.finish_cell, job, work.latency_threads,
-                           build, *shards)
+            final = submit(f"latency {job.key}", work.latency_threads, turn, cells.finish_cell, job,
+                           work.latency_threads, build, *shards)
             pending[final] = ("cell", job.key)
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while pending:
