@@ -24,8 +24,7 @@ from resnext_deploy.bundle.open import OpenedBundle, check_result
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
 from resnext_deploy.data.preprocess import decoding_guard, describe_decode_error, preprocess_image
-from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend, get_spec, resolve_backend
-from resnext_deploy.engines.select import check_artifact
+from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend, select_for
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, OutputError, UsageError
 from resnext_deploy.files import sha256_file, write_bytes, write_json
 
@@ -151,8 +150,8 @@ def build_bundle(
     policy = policy or TrustPolicy()
     directory, unpacked = unpack_for_device(Path(bundle), output)
     opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle), policy)
-    check_artifact(backend, opened.artifact_for(backend))  # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 first
-    chosen, why = resolve_backend(backend, opened.manifest.get("precision"))
+    # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 before anything else
+    chosen, why = select_for(backend, opened.artifact_for(backend), opened.manifest.get("precision"))
     recorded = _recorded(opened.manifest, chosen.name)
     mismatch = target_mismatch(opened, chosen.name, recorded)
     if mismatch is None and recorded is not None:
@@ -227,7 +226,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> tuple[Any, str, str, int]:
             raise NotAvailableError(f"no {spec.title} engine in the bundle runs here: {mismatch}",
                                     hint=f"run `{spec.rebuild_hint}` on this machine first")
         why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
-        chosen = get_backend(DEFAULT_BACKEND)
+        chosen = get_spec(DEFAULT_BACKEND).backend()
     return chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH
 
 

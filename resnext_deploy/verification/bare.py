@@ -17,7 +17,7 @@ from resnext_deploy.engines.registry import package_names
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
 from resnext_deploy.metadata import read_metadata
-from resnext_deploy.report import new_report
+from resnext_deploy.report import Report, new_report
 from resnext_deploy.zoo import get_model_spec
 
 
@@ -34,7 +34,7 @@ def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
     return suffix if suffix in PRECISIONS else "fp32"
 
 
-def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[dict[str, Any], list[str]]:
+def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[Report, list[str]]:
     """An in-memory report for ``onnx_path`` (absolute artifact paths) and the notes saying what was assumed."""
 
     onnx_path = onnx_path.resolve()
@@ -56,15 +56,14 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
         raise InputError(f"no FP32 reference for {onnx_path.name}: {reference} does not exist",
                          hint="pass --reference FP32.onnx (the model the artifact was made from)")
     report = new_report([], environment.describe(package_names()))
-    report.update(
-        model=spec.to_dict() | {"name": spec.name}, precision=precision,
-        weights=metadata.get("weights") or {},
-        artifacts={"fp32": str(Path(reference).resolve()), precision: str(onnx_path)},
-        source={"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())},
-    )
+    report.model = spec.to_dict() | {"name": spec.name}
+    report.precision = precision
+    report.weights = metadata.get("weights") or {}
+    report.artifacts = {"fp32": str(Path(reference).resolve()), precision: str(onnx_path)}
+    report.source = {"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())}
     manifest = onnx_path.parent / CALIBRATION_MANIFEST
     if manifest.is_file():
-        report["artifacts"]["calibration_manifest"] = str(manifest)
+        report.artifacts.calibration_manifest = str(manifest)
     return report, notes
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnext_deploy.exporters.models import build_model, cached_pretrained_file, state_dict_sha256
 from resnext_deploy.errors import UsageError, WeightsError
+from resnext_deploy.exporters.models import build_model, cached_pretrained_file, state_dict_sha256
 from resnext_deploy.zoo import SEED_MODELS, get_model_spec
 
 
