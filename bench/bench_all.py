@@ -31,8 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from resnext_deploy.engines import BuildOptions, Runner, get_backend  # noqa: E402
 from resnext_deploy import machine  # noqa: E402
+from resnext_deploy.engines import BuildOptions, Runner, resolve_backend  # noqa: E402
 from resnext_deploy.files import write_text  # noqa: E402
 from resnext_deploy.numerics import mean_cosine  # noqa: E402
 from resnext_deploy.verification.accuracy import run_logits  # noqa: E402
@@ -48,7 +48,6 @@ TITLES = {ORT: "ORT", OV: "OpenVINO"}
 def natural_images(folder: Path, count: int, size: int = 256, seed: int = 0) -> Path:
     """JPEGs of proxy_model's natural-statistics images (the distribution its BatchNorms were estimated on)."""
     from PIL import Image
-
     from proxy_model import MEAN, STD
     from proxy_model import natural_images as images
 
@@ -173,7 +172,7 @@ def make_runners(artifacts: dict[str, Path], backends: tuple[str, ...], recipes:
     startup: dict[str, dict[str, float]] = {}
     computes: dict[str, str] = {}
     for backend_name in backends:
-        backend = get_backend(backend_name)
+        backend = resolve_backend(backend_name)[0]
         for key, path in artifacts.items():
             options = BuildOptions(precision=key.split("-")[0], threads=threads)
             label = _label(backend_name, key, recipes)

@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=512)
     parser.add_argument("--eval-size", type=int, default=500)
     args = parser.parse_args()
-    from resnext_deploy.environment import cpu_model
     from resnext_deploy.data.samples import write_sample_images
+    from resnext_deploy.environment import cpu_model
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e.") as tmp:
         root = Path(tmp) / "imagenet"

@@ -110,16 +110,15 @@ def compare_exporters(rounds: int, calib_size: int, heldout: int, bn_images: int
 
 def _int8_figures(fp32: Path, calib: np.ndarray, held: np.ndarray, cache: Path) -> dict[str, str]:
     """Both recipes on one FP32 graph: Q/DQ nodes, Adds released for TensorRT, cosine vs FP32 (ORT CPU)."""
-    from resnext_deploy.calibration.quantize import quantize_int8
-    from resnext_deploy.numerics import mean_cosine
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
     from resnext_deploy.exporters.parity import ort_session
+    from resnext_deploy.numerics import mean_cosine
 
     reference = ort_session(str(fp32)).run(None, {"input": held})[0]
     row = {}
     for recipe in ("onnxruntime", "tensorrt"):
         out = fp32.with_name(f"{fp32.stem}.{recipe}.int8.onnx")
-        result = quantize_int8(fp32, out, calib, manifest_sha256="bench-export", method="minmax", recipe=recipe,
-                               cache_dir=cache, progress=False)
+        result = quantize_int8(fp32, out, calib, QuantizeConfig(manifest_sha256="bench-export", method="minmax", recipe=recipe, cache_dir=cache, progress=False))
         got = ort_session(str(out)).run(None, {"input": held})[0]
         released = f", {result.residual_adds_released} Adds released" if recipe == "tensorrt" else ""
         row[f"int8 {recipe}"] = f"Q/DQ {result.quantize_linear_nodes}/{result.dequantize_linear_nodes}{released}, " \

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import gzip
 import io
 import json

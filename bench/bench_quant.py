@@ -140,7 +140,7 @@ def quant_table(args: argparse.Namespace, console, work: Path, fp32: Path, calib
     from rich.table import Table
 
     from resnext_deploy.calibration.fp16 import convert_fp16
-    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
     from resnext_deploy.calibration.recipes import onnxruntime_recipe, openvino_recipe, tensorrt_recipe
     from resnext_deploy.numerics import mean_cosine
 
@@ -161,8 +161,7 @@ def quant_table(args: argparse.Namespace, console, work: Path, fp32: Path, calib
     for name, recipe in recipes.items():
         out = work / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.onnx"
         method = recipe.default_method if args.method == "auto" else args.method
-        results[name] = quantize_int8(fp32, out, calib, manifest_sha256="bench", method=method,
-                                      recipe=recipe, cache_dir=work / "cache", progress=True)
+        results[name] = quantize_int8(fp32, out, calib, QuantizeConfig(manifest_sha256="bench", method=method, recipe=recipe, cache_dir=work / "cache", progress=True))
         models[name] = out
     for name, result in results.items():
         how = "statistics from the cache" if result.stats_cache_hit else f"calibration {result.calibration_seconds:.1f}s"
@@ -200,9 +199,9 @@ def quant_table(args: argparse.Namespace, console, work: Path, fp32: Path, calib
 def curves_section(args: argparse.Namespace, console, work: Path, built: dict[str, Path], bn: np.ndarray,  # type: ignore[no-untyped-def]
                    calib: np.ndarray, tune: np.ndarray, held: np.ndarray) -> None:
     """Mixed-precision curve per proxy and recipe (see mixed_precision_curve.py), a table each, and the picture."""
+    from mixed_precision_curve import curve, measure, plot
     from rich.table import Table
 
-    from mixed_precision_curve import curve, measure, plot
     from resnext_deploy.calibration.recipes import onnxruntime_recipe, tensorrt_recipe
 
     curves = []

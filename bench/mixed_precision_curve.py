@@ -50,12 +50,11 @@ def curve(fp32: Path, proxy: str, recipe: Any, method: str, target: float, calib
     import onnx
 
     from resnext_deploy.calibration.fallback import Budget, Measurement, Targets, search_fallback
-    from resnext_deploy.calibration.quantize import prepare_quantization
+    from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
     from resnext_deploy.calibration.sensitivity import analyse_sensitivity, run_logits
     from resnext_deploy.verification.accuracy import compare_logits
 
-    with prepare_quantization(fp32, calib, manifest_sha256="bench", method=method, recipe=recipe,
-                              cache_dir=work / "cache", progress=True) as setup:
+    with prepare_quantization(fp32, calib, QuantizeConfig(manifest_sha256="bench", method=method, recipe=recipe, cache_dir=work / "cache", progress=True)) as setup:
         started = time.perf_counter()
         result = analyse_sensitivity(setup, tune, probe_images=probe_images)
         seconds = time.perf_counter() - started

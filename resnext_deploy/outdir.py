@@ -32,6 +32,7 @@ from resnext_deploy.errors import InputError, OutputError
 from resnext_deploy.files import fsync_dir, remove_stale_temporaries, sha256_file
 from resnext_deploy.layout import LOCK_NAME, PRECISIONS, REPORT_NAME, STAGING_DIR, is_owned
 from resnext_deploy.metadata import read_metadata
+from resnext_deploy.report import Report
 
 _REPORT_HINT = "report.json was edited or damaged; re-run `resnext-deploy export` for this directory"
 _held: dict[Path, int] = {}  # directories this process has locked -> nesting depth (the lock is re-entrant)
@@ -188,14 +189,14 @@ def commit(staged: Path, directory: Path) -> list[str]:
     return stale
 
 
-def record_checksums(directory: Path, report: dict[str, Any]) -> None:
-    """``report["checksums"]``: the sha256 of every artifact report["artifacts"] names, for :func:`check_artifacts`."""
+def record_checksums(directory: Path, report: Report) -> None:
+    """``report.checksums``: the sha256 of every artifact ``report.artifacts`` names, for :func:`check_artifacts`."""
     checksums: dict[str, str] = {}
     for name in _artifact_names(report):
         path = artifact_path(directory, name)
         if path.is_file():
             checksums[name] = sha256_file(path)
-    report["checksums"] = checksums
+    report.checksums = checksums
 
 
 def _names(value: Any) -> list[Any]:
@@ -205,20 +206,22 @@ def _names(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _artifact_names(report: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys(name for value in (report.get("artifacts") or {}).values() for name in _names(value)))
+def _artifact_table(report: Report) -> dict[str, Any]:
+    """``report.artifacts`` as written: key -> a name, or a table of names (recipes)."""
+    return {key: value for key, value in report.artifacts.model_dump(exclude_none=True).items() if value}
 
 
-def check_artifacts(directory: Path, report: dict[str, Any], keys: tuple[str, ...] | None = None) -> None:
+def _artifact_names(report: Report) -> list[str]:
+    return list(dict.fromkeys(name for value in _artifact_table(report).values() for name in _names(value)))
+
+
+def check_artifacts(directory: Path, report: Report, keys: tuple[str, ...] | None = None) -> None:
     """Every artifact report.json names (or those under ``keys``) is inside the directory, has the sha256
     recorded at export time, and an ONNX precision artifact carries that precision in its own metadata."""
 
     directory = Path(directory)
-    artifacts = report.get("artifacts") or {}
-    if not isinstance(artifacts, dict):
-        raise InputError("report.json: 'artifacts' is not a table", hint=_REPORT_HINT)
-    checksums = report.get("checksums") or {}
-    for key, value in artifacts.items():
+    checksums = report.checksums or {}
+    for key, value in _artifact_table(report).items():
         if keys is not None and key not in keys:
             continue
         for name in _names(value):

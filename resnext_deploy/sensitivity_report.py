@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
-from resnext_deploy.calibration.quantize import prepare_quantization
+from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
 from resnext_deploy.calibration.sensitivity import cached_sensitivity
 from resnext_deploy.data.manifest import Manifest
 from resnext_deploy.data.preprocess import iter_batches, load_images
@@ -112,12 +112,13 @@ def run_sensitivity(directory: Path, options: SensitivityOptions) -> tuple[Any, 
     tuning = load_tuning(inputs.manifest, inputs.preprocess, options.calib_data, options.progress)
     percentile = (calib.get("params") or {}).get("percentile")
     with console.stage(f"sensitivity of {inputs.model_name} ({calib['recipe']} recipe, {len(tuning)} tuning images)"):
-        with prepare_quantization(
-            inputs.fp32, _calibration_images(inputs, options), manifest_sha256=str(calib.get("manifest_sha256")),
-            method=str(calib["method"]), recipe=str(calib["recipe"]), keep_grouped_float=calib.get("keep_grouped_float"),
-            cache_dir=options.cache_dir, progress=options.progress, stats_file=inputs.stats_file,
+        config = QuantizeConfig(
+            manifest_sha256=str(calib.get("manifest_sha256")), method=str(calib["method"]), recipe=str(calib["recipe"]),
+            keep_grouped_float=calib.get("keep_grouped_float"), cache_dir=options.cache_dir, progress=options.progress,
             **({"percentile": float(percentile)} if percentile is not None else {}),
-        ) as setup:
+        )
+        with prepare_quantization(inputs.fp32, _calibration_images(inputs, options), config,
+                                  stats_file=inputs.stats_file) as setup:
             result = cached_sensitivity(setup, tuning.array, str(inputs.manifest.tuning_sha256),
                                         probe_images=options.probe_images, cache_dir=options.cache_dir,
                                         threads=options.threads, progress=options.progress)

@@ -14,10 +14,9 @@ from typing import Any
 from resnext_deploy.bundle.pack import class_names
 from resnext_deploy.bundle.predict import DEFAULT_MAX_BATCH, ModelSource, RunnerChoice
 from resnext_deploy.bundle.schema import check_preprocessing
-from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_backend, get_spec, resolve_backend
+from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend, select_for
 from resnext_deploy.engines.base import model_base
 from resnext_deploy.engines.registry import engine_spec_for_file, read_engine_file
-from resnext_deploy.engines.select import check_artifact
 from resnext_deploy.errors import InputError, NotAvailableError, UsageError
 from resnext_deploy.layout import split_artifact_name
 from resnext_deploy.metadata import read_metadata
@@ -77,8 +76,7 @@ def onnx_source(path: Path, model: str | None = None) -> ModelSource:
 
 def _onnx_runner(path: Path, precision: str, backend: str) -> RunnerChoice:
     """The ONNX on ``backend`` (``auto``: the fixed rule); an engine-only backend runs the engine built beside it."""
-    check_artifact(backend, path)
-    chosen, why = resolve_backend(backend, precision)
+    chosen, why = select_for(backend, path, precision)
     spec = get_spec(chosen.name)
     options = BuildOptions(precision=precision)
     if spec.loads_from_onnx:
@@ -91,7 +89,7 @@ def _onnx_runner(path: Path, precision: str, backend: str) -> RunnerChoice:
     if backend == chosen.name:
         raise NotAvailableError(f"no {spec.title} engine beside {path.name} ({engine.name})",
                                 hint=f"build one first: `resnext-deploy build {path} --backend {chosen.name}`")
-    default = get_backend(DEFAULT_BACKEND)
+    default = get_spec(DEFAULT_BACKEND).backend()
     why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but no engine {engine.name} is beside the model)"
     return RunnerChoice(default.load(path, options), DEFAULT_BACKEND, why, DEFAULT_MAX_BATCH)
 

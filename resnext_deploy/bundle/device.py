@@ -29,8 +29,7 @@ from resnext_deploy.bundle.predict import (
 )
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, TrustPolicy
 from resnext_deploy.bundle.unpack import safe_extract
-from resnext_deploy.engines import DEFAULT_BACKEND, REGISTRY, BuildOptions, get_backend, get_spec, resolve_backend
-from resnext_deploy.engines.select import check_artifact
+from resnext_deploy.engines import DEFAULT_BACKEND, REGISTRY, BuildOptions, get_spec, resolve_backend, select_for
 from resnext_deploy.errors import InputError, NotAvailableError, OutputError, UsageError
 from resnext_deploy.files import sha256_file, write_bytes, write_json
 
@@ -155,8 +154,8 @@ def build_bundle(
     policy = policy or TrustPolicy()
     directory, unpacked = unpack_for_device(Path(bundle), output)
     opened = check_result(verify_bundle(directory, read_manifest(directory), extra="warn"), Path(bundle), policy)
-    check_artifact(backend, opened.artifact_for(backend))  # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 first
-    chosen, why = resolve_backend(backend, opened.manifest.get("precision"))
+    # e.g. a CPU-recipe INT8 model for TensorRT: exit 2 before anything else
+    chosen, why = select_for(backend, opened.artifact_for(backend), opened.manifest.get("precision"))
     recorded = _recorded(opened.manifest, chosen.name)
     mismatch = target_mismatch(opened, chosen.name, recorded)
     if mismatch is None and recorded is not None:
@@ -216,7 +215,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
         fitting, fallback = _recorded_engine(bundle)
         if fitting is not None:
             name = str(fitting["backend"])
-            chosen = get_backend(name)
+            chosen, _ = resolve_backend(name, precision)
             why = f"auto: {name} (the engine this bundle records, built for this machine)"
             recorded = fitting
             artifact = bundle.artifact_for(name) if get_spec(name).loads_from_onnx else bundle.directory / recorded["artifact"]
@@ -235,7 +234,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
             raise NotAvailableError(f"no {spec.title} engine in the bundle runs here: {mismatch}",
                                     hint=f"run `{spec.rebuild_hint}` on this machine first")
         why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
-        chosen = get_backend(DEFAULT_BACKEND)
+        chosen = get_spec(DEFAULT_BACKEND).backend()
     return RunnerChoice(chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH)
 
 

@@ -42,7 +42,7 @@ from resnext_deploy.layout import (
 )
 from resnext_deploy.metadata import read_metadata
 from resnext_deploy.outdir import check_artifacts, locked
-from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, read_report
+from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, Report, read_report
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z: a constant, so bundles are reproducible
 GENERATED = (MANIFEST_NAME, PREPROCESS_NAME, CLASSES_NAME)
@@ -91,14 +91,14 @@ def _artifact_metadata(directory: Path, artifact: str) -> dict[str, Any]:
     return metadata
 
 
-def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build_manifest(directory: Path, report: Report, members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The manifest of an export directory whose bundle members (name -> file record) are ``members``."""
-    precision = str(report.get("precision", "fp32"))
+    precision = report.precision or "fp32"
     artifact = artifact_name(precision)
     metadata = _artifact_metadata(directory, artifact)
     input_spec, output_spec = tensor_specs(directory / artifact)
     targets = targets_of(directory, members)
-    report_env = report.get("environment", {})
+    report_env = report.environment
     weights = _weights(directory, artifact, report, metadata)
     artifacts: dict[str, Any] = {"fp32": FP32_NAME, "model": artifact, "preprocess": PREPROCESS_NAME, "classes": CLASSES_NAME}
     for key, name in (("report", REPORT_NAME), ("report_md", REPORT_MD_NAME), ("calibration_manifest", CALIBRATION_MANIFEST)):
@@ -107,15 +107,15 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     stats = [n for n in members if n.startswith(STATS_PREFIX)]
     if stats:
         artifacts["calibration_stats"] = stats
-    recipes = {recipe: name for recipe, name in ((report.get("artifacts") or {}).get("recipes") or {}).items() if name in members}
+    recipes = {recipe: name for recipe, name in report.artifacts.recipes.items() if name in members}
     if recipes:
         artifacts["recipes"] = recipes  # recipe (= backend) -> the INT8 artifact made with it (export --targets)
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "created": report.get("created"),
+        "created": report.created or None,
         "model": {
-            "name": metadata.get("model_name") or (report.get("model") or {}).get("name"),
+            "name": metadata.get("model_name") or (report.model.name if report.model is not None else None),
             "num_classes": int(metadata["num_classes"]),
             "weights": weights,
             "random_weights": bool(weights.get("random") or weights.get("kind") == "random"),
@@ -126,7 +126,7 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
         "output": output_spec,
         "preprocessing": metadata["preprocess"],
         "toolchain": {
-            "exported_with": report.get("toolchain_version") or metadata.get("toolchain_version"),
+            "exported_with": report.toolchain_version or metadata.get("toolchain_version"),
             "packaged_with": environment.toolchain_version(),
             "python": report_env.get("python", platform.python_version()),
             "packages": report_env.get("packages", {}),
@@ -138,13 +138,13 @@ def build_manifest(directory: Path, report: dict[str, Any], members: dict[str, d
     }
 
 
-def _weights(directory: Path, artifact: str, report: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+def _weights(directory: Path, artifact: str, report: Report, metadata: dict[str, Any]) -> dict[str, Any]:
     """The weights record of the artifact's own metadata (the checksummed source of truth), refusing a report
     that claims other weights (an edited report.json must not turn random weights into trained ones)."""
     recorded = metadata.get("weights")
     if not isinstance(recorded, dict) or "kind" not in recorded:
         raise InputError(f"{directory / artifact} has no 'weights' metadata", hint="re-export it with this resnext-deploy")
-    claimed = report.get("weights") or {}
+    claimed = report.weights.model_dump(exclude_unset=True) if report.weights is not None else {}
     differ = [key for key in ("origin", "kind", "sha256") if key in claimed and claimed[key] != recorded.get(key)]
     if differ:
         raise InputError(f"report.json's weights ({', '.join(f'{k}={claimed[k]!r}' for k in differ)}) are not those "
@@ -153,19 +153,20 @@ def _weights(directory: Path, artifact: str, report: dict[str, Any], metadata: d
     return {**recorded, "random": recorded.get("kind") == "random"}
 
 
-def _warnings(report: dict[str, Any], weights: dict[str, Any]) -> list[str]:
+def _warnings(report: Report, weights: dict[str, Any]) -> list[str]:
 
-    warnings = [str(w) for w in report.get("warnings", []) if w != RANDOM_WEIGHTS_WARNING]
+    warnings = [w for w in report.warnings if w != RANDOM_WEIGHTS_WARNING]
     return ([RANDOM_WEIGHTS_WARNING] if weights["random"] else []) + warnings
 
 
-def _generated(directory: Path, report: dict[str, Any]) -> dict[str, bytes]:
-    if report.get("precision", "fp32") not in PRECISIONS:
-        raise InputError(f"report.json names an unknown precision {report.get('precision')!r}",
+def _generated(directory: Path, report: Report) -> dict[str, bytes]:
+    precision = report.precision or "fp32"
+    if precision not in PRECISIONS:
+        raise InputError(f"report.json names an unknown precision {precision!r}",
                          hint="re-run `resnext-deploy export` for this directory")
-    artifact = artifact_name(str(report.get("precision", "fp32")))
+    artifact = artifact_name(precision)
     if not (directory / artifact).is_file():
-        raise InputError(f"{directory} has no {artifact} (precision {report.get('precision')!r} in report.json)",
+        raise InputError(f"{directory} has no {artifact} (precision {precision!r} in report.json)",
                          hint="re-run `resnext-deploy export` for this directory")
     metadata = _artifact_metadata(directory, artifact)
     preprocess = json.dumps(metadata["preprocess"], indent=2, sort_keys=True) + "\n"

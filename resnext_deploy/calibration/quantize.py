@@ -130,20 +130,34 @@ def represent_float_regions(model: Any, recipe: Recipe) -> tuple[Any, str]:
     return model, "fp32"
 
 
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How an INT8 artifact is made, in one record (the shape of ONNX Runtime's ``StaticQuantConfig``).
+
+    ``manifest_sha256`` names the calibration images (with the FP32 model's sha256, the method and
+    its parameters it keys the statistics cache); ``recipe`` is a recipe name or object.
+    """
+
+    manifest_sha256: str
+    method: str = "entropy"
+    recipe: str | Recipe = DEFAULT_RECIPE
+    keep_grouped_float: bool | None = None
+    percentile: float = DEFAULT_PERCENTILE
+    cache_dir: str | os.PathLike[str] | None = None
+    progress: bool = True
+    work_dir: str | os.PathLike[str] | None = None  # temporary models go to a folder inside it (default: the system's)
+
+    def recipe_object(self) -> Recipe:
+        return self.recipe if isinstance(self.recipe, Recipe) else get_recipe(self.recipe, self.keep_grouped_float)
+
+
 @contextlib.contextmanager
 def prepare_quantization(
     fp32_onnx: str | os.PathLike[str],
     calibration: np.ndarray | Iterable[np.ndarray] | None,
+    config: QuantizeConfig,
     *,
-    manifest_sha256: str,
-    method: str = "entropy",
-    recipe: str | Recipe = DEFAULT_RECIPE,
-    keep_grouped_float: bool | None = None,
-    percentile: float = DEFAULT_PERCENTILE,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     stats_file: str | os.PathLike[str] | None = None,
-    work_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[QuantizationSetup]:
     """Pre-process ``fp32_onnx`` and get its statistics in a temp folder (inside ``work_dir``; default: the system's).
 
@@ -153,23 +167,24 @@ def prepare_quantization(
     """
     import onnx
 
+    method = config.method
     check_method(method)
-    params = method_params(method, percentile)
-    recipe_obj = recipe if isinstance(recipe, Recipe) else get_recipe(recipe, keep_grouped_float)
+    params = method_params(method, config.percentile)
+    recipe_obj = config.recipe_object()
     fp32_onnx = Path(fp32_onnx)
     if isinstance(calibration, np.ndarray) and len(calibration) == 0:
         raise InputError("the calibration array is empty", hint="pass at least one preprocessed image")
     fp32_model = _load_fp32(fp32_onnx)
     input_name = str(get_metadata(fp32_model).get("input_name", "input"))
     _check_input(fp32_model, input_name, fp32_onnx)
-    key = StatsKey(sha256_file(fp32_onnx), manifest_sha256, method, params)
-    cache = StatsCache(cache_dir)
+    key = StatsKey(sha256_file(fp32_onnx), config.manifest_sha256, method, params)
+    cache = StatsCache(config.cache_dir)
     if stats_file is not None and cache.load(key) is None:
         cache.adopt(stats_file, key)
-    with tempfile.TemporaryDirectory(prefix="resnext-quant.", dir=work_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="resnext-quant.", dir=config.work_dir) as tmp:
         prepared = _prepare(fp32_model, Path(tmp))
         started = time.perf_counter()
-        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, progress, Path(tmp))
+        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, config.progress, Path(tmp))
         seconds = time.perf_counter() - started
         excluded = grouped_conv_nodes(onnx.load(prepared)) if recipe_obj.keep_grouped_float else []
         yield QuantizationSetup(fp32_model, prepared, recipe_obj, method, params, key, stats, stats_source,
@@ -180,36 +195,25 @@ def quantize_int8(
     fp32_onnx: str | os.PathLike[str],
     output: str | os.PathLike[str],
     calibration: np.ndarray | Iterable[np.ndarray] | None,
+    config: QuantizeConfig,
     *,
-    manifest_sha256: str,
-    method: str = "entropy",
-    recipe: str | Recipe = DEFAULT_RECIPE,
-    keep_grouped_float: bool | None = None,
-    percentile: float = DEFAULT_PERCENTILE,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     calibration_record: dict[str, Any] | None = None,
     float_layers: Iterable[str] = (),
-    work_dir: str | os.PathLike[str] | None = None,
 ) -> QuantizationResult:
     """Write an INT8 Q/DQ model of ``fp32_onnx`` to ``output`` (atomically) and describe it.
 
     ``calibration`` is an (N,3,H,W) float32 array or an iterable of such batches, preprocessed with
     the model's eval transform; it is not read when the statistics cache already holds
-    (model sha256, ``manifest_sha256``, method, params). ``calibration_record`` (for example
+    (model sha256, ``config.manifest_sha256``, method, params). ``calibration_record`` (for example
     ``{"skipped": 2}``) is merged into the artifact's ``calibration`` metadata. ``float_layers``
     are node names left out of INT8 (mixed precision), in the recipe's float precision. Temporary
-    models go to a folder inside ``work_dir`` (default: the system's temporary folder).
+    models go to a folder inside ``config.work_dir`` (default: the system's temporary folder).
     """
     started = time.perf_counter()
     fp32_onnx, output = Path(fp32_onnx), Path(output)
     if output.resolve() == fp32_onnx.resolve():
         raise UsageError(f"output {output} would overwrite the FP32 model", hint="write to model.int8.onnx")
-    with prepare_quantization(
-        fp32_onnx, calibration, manifest_sha256=manifest_sha256, method=method, recipe=recipe,
-        keep_grouped_float=keep_grouped_float, percentile=percentile, cache_dir=cache_dir, progress=progress,
-        work_dir=work_dir,
-    ) as setup:
+    with prepare_quantization(fp32_onnx, calibration, config) as setup:
         model, released = setup.quantize(float_layers)
     write_int8(setup, model, output, calibration_record)
     return describe_int8(setup, model, output, released, list(float_layers), time.perf_counter() - started)

@@ -8,9 +8,8 @@ from resnext_deploy.bundle import build_bundle
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, UnpackDirOpt
 from resnext_deploy.cli.groups import EngineArgs, TrustArgs, uses
-from resnext_deploy.engines import resolve_backend
 from resnext_deploy.engines.base import model_metadata
-from resnext_deploy.engines.select import check_artifact
+from resnext_deploy.engines.select import select_for
 
 
 @handles_errors
@@ -43,8 +42,7 @@ def _build_bare(onnx_path, engine: EngineArgs, backend: str, output) -> None:  #
 
 
     precision = model_metadata(onnx_path).get("precision")
-    check_artifact(backend, onnx_path)  # an artifact the backend cannot take: exit 2 before anything else
-    chosen, why = resolve_backend(backend, precision)
+    chosen, why = select_for(backend, onnx_path, precision)  # an artifact it cannot take: exit 2 before anything else
     console.err.print(f"[dim]{why}[/]")
     with console.stage(f"build the {chosen.name} engine for {onnx_path.name}"):
         built = chosen.build(onnx_path, engine.to_build_options(precision), output_dir=output)

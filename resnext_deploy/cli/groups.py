@@ -129,8 +129,7 @@ class CalibrationArgs:
                      rich_help_panel=_CALIB, show_default=False),
     ] = None
     calib_size: Annotated[
-        int, typer.Option("--calib-size", help="Images in the class-stratified calibration subset.", rich_help_panel=_CALIB,
-                          min=1)
+        int, typer.Option("--calib-size", help="Images in the class-stratified calibration subset.", rich_help_panel=_CALIB)
     ] = 512
     calib_manifest: Annotated[
         Path | None,

@@ -13,10 +13,9 @@ from resnext_deploy.engines.registry import (
     get_spec,
     spec_for_sidecar,
 )
-from resnext_deploy.engines.select import BACKEND_NAMES, auto_rule, get_backend, resolve_backend
+from resnext_deploy.engines.select import auto_rule, resolve_backend, select_for
 
 __all__ = [
-    "BACKEND_NAMES",
     "DEFAULT_BACKEND",
     "REGISTRY",
     "Backend",
@@ -28,8 +27,8 @@ __all__ = [
     "auto_rule",
     "backend_names",
     "default_recipe",
-    "get_backend",
     "get_spec",
     "resolve_backend",
+    "select_for",
     "spec_for_sidecar",
 ]

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,6 @@ from resnext_deploy.environment import usable_cores
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import PRECISIONS, split_artifact_name
 from resnext_deploy.metadata import read_metadata
-
-PRECISION_SUFFIXES = PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +54,9 @@ class BuildOptions:
             raise UsageError(
                 f"builder optimization level must be 0..5, got {self.builder_optimization_level}"
             )
-        if self.precision is not None and self.precision not in PRECISION_SUFFIXES:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(
-                f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISION_SUFFIXES)}"
+                f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}"
             )
 
     @property
@@ -278,23 +276,33 @@ class EngineSpec:
         return self.make()
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """Builds artifacts from ONNX and loads them into runners."""
+class Backend(abc.ABC):
+    """Builds artifacts from ONNX and loads them into runners (Polygraphy's loader/runner split).
+
+    A backend says whether it runs here (``availability``: ok, why, what to do), builds an ONNX
+    artifact into its engine plus sidecar, and loads an engine (or the ONNX) into a ``Runner``.
+    ``availability`` has a default built on ``available``; a backend that knows what to install
+    overrides it, so callers never probe for optional methods.
+    """
 
     name: str
 
+    @abc.abstractmethod
     def available(self) -> tuple[bool, str]:
         """Whether this machine can run the backend, and why not."""
-        ...
 
+    def availability(self) -> tuple[bool, str, str]:
+        """(ok, why, what to do): ``available`` plus an install hint (empty: the spec's)."""
+        ok, why = self.available()
+        return ok, why, ""
+
+    @abc.abstractmethod
     def build(self, onnx_path: Path, options: BuildOptions, output_dir: Path | None = None) -> BuiltArtifact:
         """Turn an ONNX file into this backend's artifact plus sidecar, written atomically."""
-        ...
 
+    @abc.abstractmethod
     def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> Runner:
         """A runner (not yet active) for a built artifact or a path to one."""
-        ...
 
 
 def require_onnx_file(onnx_path: str | os.PathLike[str]) -> Path:

@@ -15,15 +15,12 @@ from resnext_deploy.engines.base import Backend
 from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, backend_names, get_spec
 from resnext_deploy.errors import NotAvailableError, UsageError
 
-BACKEND_NAMES = backend_names()
-
 
 def _require(name: str) -> Backend:
     """The named backend, or ``NotAvailableError`` (exit 2) saying why and how to install it."""
     spec = get_spec(name)
     backend = spec.backend()
-    availability = getattr(backend, "availability", None)  # (ok, why, what to do) where a backend knows better
-    ok, why, hint = availability() if availability is not None else (*backend.available(), "")
+    ok, why, hint = backend.availability()
     if not ok:
         raise NotAvailableError(f"{spec.title} backend is not available: {why}", hint=hint or spec.install_hint)
     return backend
@@ -56,8 +53,8 @@ def resolve_backend(name: str, precision: str | None = None) -> tuple[Backend, s
 
     A named backend that cannot run here raises ``NotAvailableError`` naming how to install it.
     """
-    if name not in BACKEND_NAMES:
-        raise UsageError(f"unknown backend {name!r}", hint=f"use one of: {', '.join(BACKEND_NAMES)}")
+    if name not in backend_names():
+        raise UsageError(f"unknown backend {name!r}", hint=f"use one of: {', '.join(backend_names())}")
     if name == AUTO:
         return auto_rule(precision)
     return _require(name), f"{name}: requested"
@@ -71,6 +68,12 @@ def check_artifact(name: str, onnx_path: Path) -> None:
             check(Path(onnx_path))
 
 
-def get_backend(name: str, precision: str | None = None) -> Backend:
-    """The backend for ``name`` (``auto`` or a registered name); see ``resolve_backend``."""
-    return resolve_backend(name, precision)[0]
+def select_for(name: str, artifact: Path | None, precision: str | None) -> tuple[Backend, str]:
+    """The backend for ``name`` (``auto`` or a registered one) to run ``artifact``, and why, in one line.
+
+    An artifact the named backend cannot take is refused first (exit 2 with the command that makes the
+    right one), before its availability is checked, so a CPU machine says what a GPU machine would.
+    """
+    if artifact is not None:
+        check_artifact(name, artifact)
+    return resolve_backend(name, precision)

@@ -15,7 +15,7 @@ from typing import Any
 
 from resnext_deploy import console, machine, outdir
 from resnext_deploy.calibration.fp16 import convert_fp16
-from resnext_deploy.calibration.quantize import prepare_quantization, quantize_int8
+from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization, quantize_int8
 from resnext_deploy.data.manifest import Manifest
 from resnext_deploy.data.preprocess import DecodedBatches
 from resnext_deploy.engines.base import Backend
@@ -35,13 +35,21 @@ from resnext_deploy.layout import (
     stats_name,
 )
 from resnext_deploy.metadata import read_metadata
-from resnext_deploy.report import RANDOM_WEIGHTS_WARNING, add_warning, new_report, read_report, write_report
+from resnext_deploy.report import (
+    RANDOM_WEIGHTS_WARNING,
+    QuantizationRecord,
+    Report,
+    TargetRecord,
+    new_report,
+    read_report,
+    write_report,
+)
 from resnext_deploy.verification.outputs import print_summary
 from resnext_deploy.verification.run import VerifyOutcome, verify_directory
 from resnext_deploy.zoo import ModelSpec
 
 
-def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
+def run_export(options: ExportOptions, command: list[str] | None = None) -> tuple[Path, Report]:
     """Run the whole export job; return the output directory and the report written there.
 
     Every model-free check runs first (``preflight``); the artifacts are built in the output
@@ -55,8 +63,8 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
         staged.mkdir()
         work.mkdir()
         report = new_report(command or [], machine.describe())
-        report["model"] = plan.spec.to_dict()
-        report["precision"] = options.precision
+        report.model = plan.spec.to_dict()
+        report.precision = options.precision
         console.err.print(f"[dim]{plan.backend_reason}[/]")
 
         # 1. FP32 ONNX: exported (BN folded, simplified, parity-checked) or reused from an earlier export
@@ -88,12 +96,12 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
     return output, report
 
 
-def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: dict[str, Any]) -> None:
+def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: Report) -> None:
     with console.stage(f"build {spec.name} ({options.weights} weights)"):
         model, weights = build_model(spec, options.weights, options.seed)
-    report["weights"] = weights.to_dict()
+    report.weights = weights.to_dict()
     if weights.is_random:
-        add_warning(report, RANDOM_WEIGHTS_WARNING)
+        report.add_warning(RANDOM_WEIGHTS_WARNING)
         console.warn(RANDOM_WEIGHTS_WARNING)
     metadata = {
         "model_name": spec.name,
@@ -101,7 +109,7 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
         "num_classes": spec.num_classes,
         "weights": {"origin": weights.origin, "kind": weights.kind, "sha256": weights.sha256}
         | ({"seed": weights.seed} if weights.seed is not None else {}),
-        "toolchain_version": report["toolchain_version"],
+        "toolchain_version": report.toolchain_version,
         "precision": "fp32",
     }
     fp32 = options.fp32
@@ -110,14 +118,14 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
             model, output / FP32_NAME, input_size=spec.preprocess.input_size, metadata=metadata,
             opset=fp32.opset, exporter=fp32.exporter, simplify_graph=fp32.simplify, atol=fp32.atol, rtol=fp32.rtol,
         )
-    report["export"] = exported.to_dict()
-    report["artifacts"]["fp32"] = FP32_NAME
+    report.export = exported.to_dict()
+    report.artifacts.fp32 = FP32_NAME
     if not exported.simplify.applied and fp32.simplify:
-        add_warning(report, exported.simplify.reason)
+        report.add_warning(exported.simplify.reason)
         console.warn(exported.simplify.reason)
 
 
-def _reuse_fp32(source: Path, output: Path, report: dict[str, Any]) -> None:
+def _reuse_fp32(source: Path, output: Path, report: Report) -> None:
     """Start from an earlier export's FP32 ONNX (hard-linked, else copied) and its weights and export records."""
     target = output / FP32_NAME
     if source.resolve() != target.resolve():
@@ -126,23 +134,27 @@ def _reuse_fp32(source: Path, output: Path, report: dict[str, Any]) -> None:
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
-    earlier = read_report(source.parent) if (source.parent / REPORT_NAME).is_file() else {}
-    report["weights"] = earlier.get("weights") or read_metadata(target).get("weights", {})
-    report["export"] = {**earlier.get("export", {}), "reused_from": str(source)}
-    for warning in earlier.get("warnings", []):
-        add_warning(report, warning)
-    report["artifacts"]["fp32"] = FP32_NAME
+    earlier = read_report(source.parent) if (source.parent / REPORT_NAME).is_file() else None
+    if earlier is not None and earlier.weights is not None:
+        report.weights = earlier.weights
+    else:
+        report.weights = read_metadata(target).get("weights", {})
+    export = earlier.export.model_dump(exclude_unset=True) if earlier is not None and earlier.export is not None else {}
+    report.export = export | {"reused_from": str(source)}
+    for warning in earlier.warnings if earlier is not None else []:
+        report.add_warning(warning)
+    report.artifacts.fp32 = FP32_NAME
     console.err.print(f"[dim]FP32 model reused from {source} (no export)[/]")
 
 
-def _convert_fp16(output: Path, report: dict[str, Any]) -> None:
+def _convert_fp16(output: Path, report: Report) -> None:
     with console.stage("convert to FP16 (inputs and outputs stay FP32)"):
         result = convert_fp16(output / FP32_NAME, output / artifact_name("fp16"))
-    report["quantization"] = result.to_dict() | {"path": artifact_name("fp16")}
-    report["artifacts"]["fp16"] = artifact_name("fp16")
+    report.quantization = result.to_dict() | {"path": artifact_name("fp16")}
+    report.artifacts.fp16 = artifact_name("fp16")
 
 
-def _quantize_int8(plan: ExportPlan, calib: CalibrationOptions, output: Path, report: dict[str, Any], work: Path) -> None:
+def _quantize_int8(plan: ExportPlan, calib: CalibrationOptions, output: Path, report: Report, work: Path) -> None:
     """One FP32 export, one calibration subset and one statistics pass; one Q/DQ artifact per target recipe."""
     calibration = plan.calibration
     assert calibration is not None
@@ -153,15 +165,19 @@ def _quantize_int8(plan: ExportPlan, calib: CalibrationOptions, output: Path, re
                              strict=calib.strict)
     for index, (recipe, name) in enumerate(plan.targets.items()):
         with console.stage(f"calibrate ({calibration.method}) and quantize to INT8 ({recipe} recipe) -> {name}"):
-            result = quantize_int8(
-                output / FP32_NAME, output / name, batches, manifest_sha256=manifest.sha256, method=calibration.method,
-                recipe=recipe, keep_grouped_float=calib.keep_grouped_float, cache_dir=calib.cache_dir,
-                calibration_record={"subset_size": len(manifest.entries)}, work_dir=work,
-            )
+            result = quantize_int8(output / FP32_NAME, output / name, batches, _quantize_config(plan, recipe, calib, work),
+                                   calibration_record={"subset_size": len(manifest.entries)})
         if index == 0:
-            report["calibration"] = _calibration_section(calib, calibration, batches, result.calibration_images)
-            report["artifacts"]["calibration_manifest"] = CALIBRATION_MANIFEST
+            report.calibration = _calibration_section(calib, calibration, batches, result.calibration_images)
+            report.artifacts.calibration_manifest = CALIBRATION_MANIFEST
         _record_int8(result, recipe, name, index == 0, output, report)
+
+
+def _quantize_config(plan: ExportPlan, recipe: str, calib: CalibrationOptions, work: Path) -> QuantizeConfig:
+    """The quantizer's settings for ``recipe``: one calibration subset and method for every recipe of the export."""
+    assert plan.calibration is not None
+    return QuantizeConfig(manifest_sha256=plan.calibration.manifest.sha256, method=plan.calibration.method, recipe=recipe,
+                          keep_grouped_float=calib.keep_grouped_float, cache_dir=calib.cache_dir, work_dir=work)
 
 
 def _calibration_section(calib: CalibrationOptions, plan: CalibrationPlan, batches: DecodedBatches,
@@ -187,21 +203,21 @@ def _calibration_section(calib: CalibrationOptions, plan: CalibrationPlan, batch
     }
 
 
-def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, report: dict[str, Any]) -> None:
+def _record_int8(result: Any, recipe: str, name: str, own: bool, output: Path, report: Report) -> None:
     """report.json: the export's own artifact under ``quantization``/``artifacts.int8``, every one under ``targets``."""
     stats = stats_name(result.stats_file.name)
     if not (output / stats).is_file():
         shutil.copyfile(result.stats_file, output / stats)
-    record = result.to_dict() | {"path": name, "stats_file": stats}
-    report.setdefault("targets", {})[recipe] = {"artifact": name, "own": own, "quantization": record}
-    report["artifacts"].setdefault("recipes", {})[recipe] = name
+    record = QuantizationRecord.model_validate(result.to_dict() | {"path": name, "stats_file": stats})
+    report.targets[recipe] = TargetRecord(artifact=name, own=own, quantization=record)
+    report.artifacts.recipes[recipe] = name
     if own:
-        report["quantization"] = record
-        report["artifacts"]["int8"] = name
-        report["artifacts"]["calibration_stats"] = stats
+        report.quantization = record.model_copy()
+        report.artifacts.int8 = name
+        report.artifacts.calibration_stats = stats
 
 
-def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, report: dict[str, Any],
+def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, report: Report,
                      work: Path) -> FallbackOutcome | None:
     """With an accuracy target: leave the most sensitive layers of the export's own INT8 artifact out of INT8
     until it holds (report: mixed_precision); other --targets artifacts stay fully INT8."""
@@ -216,34 +232,35 @@ def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, rep
         console.warn(f"mixed precision applies to {artifact_name('int8')} ({plan.recipe} recipe); "
                      f"the other --targets artifacts stay fully INT8")
     calib = options.calibration
-    with prepare_quantization(  # the statistics of the INT8 stage: from the cache or its copy in the export
-        output / FP32_NAME, None, manifest_sha256=manifest.sha256, method=calibration.method,
-        recipe=plan.recipe, keep_grouped_float=calib.keep_grouped_float, cache_dir=calib.cache_dir,
-        stats_file=output / report["artifacts"]["calibration_stats"], work_dir=work,
-    ) as setup:
+    config = _quantize_config(plan, plan.recipe, calib, work)  # the INT8 stage's statistics: cached, or its copy here
+    with prepare_quantization(output / FP32_NAME, None, config,
+                              stats_file=output / str(report.artifacts.calibration_stats)) as setup:
         outcome, result = run_fallback(output, options.mixed_precision, setup, manifest, plan.spec.preprocess,
                                        plan.backend, options.engine, {"subset_size": len(manifest.entries)})
-    first = report["quantization"]
+    first = report.quantization
+    assert first is not None
     _record_int8(result, plan.recipe, artifact_name("int8"), True, output, report)
-    report["quantization"].update({key: first[key] for key in ("stats_cache_hit", "stats_source", "calibration_seconds")})
-    report["mixed_precision"] = outcome.section
-    report["artifacts"]["sensitivity"] = SENSITIVITY_NAME
+    assert report.quantization is not None
+    for key in ("stats_cache_hit", "stats_source", "calibration_seconds"):  # the statistics of the first pass
+        setattr(report.quantization, key, getattr(first, key, None))
+    report.mixed_precision = outcome.section
+    report.artifacts.sensitivity = SENSITIVITY_NAME
     if (output / SENSITIVITY_PLOT_NAME).is_file():
-        report["artifacts"]["sensitivity_plot"] = SENSITIVITY_PLOT_NAME
+        report.artifacts.sensitivity_plot = SENSITIVITY_PLOT_NAME
     (console.err.print if not outcome.failed else console.warn)(f"mixed precision: {outcome.section['summary']}")
     return outcome
 
 
-def _build_engine(plan: ExportPlan, artifact: Path, report: dict[str, Any]) -> None:
+def _build_engine(plan: ExportPlan, artifact: Path, report: Report) -> None:
     backend: Backend = plan.backend
     with console.stage(f"build the {backend.name} engine for {artifact.name}"):
         built = backend.build(artifact, plan.build_options)
     recorded = built.to_dict()
     for key in ("path", "source_onnx", "sidecar"):  # relative: the export directory may move
         recorded[key] = Path(recorded[key]).relative_to(artifact.parent).as_posix()
-    report["engine"] = {"backend": backend.name, "reason": plan.backend_reason, "artifact": recorded}
-    report["artifacts"]["engine"] = built.path.name
-    report["artifacts"]["engine_manifest"] = built.sidecar.name
+    report.engine = {"backend": backend.name, "reason": plan.backend_reason, "artifact": recorded}
+    report.artifacts.engine = built.path.name
+    report.artifacts.engine_manifest = built.sidecar.name
 
 
 def _verify(staged: Path, options: ExportOptions, eval_data: Path | None) -> VerifyOutcome:
@@ -264,7 +281,7 @@ def _commit(staged: Path, output: Path) -> None:
 
 
 def _finish_verification(outcome: VerifyOutcome, staged: Path, output: Path,
-                         mixed: FallbackOutcome | None) -> dict[str, Any]:
+                         mixed: FallbackOutcome | None) -> Report:
     """Print the verification summary of the committed export; a failed gate raises (exit 1) after every file is in place."""
     outcome.directory = output
     outcome.outputs = {key: output / path.relative_to(staged) if path.is_relative_to(staged) else path

@@ -17,13 +17,11 @@ from resnext_deploy import console
 from resnext_deploy.environment import toolchain_version
 from resnext_deploy.export import CalibrationOptions, ExportOptions, Fp32Options, run_export
 from resnext_deploy.layout import FP32_NAME
-from resnext_deploy.report import read_report, write_report
+from resnext_deploy.report import Report, read_report, write_report
 from resnext_deploy.verification.options import VerifyOptions
 from resnext_deploy.verification.run import verify_directory
 from resnext_deploy.verification.shards import EvalLogits, ShardResult, eval_shard, where
 from resnext_deploy.zoo import ModelSpec, get_model_spec, register_model
-
-SWEEP_KEY = "sweep"  # the record a finished sweep step leaves in its report.json
 
 
 @dataclass(frozen=True)
@@ -70,11 +68,11 @@ def use_spec(spec: ModelSpec) -> None:
     register_model(spec)
 
 
-def mark(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+def mark(directory: Path, record: dict[str, Any]) -> Report:
     """Add the sweep's record to ``directory``'s report.json (atomically): the step is finished."""
 
     report = read_report(directory)
-    report[SWEEP_KEY] = record
+    report.sweep = record
     write_report(directory, report)
     return report
 
@@ -91,7 +89,8 @@ def export_fp32(job: Fp32Job) -> dict[str, Any]:
     record = {"step": "fp32", "fingerprint": job.fingerprint, "seconds": round(time.perf_counter() - started, 3),
               "ran_on": where()}
     report = mark(job.directory, record)
-    return record | {"sha256": report["export"]["sha256"]}
+    assert report.export is not None
+    return record | {"sha256": report.export.sha256}
 
 
 def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
@@ -106,9 +105,10 @@ def build_cell(job: CellJob, *after: Any) -> dict[str, Any]:
         fp32_from=job.fp32,
     )
     _, report = run_export(options, command=["sweep", job.key])
-    quantization = report.get("quantization") or {}
+    quantization = report.quantization
     return {"seconds": round(time.perf_counter() - started, 3), "ran_on": where(),
-            "stats_cache_hit": quantization.get("stats_cache_hit"), "fp32_reused_from": str(job.fp32)}
+            "stats_cache_hit": quantization.stats_cache_hit if quantization is not None else None,
+            "fp32_reused_from": str(job.fp32)}
 
 
 def evaluate_shard(job: CellJob, index: int, records: list[Any], threads: int, *after: Any) -> ShardResult:

@@ -10,19 +10,21 @@ from typing import Any
 from resnext_deploy.console import out
 from resnext_deploy.files import atomic_path, write_bytes, write_text
 from resnext_deploy.layout import FP32_NAME, PARETO_PNG_NAME, SWEEP_MD_NAME
+from resnext_deploy.report import Report
 from resnext_deploy.verification.compare import comparison_record
 
 
-def cell_row(key: str, directory: Path, root: Path, report: dict[str, Any]) -> dict[str, Any]:
+def cell_row(key: str, directory: Path, root: Path, report: Report) -> dict[str, Any]:
     """One cell's numbers for sweep.json, from its verified report.json (paths relative to the sweep folder)."""
-    ver, gates = report["verification"], report["gates"]
-    acc = ver["accuracy"]
-    per_batch = (ver.get("latency") or {}).get("per_batch") or {}
-    artifact = directory / (report["artifacts"].get(report["precision"]) or FP32_NAME)
-    sweep = report.get("sweep", {})
-    failed = [r for r in gates["results"] if r["status"] == "failed"]
+    ver, gates, model = report.verification, report.gates, report.model
+    assert ver is not None and gates is not None and model is not None
+    acc = ver.accuracy
+    per_batch = (ver.latency or {}).get("per_batch") or {}
+    artifact = directory / (report.artifacts.named(report.precision or "fp32") or FP32_NAME)
+    sweep = report.sweep or {}
+    failed = [r for r in gates.results if r["status"] == "failed"]
     return {
-        "cell": key, "model": report["model"]["name"], "precision": report["precision"], "backend": ver["backend"],
+        "cell": key, "model": model.name, "precision": report.precision, "backend": ver.backend,
         "directory": str(directory.relative_to(root)), "report": str((directory / "report.json").relative_to(root)),
         "status": "failed" if failed else "passed",
         "baseline_top1": acc.get("baseline_top1"), "top1": acc.get("target_top1"), "top1_delta_pp": acc.get("top1_delta_pp"),
@@ -30,8 +32,8 @@ def cell_row(key: str, directory: Path, root: Path, report: dict[str, Any]) -> d
         "p50_ms_b1": _target(per_batch, "1", "p50_ms"), "images_per_s_b8": _target(per_batch, "8", "images_per_s"),
         "size_bytes": artifact.stat().st_size if artifact.is_file() else None,
         "failed_gates": [r["name"] for r in failed],
-        "gates": [{k: r[k] for k in ("name", "status", "measured", "threshold", "reason")} for r in gates["results"]],
-        "evaluation": ver["eval_data"].get("shards"),
+        "gates": [{k: r[k] for k in ("name", "status", "measured", "threshold", "reason")} for r in gates.results],
+        "evaluation": ver.eval_data.get("shards"),
         "ran_on": sweep.get("ran_on"), "seconds": sweep.get("seconds"),
         "fp32_reused_from": sweep.get("fp32_reused_from"), "stats_cache_hit": sweep.get("stats_cache_hit"),
         "compare": comparison_record(report),

@@ -36,9 +36,9 @@ from resnext_deploy.layout import (
     sweep_cell_dir,
 )
 from resnext_deploy.outdir import prepare_output_dir
-from resnext_deploy.report import read_report
+from resnext_deploy.report import Report, read_report
 from resnext_deploy.sweep import outputs
-from resnext_deploy.sweep.cells import SWEEP_KEY, CellJob, Fp32Job
+from resnext_deploy.sweep.cells import CellJob, Fp32Job
 from resnext_deploy.sweep.local import LocalPool
 from resnext_deploy.sweep.plan import Plan
 from resnext_deploy.sweep.ray_cluster import RayCluster, shared_paths
@@ -157,19 +157,20 @@ def _shared_manifest(calib: CalibrationOptions, output: Path) -> tuple[Calibrati
     return dataclasses.replace(calib, manifest=path), manifest.sha256
 
 
-def _finished(directory: Path, fingerprint: str, verified: bool) -> dict[str, Any] | None:
+def _finished(directory: Path, fingerprint: str, verified: bool) -> Report | None:
     """The report of a step finished with these settings, else None."""
 
     try:
         report = read_report(directory)
     except DeployError:
         return None
-    if (report.get(SWEEP_KEY) or {}).get("fingerprint") != fingerprint:
+    if (report.sweep or {}).get("fingerprint") != fingerprint:
         return None
     if verified:
-        return report if "verification" in report and "gates" in report else None
+        return report if report.verification is not None and report.gates is not None else None
     onnx = directory / FP32_NAME
-    return report if onnx.is_file() and sha256_file(onnx) == (report.get("export") or {}).get("sha256") else None
+    recorded = report.export.sha256 if report.export is not None else None
+    return report if onnx.is_file() and sha256_file(onnx) == recorded else None
 
 
 @dataclass

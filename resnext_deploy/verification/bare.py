@@ -17,7 +17,7 @@ from resnext_deploy.engines.registry import read_engine_file
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
 from resnext_deploy.metadata import read_metadata
-from resnext_deploy.report import new_report
+from resnext_deploy.report import Report, new_report
 from resnext_deploy.zoo import get_model_spec
 
 
@@ -34,7 +34,7 @@ def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
     return suffix if suffix in PRECISIONS else "fp32"
 
 
-def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[dict[str, Any], list[str]]:
+def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[Report, list[str]]:
     """An in-memory report for ``onnx_path`` (absolute artifact paths) and the notes saying what was assumed."""
 
     onnx_path = onnx_path.resolve()
@@ -56,20 +56,19 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
         raise InputError(f"no FP32 reference for {onnx_path.name}: {reference} does not exist",
                          hint="pass --reference FP32.onnx (the model the artifact was made from)")
     report = new_report([], machine.describe())
-    report.update(
-        model=spec.to_dict() | {"name": spec.name}, precision=precision,
-        weights=metadata.get("weights") or {},
-        artifacts={"fp32": str(Path(reference).resolve()), precision: str(onnx_path)},
-        source={"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())},
-    )
+    report.model = spec.to_dict() | {"name": spec.name}
+    report.precision = precision
+    report.weights = metadata.get("weights") or {}
+    report.artifacts = {"fp32": str(Path(reference).resolve()), precision: str(onnx_path)}
+    report.source = {"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())}
     manifest = onnx_path.parent / CALIBRATION_MANIFEST
     if manifest.is_file():
-        report["artifacts"]["calibration_manifest"] = str(manifest)
+        report.artifacts.calibration_manifest = str(manifest)
     return report, notes
 
 
 def bare_engine_report(engine: Path, reference: Path | None, model: str | None,
-                       backend: str | None) -> tuple[dict[str, Any], list[str]]:
+                       backend: str | None) -> tuple[Report, list[str]]:
     """The bare report of the ONNX an engine file was built from (its sidecar names it), run as that engine."""
     record = read_engine_file(engine)
     if backend not in (None, record.backend):
@@ -80,9 +79,9 @@ def bare_engine_report(engine: Path, reference: Path | None, model: str | None,
                          hint="put the engine next to the ONNX it was built from (verification reads its metadata and "
                               "compares with its FP32 model)")
     report, notes = bare_report(record.source_onnx, reference, model)
-    report["engine"] = {"backend": record.backend}
-    report["artifacts"]["engine"] = str(record.path.resolve())
-    report["source"] = {**report["source"], "engine": str(record.path.resolve())}
+    report.engine = {"backend": record.backend}
+    report.artifacts.engine = str(record.path.resolve())
+    report.source = {**(report.source or {}), "engine": str(record.path.resolve())}
     notes.insert(0, f"bare engine {engine.name}: its {record.backend} sidecar names {record.source_onnx.name}")
     return report, notes
 

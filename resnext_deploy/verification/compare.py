@@ -13,26 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.errors import InputError
+from resnext_deploy.report import SCHEMA as REPORT_SCHEMA
+from resnext_deploy.report import Report, parse_report
 
 EVAL_IDENTITY = ("kind", "layout", "split", "available", "requested", "seed", "count")
 SWEEP_SCHEMA = "resnext-deploy/sweep"
-REPORT_SCHEMA = "resnext-deploy/report"
 
 
-def comparison_record(report: dict[str, Any]) -> dict[str, Any] | None:
+def comparison_record(report: Report) -> dict[str, Any] | None:
     """What a later run compares with, from a verified report.json; None when it was never verified."""
-    ver = report.get("verification")
-    if not ver:
+    ver = report.verification
+    if ver is None or report.model is None:
         return None
-    per_batch = (ver.get("latency") or {}).get("per_batch") or {}
+    per_batch = (ver.latency or {}).get("per_batch") or {}
     return {
-        "model": report["model"]["name"],
-        "precision": report["precision"],
-        "backend": ver.get("backend"),
-        "target_top1": ver["accuracy"].get("target_top1"),
+        "model": report.model.name,
+        "precision": report.precision,
+        "backend": ver.backend,
+        "target_top1": ver.accuracy.get("target_top1"),
         "p50_ms": {batch: row["target"]["p50_ms"] for batch, row in per_batch.items() if "target" in row},
-        "eval": {key: ver.get("eval_data", {}).get(key) for key in EVAL_IDENTITY},
-        "cpu": (ver.get("environment") or {}).get("cpu"),
+        "eval": {key: ver.eval_data.get(key) for key in EVAL_IDENTITY},
+        "cpu": ver.environment.get("cpu"),
     }
 
 
@@ -93,7 +94,7 @@ def load_earlier_run(path: Path) -> EarlierRun:
     if schema == SWEEP_SCHEMA:
         records = [cell["compare"] for cell in data.get("cells", []) if cell.get("compare")]
     elif schema == REPORT_SCHEMA:
-        record = comparison_record(data)
+        record = comparison_record(parse_report(data, f"--compare-to {path}"))
         if record is None:
             raise InputError(f"--compare-to {path} was never verified", hint="run `resnext-deploy verify` on that export first")
         records = [record]

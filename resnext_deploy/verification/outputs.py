@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.console import out
+from resnext_deploy.errors import InputError
 from resnext_deploy.files import atomic_path, write_bytes, write_text
+from resnext_deploy.report import GatesRecord, Report, VerificationRecord
 
 REPORT_MD = "report.md"
 LATENCY_PNG = "latency.png"
@@ -29,27 +31,38 @@ def _sqnr(accuracy: dict[str, Any]) -> str:
     return "∞ (identical logits)" if accuracy.get("identical_logits") else _fmt(accuracy["sqnr_db"])
 
 
+def _sections(report: Report) -> tuple[VerificationRecord, GatesRecord]:
+    """The verification and gates sections every output reads (a verified report has both)."""
+    if report.verification is None or report.gates is None:
+        raise InputError("this report was never verified", hint="run `resnext-deploy verify` on the export directory")
+    return report.verification, report.gates
+
+
+def _name(report: Report) -> str:
+    return report.model.name if report.model is not None else "?"
+
+
 def _status_icon(status: str) -> str:
     return {"passed": "✅", "failed": "❌"}.get(status, "⏭️")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     """A Markdown summary for a PR comment: accuracy, latency and gate tables."""
-    ver, gates = report["verification"], report["gates"]
-    acc = ver["accuracy"]
+    ver, gates = _sections(report)
+    acc = ver.accuracy
     lines = [
-        f"### resnext-deploy verify: {report['model']['name']} {report['precision']} "
-        f"{'✅ passed' if gates['passed'] else '❌ failed'}",
+        f"### resnext-deploy verify: {_name(report)} {report.precision} "
+        f"{'✅ passed' if gates.passed else '❌ failed'}",
         "",
         "| | |", "|---|---|",
-        f"| model | `{report['model']['name']}` |",
-        f"| precision | {report['precision']} |",
-        f"| backend | {ver['target']['backend']} |",
-        f"| baseline | {ver['baseline']['kind']} on {ver['baseline']['backend']} |",
-        f"| eval images | {acc['images']} ({ver['eval_data']['kind']}) |",
+        f"| model | `{_name(report)}` |",
+        f"| precision | {report.precision} |",
+        f"| backend | {ver.target['backend']} |",
+        f"| baseline | {ver.baseline['kind']} on {ver.baseline['backend']} |",
+        f"| eval images | {acc['images']} ({ver.eval_data['kind']}) |",
         "",
     ]
-    for warning in ver.get("notes", []):
+    for warning in ver.notes:
         lines.append(f"> **note:** {warning}")
     lines += ["", "#### Accuracy", "", "| metric | baseline | target | delta |", "|---|---|---|---|"]
     if acc["accuracy_measured"]:
@@ -62,7 +75,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| mean logits cosine | | {_fmt(acc['mean_cosine'], 6)} | |",
         f"| SQNR dB | | {_sqnr(acc)} | |",
     ]
-    latency = ver.get("latency")
+    latency = ver.latency
     if latency and latency.get("per_batch"):
         lines += ["", "#### Latency (ms, random inputs)", ""]
         scope = latency.get("scope") or {}
@@ -78,23 +91,24 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {batch} | {b['p50_ms']:.2f} | {t['p50_ms']:.2f} | {t['p90_ms']:.2f} | {t['p99_ms']:.2f} "
                          f"| {_fmt(t['images_per_s'], 4)} | {_fmt(row.get('speedup'), 3)}x |")
     lines += ["", "#### Gates", "", "| | gate | threshold | measured | margin |", "|---|---|---|---|---|"]
-    for gate in gates["results"]:
+    for gate in gates.results:
         measured = _fmt(gate["measured"]) if gate["status"] != "skipped" else f"skipped: {gate['reason']}"
         lines.append(f"| {_status_icon(gate['status'])} | `{gate['name']}` | {_fmt(gate['threshold'])} | {measured} | {_fmt(gate['margin'])} |")
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(directory: Path, report: dict[str, Any]) -> Path:
+def write_markdown(directory: Path, report: Report) -> Path:
     path = directory / REPORT_MD
     write_text(path, render_markdown(report))
     return path
 
 
-def write_junit(path: Path, report: dict[str, Any]) -> Path:
+def write_junit(path: Path, report: Report) -> Path:
     """JUnit XML: one ``<testcase>`` per gate in a ``<testsuite name="resnext-deploy gates">``."""
-    results = report["gates"]["results"]
-    required = bool(report["gates"].get("required"))
-    classname = f"resnext-deploy.{report['model']['name']}.{report['precision']}"
+    _, gates = _sections(report)
+    results = gates.results
+    required = gates.required
+    classname = f"resnext-deploy.{_name(report)}.{report.precision}"
     failures = sum(r["status"] == "failed" or (required and r["status"] == "skipped") for r in results)
     skipped = 0 if required else sum(r["status"] == "skipped" for r in results)
     root = ET.Element("testsuites")
@@ -124,9 +138,10 @@ def _gate_line(result: dict[str, Any]) -> str:
             f"{_fmt(result['threshold'])}, margin {_fmt(result['margin'])}")
 
 
-def write_latency_plot(directory: Path, report: dict[str, Any]) -> Path | None:
+def write_latency_plot(directory: Path, report: Report) -> Path | None:
     """``latency.png``: p50 baseline vs target by batch size (matplotlib Agg); None when nothing to plot."""
-    per_batch = {b: r for b, r in (report["verification"].get("latency") or {}).get("per_batch", {}).items() if "skipped" not in r}
+    ver, _ = _sections(report)
+    per_batch = {b: r for b, r in (ver.latency or {}).get("per_batch", {}).items() if "skipped" not in r}
     if not per_batch:
         return None
     import matplotlib
@@ -139,14 +154,13 @@ def write_latency_plot(directory: Path, report: dict[str, Any]) -> Path | None:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     width = 0.38
-    ver = report["verification"]
     ax.bar([i - width / 2 for i in x], [per_batch[b]["baseline"]["p50_ms"] for b in batches], width,
-           label=f"baseline ({ver['baseline']['kind']})")
+           label=f"baseline ({ver.baseline['kind']})")
     ax.bar([i + width / 2 for i in x], [per_batch[b]["target"]["p50_ms"] for b in batches], width,
-           label=f"{report['precision']} ({ver['target']['backend']})")
+           label=f"{report.precision} ({ver.target['backend']})")
     ax.set_xticks(list(x), [f"batch {b}" for b in batches])
     ax.set_ylabel("p50 latency (ms)")
-    ax.set_title(f"{report['model']['name']}: p50 latency (what is timed: report.md)")
+    ax.set_title(f"{_name(report)}: p50 latency (what is timed: report.md)")
     ax.legend()
     fig.tight_layout()
     path = directory / LATENCY_PNG
@@ -167,9 +181,9 @@ def _evaluated_on(eval_data: dict[str, Any], count: int) -> str:
     return f"{count} random inputs"
 
 
-def _start_line(ver: dict[str, Any]) -> str:
+def _start_line(ver: VerificationRecord) -> str:
     """How each side started (saved engine or cold), and once what a cold start means."""
-    starts = {side: _START_WORDS.get(str((ver.get(side) or {}).get("start_mode")))
+    starts = {side: _START_WORDS.get(str(getattr(ver, side).get("start_mode")))
               for side in ("target", "baseline")}
     shown = [f"{side} {word}" for side, word in starts.items() if word]
     if not shown:
@@ -178,16 +192,16 @@ def _start_line(ver: dict[str, Any]) -> str:
     return "start: " + ", ".join(shown) + (f"; {COLD_START_NOTE}" if cold else "")
 
 
-def print_summary(report: dict[str, Any]) -> None:
+def print_summary(report: Report) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
 
 
-    ver, gates = report["verification"], report["gates"]
-    acc = ver["accuracy"]
-    out.print(f"[bold]{report['model']['name']}[/] {report['precision']} on {ver['target']['backend']} "
-              f"vs {ver['baseline']['kind']} baseline, {_evaluated_on(ver['eval_data'], acc['images'])}")
-    for note in ver.get("notes", []):
+    ver, gates = _sections(report)
+    acc = ver.accuracy
+    out.print(f"[bold]{_name(report)}[/] {report.precision} on {ver.target['backend']} "
+              f"vs {ver.baseline['kind']} baseline, {_evaluated_on(ver.eval_data, acc['images'])}")
+    for note in ver.notes:
         out.print(f"  [bold yellow]! {note}[/]")
     starts = _start_line(ver)
     if starts:
@@ -198,7 +212,7 @@ def print_summary(report: dict[str, Any]) -> None:
     table = Table(title="gates")
     for column in ("gate", "threshold", "measured", "margin", "result"):
         table.add_column(column)
-    for gate in gates["results"]:
+    for gate in gates.results:
         colour = {"passed": "green", "failed": "red"}.get(gate["status"], "yellow")
         measured = _fmt(gate["measured"]) if gate["status"] != "skipped" else gate["reason"]
         table.add_row(gate["name"], _fmt(gate["threshold"]), measured, _fmt(gate["margin"]), f"[{colour}]{gate['status']}[/]")

@@ -13,7 +13,7 @@ from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS
 from resnext_deploy.metadata import read_metadata
 from resnext_deploy.outdir import artifact_path, check_artifacts
-from resnext_deploy.report import read_report, write_report
+from resnext_deploy.report import Report, read_report, write_report
 from resnext_deploy.verification import outputs
 from resnext_deploy.verification.accuracy import (
     NO_LABELS_NOTE,
@@ -40,7 +40,7 @@ class VerifyOutcome:
     """
 
     directory: Path
-    report: dict[str, Any]
+    report: Report
     gates: list[GateResult]
     outputs: dict[str, Path] = field(default_factory=dict)
     require_gates: bool = False
@@ -66,33 +66,33 @@ class VerifyOutcome:
             )
 
 
-def _preprocess(path: Path, report: dict[str, Any]) -> Any:
+def _preprocess(path: Path, report: Report) -> PreprocessConfig:
     """The artifact's own preprocessing; for a bare graph without one, the zoo entry's."""
 
     meta = read_metadata(path)
     if "preprocess" in meta:
         return PreprocessConfig.from_dict(meta["preprocess"])
-    if (report.get("source") or {}).get("kind") == "onnx":
-        return PreprocessConfig.from_dict(report["model"]["preprocess"])
+    if (report.source or {}).get("kind") == "onnx" and report.model is not None and report.model.preprocess:
+        return PreprocessConfig.from_dict(report.model.preprocess)
     raise InputError(f"{path} carries no preprocess metadata", hint="re-export it with `resnext-deploy export`")
 
 
-def _open_directory(directory: Path) -> dict[str, Any]:
+def _open_directory(directory: Path) -> Report:
 
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory, an .onnx or an engine file",
                          hint="pass the output directory of `resnext-deploy export`, an ONNX file or a built engine")
     report = read_report(directory)
-    for key in ("model", "precision", "artifacts"):
-        if key not in report:
+    for key in ("model", "precision"):
+        if getattr(report, key) is None:
             raise InputError(f"{directory / 'report.json'} has no {key!r}", hint="re-run `resnext-deploy export`")
-    if report["precision"] not in PRECISIONS or not isinstance(report["model"], dict) or not isinstance(report["model"].get("name"), str):
-        raise InputError(f"{directory / 'report.json'}: 'model' or 'precision' is malformed", hint="re-run `resnext-deploy export`")
+    if report.precision not in PRECISIONS:
+        raise InputError(f"{directory / 'report.json'}: 'precision' is malformed", hint="re-run `resnext-deploy export`")
     return report
 
 
-def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, dict[str, Any], list[str]]:
+def _open_target(path: Path, options: VerifyOptions) -> tuple[Path, Report, list[str]]:
     """(outputs folder, report, notes) of an export directory or of a bare ``.onnx`` file."""
     if path.is_file() and path.suffix == ".onnx":
         report, notes = bare_report(path, options.reference, options.model)
@@ -129,18 +129,19 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
 def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) -> VerifyOutcome:
     bare = directory.is_file()
     directory, report, bare_notes = _open_target(directory, options)
-    model, precision = report["model"]["name"], report["precision"]
+    assert report.model is not None and report.precision is not None
+    model, precision = report.model.name, report.precision
     gates = load_gates(model, precision, options.thresholds, options.gates_file, comparing=options.compare_to is not None)
     earlier_run = load_earlier_run(options.compare_to) if options.compare_to is not None else None
-    artifacts = report["artifacts"]
+    artifacts = report.artifacts
     if not bare:  # names from report.json stay inside the directory and still hold what the export wrote
         check_artifacts(directory, report)
     locate = (lambda name, what: directory / name) if bare else (lambda name, what: artifact_path(directory, name, what))
-    target_onnx = locate(artifacts.get(precision) or artifacts.get("fp32", FP32_NAME), f"{precision} artifact")
+    target_onnx = locate(artifacts.named(precision) or artifacts.fp32 or FP32_NAME, f"{precision} artifact")
     if not target_onnx.is_file():
         raise InputError(f"{target_onnx} is missing from the export directory", hint="re-run `resnext-deploy export`")
     cfg = _preprocess(target_onnx, report)
-    manifest_name = artifacts.get("calibration_manifest", CALIBRATION_MANIFEST)
+    manifest_name = artifacts.calibration_manifest or CALIBRATION_MANIFEST
     manifest = locate(manifest_name, "calibration manifest")
     eval_set = load_eval_set(options.eval_data, options.labels_file, options.eval_size, options.seed, cfg,
                              manifest, options.random_eval_size, options.min_label_coverage)
@@ -177,7 +178,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         accuracy["accuracy_note"] = eval_set.source["note"]
     if latency is not None:
         notes.append(latency["note"])
-    if (report.get("weights") or {}).get("random"):
+    if report.weights is not None and report.weights.random:
         notes.append("RANDOM WEIGHTS: accuracy numbers of an untrained model mean nothing")
 
     earlier = None if earlier_run is None else earlier_run.against(
@@ -190,7 +191,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
             notes.append(message)
             console.warn(message)
 
-    report["verification"] = {
+    report.verification = {
         "accuracy": accuracy,
         "latency": latency,
         "eval_data": eval_set.source,
@@ -201,10 +202,9 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         "environment": machine.describe(),
         "notes": notes,
     }
-    report["gates"] = gates_record(gates, results, earlier) | {"required": options.require_gates}
     outcome = VerifyOutcome(directory, report, results, require_gates=options.require_gates)
-    report["gates"]["passed"] = bool(outcome)
-    report["gates"]["failed"] = [r.name for r in outcome.failed]
+    report.gates = gates_record(gates, results, earlier) | {
+        "required": options.require_gates, "passed": bool(outcome), "failed": [r.name for r in outcome.failed]}
     outcome.outputs["report_json"] = write_report(directory, report)
     outcome.outputs["report_md"] = outputs.write_markdown(directory, report)
     if options.junit is not None:
@@ -233,17 +233,18 @@ def regate_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     """Check the gates again on the measurements already in report.json (new thresholds or --compare-to), no inference."""
     directory = Path(directory)
     report = _open_directory(directory)
-    ver = report.get("verification")
-    if not ver:
+    ver = report.verification
+    if ver is None:
         raise InputError(f"{directory} was never verified", hint="run `resnext-deploy verify` on it")
-    model, precision = report["model"]["name"], report["precision"]
+    assert report.model is not None and report.precision is not None
+    model, precision = report.model.name, report.precision
     gates = load_gates(model, precision, options.thresholds, options.gates_file, comparing=options.compare_to is not None)
     earlier = None
     if options.compare_to is not None:
         earlier = load_earlier_run(options.compare_to).against(
-            model, precision, ver["backend"], ver["eval_data"], (ver.get("environment") or {}).get("cpu"))
-    results = evaluate_gates(gates, ver["accuracy"], ver.get("latency"), earlier)
-    report["gates"] = gates_record(gates, results, earlier)
+            model, precision, ver.backend, ver.eval_data, ver.environment.get("cpu"))
+    results = evaluate_gates(gates, ver.accuracy, ver.latency, earlier)
+    report.gates = gates_record(gates, results, earlier)
     outcome = VerifyOutcome(directory, report, results)
     outcome.outputs["report_json"] = write_report(directory, report)
     outcome.outputs["report_md"] = outputs.write_markdown(directory, report)

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, default_recipe, get_backend, get_spec, resolve_backend
+from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, default_recipe, get_spec, select_for
 from resnext_deploy.engines.base import Runner, TensorSpec
-from resnext_deploy.engines.select import check_artifact
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.exporters.models import build_model
 from resnext_deploy.layout import FP32_NAME, artifact_name
+from resnext_deploy.report import Report, WeightsRecord
 from resnext_deploy.zoo import get_model_spec
 
 
@@ -53,10 +53,10 @@ class TorchRunner(Runner):
             return {"logits": self.model(torch.from_numpy(feed["input"])).numpy()}
 
 
-def torch_weights_argument(report: dict[str, Any]) -> str:
+def torch_weights_argument(report: Report) -> str:
     """The ``build_model`` weights argument that reproduces the report's weights, or a ``UsageError``."""
-    weights = report.get("weights") or {}
-    kind, origin = weights.get("kind"), str(weights.get("origin", ""))
+    weights = report.weights or WeightsRecord()
+    kind, origin = weights.kind, str(weights.origin or "")
     if kind == "pretrained":
         return "pretrained"
     if kind == "file" and origin.startswith("file:"):
@@ -69,16 +69,18 @@ def torch_weights_argument(report: dict[str, Any]) -> str:
             "--baseline torch cannot rebuild a model exported with random weights (they were never saved)",
             hint="use --baseline onnx (the FP32 export of the same weights)",
         )
-    raise InputError(f"report.json does not say where the weights came from ({weights!r})", hint="use --baseline onnx")
+    raise InputError(f"report.json does not say where the weights came from ({weights.model_dump(exclude_unset=True)!r})",
+                     hint="use --baseline onnx")
 
 
-def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None) -> Side:
-    """The PyTorch model rebuilt from report["model"]["name"] and the recorded weights."""
+def torch_baseline(report: Report, input_size: int, threads: int | None) -> Side:
+    """The PyTorch model rebuilt from ``report.model.name`` and the recorded weights."""
 
     weights = torch_weights_argument(report)
-    spec = get_model_spec(report["model"]["name"])
+    assert report.model is not None
+    spec = get_model_spec(report.model.name)
     model, info = build_model(spec, weights)
-    recorded = (report.get("weights") or {}).get("sha256")
+    recorded = report.weights.sha256 if report.weights is not None else None
     if recorded and info.sha256 != recorded:
         raise InputError(
             f"the weights at {info.origin} changed since the export (sha256 {info.sha256[:12]} != {recorded[:12]})",
@@ -87,17 +89,17 @@ def torch_baseline(report: dict[str, Any], input_size: int, threads: int | None)
     return Side(TorchRunner(model, input_size, threads), {"kind": "torch", "backend": "torch", "weights": info.origin})
 
 
-def onnx_baseline(directory: Path, report: dict[str, Any], threads: int | None) -> Side:
+def onnx_baseline(directory: Path, report: Report, threads: int | None) -> Side:
     """``model.onnx`` on the default backend (ONNX Runtime: CPU unless the environment offers more)."""
 
-    name = report.get("artifacts", {}).get("fp32", FP32_NAME)
+    name = report.artifacts.fp32 or FP32_NAME
     path = _existing(directory / name)
-    runner = get_backend(DEFAULT_BACKEND).load(path, BuildOptions(precision="fp32", threads=threads))
+    runner = get_spec(DEFAULT_BACKEND).backend().load(path, BuildOptions(precision="fp32", threads=threads))
     return Side(runner, {"kind": "onnx", "backend": DEFAULT_BACKEND, "artifact": name, "precision": "fp32"})
 
 
-def target_side(directory: Path, report: dict[str, Any], backend: str | None, threads: int | None) -> Side:
-    """The precision artifact made for ``backend`` (default: the one recorded in report["engine"]) on that backend.
+def target_side(directory: Path, report: Report, backend: str | None, threads: int | None) -> Side:
+    """The precision artifact made for ``backend`` (default: the one recorded in ``report.engine``) on that backend.
 
     An export with several INT8 targets holds one artifact per recipe (``artifacts.recipes``); the
     backend gets the one of its default recipe, and an artifact it cannot take is refused before its
@@ -106,16 +108,15 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
     one or builds it here.
     """
 
-    precision = report.get("precision", "fp32")
-    recorded = (report.get("engine") or {}).get("backend")
+    precision = report.precision or "fp32"
+    recorded = report.engine.backend if report.engine is not None else None
     requested = backend or recorded or DEFAULT_BACKEND
-    check_artifact(requested, _existing(directory / target_artifact(report, requested)))
-    chosen, reason = resolve_backend(requested, precision)
+    chosen, reason = select_for(requested, _existing(directory / target_artifact(report, requested)), precision)
     onnx_name = target_artifact(report, chosen.name)
     onnx_path = _existing(directory / onnx_name)
     options = BuildOptions(precision=precision, threads=threads)
     load_from: Path = onnx_path
-    engine_name = report.get("artifacts", {}).get("engine")
+    engine_name = report.artifacts.engine
     if not get_spec(chosen.name).loads_from_onnx:
         if engine_name and recorded == chosen.name:
             load_from = _existing(directory / engine_name)
@@ -129,15 +130,14 @@ def target_side(directory: Path, report: dict[str, Any], backend: str | None, th
     return Side(runner, description)
 
 
-def target_artifact(report: dict[str, Any], backend: str) -> str:
+def target_artifact(report: Report, backend: str) -> str:
     """The ONNX artifact made with ``backend``'s default recipe when the export made one, else the export's own."""
 
-    precision = report.get("precision", "fp32")
-    artifacts = report.get("artifacts", {})
-    own = artifacts.get(precision) or artifact_name(precision)
-    if precision != "int8" or not artifacts.get("recipes"):
+    precision = report.precision or "fp32"
+    own = report.artifacts.named(precision) or artifact_name(precision)
+    if precision != "int8" or not report.artifacts.recipes:
         return own
-    return artifacts["recipes"].get(default_recipe(backend), own)
+    return report.artifacts.recipes.get(default_recipe(backend), own)
 
 
 def _existing(path: Path) -> Path:

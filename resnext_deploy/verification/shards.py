@@ -79,8 +79,7 @@ def eval_shard(
     begun = time.time()
     directory = Path(directory)
     report = read_report(directory)
-    artifacts = report["artifacts"]
-    target_onnx = directory / (artifacts.get(report["precision"]) or artifacts.get("fp32", FP32_NAME))
+    target_onnx = directory / (report.artifacts.named(report.precision or "fp32") or report.artifacts.fp32 or FP32_NAME)
     cfg = PreprocessConfig.from_dict(read_metadata(target_onnx)["preprocess"])
     base = (torch_baseline(report, cfg.input_size, threads) if baseline == "torch"
             else onnx_baseline(directory, report, threads))

@@ -25,7 +25,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny"
     directory, _ = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp32", output=out))
     if not (directory / "model.onnxruntime.json").is_file():
-        engines.get_backend("onnxruntime").build(directory / "model.onnx", engines.BuildOptions())
+        engines.get_spec("onnxruntime").backend().build(directory / "model.onnx", engines.BuildOptions())
     return directory
 
 

@@ -30,7 +30,7 @@ def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ov-export") / "tiny"
     directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
                                                  backend="openvino", output=out, engine=BuildOptions(threads=1)))
-    assert report["engine"]["backend"] == "openvino"
+    assert report.engine is not None and report.engine.backend == "openvino"
     return directory
 
 
@@ -125,8 +125,9 @@ def test_verify_runs_the_target_on_openvino(export_dir: Path, tmp_path: Path) ->
     directory = Path(shutil.copytree(export_dir, tmp_path / "export"))
     outcome = verify_directory(directory, VerifyOptions(backend="openvino", batch_sizes=(1,), iterations=2, duration=0.0,
                                                         warmup_ms=0.0, random_eval_size=4, plot=False, progress=False))
-    verification = outcome.report["verification"]
-    assert verification["backend"] == "openvino" and verification["baseline"]["backend"] == "onnxruntime"
-    assert verification["target"]["start_mode"] == "compiled"  # an ONNX Runtime export holds no OpenVINO engine
+    verification = outcome.report.verification
+    assert verification is not None
+    assert verification.backend == "openvino" and verification.baseline["backend"] == "onnxruntime"
+    assert verification.target["start_mode"] == "compiled"  # an ONNX Runtime export holds no OpenVINO engine
     # FP32 on both sides: OpenVINO compiles strictly in f32
-    assert verification["accuracy"]["min_cosine"] > 0.99999
+    assert verification.accuracy["min_cosine"] > 0.99999

@@ -128,7 +128,7 @@ def test_auto_falls_back_with_one_line_when_the_recorded_engine_does_not_fit(exp
     sidecar["cpu"] = {**sidecar["cpu"], "model": "Some Other CPU", "flags_sha256": "0" * 64}
     sidecar_path.write_text(json.dumps(sidecar))
     report = read_report(directory)  # as an export on that other machine records it
-    report["checksums"][sidecar_path.name] = sha256_file(sidecar_path)
+    report.checksums = {**(report.checksums or {}), sidecar_path.name: sha256_file(sidecar_path)}
     write_report(directory, report)
     bundle = package_directory(directory, tmp_path / "elsewhere.tar.gz").path
     result = runner.invoke(app, ["predict", str(bundle), str(images[0])])

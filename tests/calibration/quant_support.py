@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnext_deploy.numerics import row_cosines
 from resnext_deploy.exporters.parity import ort_session
+from resnext_deploy.numerics import row_cosines
 
 SIZE = 64
 

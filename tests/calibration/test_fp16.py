@@ -54,16 +54,13 @@ def trt_pair(tiny_fp32: Path) -> tuple[Path, Path]:
     """The TensorRT-recipe INT8 artifact (grouped convs kept float) with FP16 float regions, and the same with FP32 ones."""
     import dataclasses
 
-    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
     from resnext_deploy.calibration.recipes import tensorrt_recipe
 
     calib, cache = smooth_images(32, seed=2), tiny_fp32.parent / "cache"
     recipe = tensorrt_recipe(keep_grouped_float=True)
-    half = quantize_int8(tiny_fp32, tiny_fp32.with_name("model.int8.tensorrt.onnx"), calib, manifest_sha256="m",
-                         method="minmax", recipe=recipe, cache_dir=cache, progress=False)
-    full = quantize_int8(tiny_fp32, tiny_fp32.with_name("fp32-regions.int8.onnx"), calib, manifest_sha256="m",
-                         method="minmax", recipe=dataclasses.replace(recipe, float_regions="fp32"), cache_dir=cache,
-                         progress=False)
+    half = quantize_int8(tiny_fp32, tiny_fp32.with_name("model.int8.tensorrt.onnx"), calib, QuantizeConfig(manifest_sha256="m", method="minmax", recipe=recipe, cache_dir=cache, progress=False))
+    full = quantize_int8(tiny_fp32, tiny_fp32.with_name("fp32-regions.int8.onnx"), calib, QuantizeConfig(manifest_sha256="m", method="minmax", recipe=dataclasses.replace(recipe, float_regions="fp32"), cache_dir=cache, progress=False))
     assert half.float_regions == "fp16" and full.float_regions == "fp32" and half.excluded_nodes
     return half.path, full.path
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
-from resnext_deploy.calibration.quantize import prepare_quantization
+from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
 from tests.calibration.quant_support import export_random_tiny, smooth_images
 
 
@@ -34,8 +34,7 @@ def _run(model, images: np.ndarray, mask: np.ndarray | None = None, optimize: bo
 @pytest.mark.parametrize("recipe", ["onnxruntime", "tensorrt"])
 def test_switched_sites_match_the_quantizer_with_nodes_excluded(random_tiny: Path, tmp_path: Path, recipe: str) -> None:
     images = smooth_images(8, seed=3)
-    with prepare_quantization(random_tiny, smooth_images(16, seed=2), manifest_sha256="switch", method="minmax",
-                              recipe=recipe, cache_dir=tmp_path, progress=False) as setup:
+    with prepare_quantization(random_tiny, smooth_images(16, seed=2), QuantizeConfig(manifest_sha256="switch", method="minmax", recipe=recipe, cache_dir=tmp_path, progress=False)) as setup:
         full, _ = setup.quantize(represent=False)
         prepared = setup.prepared_model()
         switchable = build_switchable(full, prepared, setup.recipe.output_quant_excluded, setup.recipe_excluded)

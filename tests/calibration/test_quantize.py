@@ -11,12 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from resnext_deploy.calibration.quantize import quantize_int8
+from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 from resnext_deploy.calibration.recipes import grouped_conv_nodes
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.metadata import read_metadata
 from tests.calibration.quant_support import SIZE, export_random_tiny, min_cosine, run, smooth_images
-
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +72,12 @@ def _axis(node: onnx.NodeProto) -> int:
 
 @pytest.fixture(scope="module")
 def ort_int8(tiny_fp32: Path, calib: np.ndarray, cache_dir: Path):  # type: ignore[no-untyped-def]
-    return quantize_int8(tiny_fp32, tiny_fp32.with_name("model.int8.onnx"), calib, manifest_sha256="m1",
-                         method="minmax", recipe="onnxruntime", cache_dir=cache_dir, progress=False)
+    return quantize_int8(tiny_fp32, tiny_fp32.with_name("model.int8.onnx"), calib, QuantizeConfig(manifest_sha256="m1", method="minmax", recipe="onnxruntime", cache_dir=cache_dir, progress=False))
 
 
 @pytest.fixture(scope="module")
 def trt_int8(tiny_fp32: Path, calib: np.ndarray, cache_dir: Path, ort_int8):  # type: ignore[no-untyped-def]
-    return quantize_int8(tiny_fp32, tiny_fp32.with_name("model.trt.int8.onnx"), calib, manifest_sha256="m1",
-                         method="minmax", recipe="tensorrt", cache_dir=cache_dir, progress=False)
+    return quantize_int8(tiny_fp32, tiny_fp32.with_name("model.trt.int8.onnx"), calib, QuantizeConfig(manifest_sha256="m1", method="minmax", recipe="tensorrt", cache_dir=cache_dir, progress=False))
 
 
 def test_onnxruntime_recipe_graph(ort_int8) -> None:  # type: ignore[no-untyped-def]
@@ -138,17 +135,14 @@ def test_both_exporters_graphs_get_the_same_tensorrt_placement(tmp_path: Path, c
     # the dynamo graph (trt_int8) and the TorchScript graph differ in node names and the pooling head
     # (ReduceMean+Reshape vs GlobalAveragePool+Flatten); the TensorRT recipe must treat both alike
     torchscript = export_random_tiny(tmp_path / "model.onnx", exporter="torchscript")
-    result = quantize_int8(torchscript, tmp_path / "model.int8.onnx", calib, manifest_sha256="m1", method="minmax",
-                           recipe="tensorrt", cache_dir=tmp_path, progress=False)
+    result = quantize_int8(torchscript, tmp_path / "model.int8.onnx", calib, QuantizeConfig(manifest_sha256="m1", method="minmax", recipe="tensorrt", cache_dir=tmp_path, progress=False))
     assert len(Graph(result.path).of_type("Add")) == result.residual_adds_released == trt_int8.residual_adds_released
     assert (result.quantize_linear_nodes, result.dequantize_linear_nodes) == (
         trt_int8.quantize_linear_nodes, trt_int8.dequantize_linear_nodes)
 
 
 def test_tensorrt_keep_grouped_float(tiny_fp32: Path, calib: np.ndarray, cache_dir: Path, trt_int8) -> None:  # type: ignore[no-untyped-def]
-    result = quantize_int8(tiny_fp32, tiny_fp32.with_name("model.trt-grouped.int8.onnx"), calib, manifest_sha256="m1",
-                           method="minmax", recipe="tensorrt", keep_grouped_float=True, cache_dir=cache_dir,
-                           progress=False)
+    result = quantize_int8(tiny_fp32, tiny_fp32.with_name("model.trt-grouped.int8.onnx"), calib, QuantizeConfig(manifest_sha256="m1", method="minmax", recipe="tensorrt", keep_grouped_float=True, cache_dir=cache_dir, progress=False))
     graph = Graph(result.path)
     grouped = grouped_conv_nodes(graph.model)
     assert grouped and sorted(result.excluded_nodes) == sorted(grouped)
@@ -190,17 +184,13 @@ def test_stats_cache_hit_and_miss(tiny_fp32: Path, calib: np.ndarray, cache_dir:
     assert len(load_tensors_data(ort_int8.stats_file).data) > 10  # ORT's own loader reads the entry
 
     out = tiny_fp32.with_name("cache-check.int8.onnx")
-    hit = quantize_int8(tiny_fp32, out, _never(), manifest_sha256="m1", method="minmax", cache_dir=cache_dir,
-                        progress=False)
+    hit = quantize_int8(tiny_fp32, out, _never(), QuantizeConfig(manifest_sha256="m1", method="minmax", cache_dir=cache_dir, progress=False))
     assert hit.stats_cache_hit and hit.calibration_images == 32
-    other_manifest = quantize_int8(tiny_fp32, out, calib[:8], manifest_sha256="m2", method="minmax",
-                                   cache_dir=cache_dir, progress=False)
+    other_manifest = quantize_int8(tiny_fp32, out, calib[:8], QuantizeConfig(manifest_sha256="m2", method="minmax", cache_dir=cache_dir, progress=False))
     assert not other_manifest.stats_cache_hit and other_manifest.stats_file != ort_int8.stats_file
-    other_method = quantize_int8(tiny_fp32, out, calib[:8], manifest_sha256="m1", method="percentile",
-                                 cache_dir=cache_dir, progress=False)
+    other_method = quantize_int8(tiny_fp32, out, calib[:8], QuantizeConfig(manifest_sha256="m1", method="percentile", cache_dir=cache_dir, progress=False))
     assert not other_method.stats_cache_hit and other_method.calibration_images == 8
-    other_threshold = quantize_int8(tiny_fp32, out, _never(), manifest_sha256="m1", method="percentile",
-                                    percentile=99.9, cache_dir=cache_dir, progress=False)
+    other_threshold = quantize_int8(tiny_fp32, out, _never(), QuantizeConfig(manifest_sha256="m1", method="percentile", percentile=99.9, cache_dir=cache_dir, progress=False))
     assert other_threshold.stats_source == "histograms" and other_threshold.stats_key != other_method.stats_key
 
 
@@ -210,8 +200,7 @@ def test_quantizer_chatter_is_filtered_not_the_root_logger(tiny_fp32: Path, cach
 
     caplog.set_level(logging.INFO, logger="resnext_deploy")  # we log at info...
     caplog.set_level(logging.DEBUG)  # ...while the root logger (and the capture) let everything through
-    hit = quantize_int8(tiny_fp32, tiny_fp32.with_name("logging-check.int8.onnx"), _never(), manifest_sha256="m1",
-                        method="minmax", cache_dir=cache_dir, progress=False)
+    hit = quantize_int8(tiny_fp32, tiny_fp32.with_name("logging-check.int8.onnx"), _never(), QuantizeConfig(manifest_sha256="m1", method="minmax", cache_dir=cache_dir, progress=False))
     assert hit.stats_cache_hit and logging.getLogger().level == logging.DEBUG  # untouched
 
     from onnxruntime.quantization import qdq_quantizer
@@ -239,8 +228,7 @@ def test_quantizer_chatter_is_filtered_not_the_root_logger(tiny_fp32: Path, cach
 def test_cache_dir_from_environment(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESNEXT_DEPLOY_CACHE", str(tmp_path / "envcache"))
-    result = quantize_int8(tiny_fp32, tmp_path / "m.int8.onnx", calib[:4], manifest_sha256="env", method="minmax",
-                           progress=False)
+    result = quantize_int8(tiny_fp32, tmp_path / "m.int8.onnx", calib[:4], QuantizeConfig(manifest_sha256="env", method="minmax", progress=False))
     assert Path(result.stats_file).parent == tmp_path / "envcache" / "calibration"
 
 
@@ -249,8 +237,7 @@ def test_cache_dir_from_environment(tiny_fp32: Path, calib: np.ndarray, tmp_path
 def test_methods_run_on_cpu_and_stay_close(tiny_fp32: Path, calib: np.ndarray, heldout: np.ndarray, cache_dir: Path,
                                            method: str, recipe: str) -> None:
     out = tiny_fp32.with_name(f"model.{recipe}.{method}.int8.onnx")
-    result = quantize_int8(tiny_fp32, out, calib, manifest_sha256="m1", method=method, recipe=recipe,
-                           cache_dir=cache_dir, progress=False)
+    result = quantize_int8(tiny_fp32, out, calib, QuantizeConfig(manifest_sha256="m1", method=method, recipe=recipe, cache_dir=cache_dir, progress=False))
     assert result.method == method and result.quantize_linear_nodes > 0
     reference, quantized = run(tiny_fp32, heldout), run(out, heldout)
     assert quantized.shape == reference.shape and quantized.dtype == np.float32
@@ -260,43 +247,39 @@ def test_methods_run_on_cpu_and_stay_close(tiny_fp32: Path, calib: np.ndarray, h
 
 
 def test_iterable_of_batches(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path) -> None:
-    result = quantize_int8(tiny_fp32, tmp_path / "m.int8.onnx", iter([calib[:5], calib[5:9]]), manifest_sha256="it",
-                           method="minmax", cache_dir=tmp_path, progress=False)
+    result = quantize_int8(tiny_fp32, tmp_path / "m.int8.onnx", iter([calib[:5], calib[5:9]]), QuantizeConfig(manifest_sha256="it", method="minmax", cache_dir=tmp_path, progress=False))
     assert result.calibration_images == 9 and not result.stats_cache_hit
 
 
 def test_bad_method_and_recipe(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="method") as err:
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, manifest_sha256="m", method="kl", cache_dir=tmp_path)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, QuantizeConfig(manifest_sha256="m", method="kl", cache_dir=tmp_path))
     assert "entropy" in str(err.value) and "percentile" in str(err.value)
     with pytest.raises(UsageError, match="recipe") as err:
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, manifest_sha256="m", recipe="int4", cache_dir=tmp_path)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", calib, QuantizeConfig(manifest_sha256="m", recipe="int4", cache_dir=tmp_path))
     assert "tensorrt" in str(err.value) and "onnxruntime" in str(err.value) and "openvino" in str(err.value)
     with pytest.raises(UsageError):
-        quantize_int8(tiny_fp32, tiny_fp32, calib, manifest_sha256="m", cache_dir=tmp_path)
+        quantize_int8(tiny_fp32, tiny_fp32, calib, QuantizeConfig(manifest_sha256="m", cache_dir=tmp_path))
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_calibration_data(tiny_fp32: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="empty"):
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", np.zeros((0, 3, SIZE, SIZE), np.float32), manifest_sha256="m",
-                      cache_dir=tmp_path)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", np.zeros((0, 3, SIZE, SIZE), np.float32), QuantizeConfig(manifest_sha256="m", cache_dir=tmp_path))
     with pytest.raises(InputError, match="no calibration images"):
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", iter([]), manifest_sha256="m", method="minmax",
-                      cache_dir=tmp_path, progress=False)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", iter([]), QuantizeConfig(manifest_sha256="m", method="minmax", cache_dir=tmp_path, progress=False))
     with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
-        quantize_int8(tiny_fp32, tmp_path / "x.onnx", np.zeros((2, 1, SIZE, SIZE), np.float32), manifest_sha256="m",
-                      method="minmax", cache_dir=tmp_path, progress=False)
+        quantize_int8(tiny_fp32, tmp_path / "x.onnx", np.zeros((2, 1, SIZE, SIZE), np.float32), QuantizeConfig(manifest_sha256="m", method="minmax", cache_dir=tmp_path, progress=False))
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_model_files(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
-        quantize_int8(tmp_path / "missing.onnx", tmp_path / "x.onnx", calib, manifest_sha256="m", cache_dir=tmp_path)
+        quantize_int8(tmp_path / "missing.onnx", tmp_path / "x.onnx", calib, QuantizeConfig(manifest_sha256="m", cache_dir=tmp_path))
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model")
     with pytest.raises(InputError, match="cannot read"):
-        quantize_int8(garbage, tmp_path / "x.onnx", calib, manifest_sha256="m", cache_dir=tmp_path)
+        quantize_int8(garbage, tmp_path / "x.onnx", calib, QuantizeConfig(manifest_sha256="m", cache_dir=tmp_path))
     model = onnx.load(str(tiny_fp32))
     model.graph.input[0].name = "pixels"
     for node in model.graph.node:
@@ -304,5 +287,5 @@ def test_bad_model_files(tiny_fp32: Path, calib: np.ndarray, tmp_path: Path) -> 
     renamed = tmp_path / "renamed.onnx"
     onnx.save(model, str(renamed))
     with pytest.raises(InputError, match="expected one named 'input'"):
-        quantize_int8(renamed, tmp_path / "x.onnx", calib, manifest_sha256="m", cache_dir=tmp_path)
+        quantize_int8(renamed, tmp_path / "x.onnx", calib, QuantizeConfig(manifest_sha256="m", cache_dir=tmp_path))
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnext_deploy.calibration.quantize import quantize_int8
+from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 from tests.calibration.quant_support import run
 
 
@@ -46,8 +46,7 @@ def test_int8_top1_within_one_point(trained_fp32: Path, synthetic_imagenet, tiny
     train = _split(synthetic_imagenet.root, "train", tiny_spec)
     val = _split(synthetic_imagenet.root, "val", tiny_spec)
     calib = train.array[np.random.default_rng(0).permutation(len(train.array))[:128]]
-    result = quantize_int8(trained_fp32, tmp_path / "model.int8.onnx", calib, manifest_sha256="train128",
-                           recipe=recipe, cache_dir=tmp_path / "cache", progress=False)
+    result = quantize_int8(trained_fp32, tmp_path / "model.int8.onnx", calib, QuantizeConfig(manifest_sha256="train128", recipe=recipe, cache_dir=tmp_path / "cache", progress=False))
     fp32_top1 = _top1(trained_fp32, val.array, val.labels)
     int8_top1 = _top1(result.path, val.array, val.labels)
     assert fp32_top1 > 0.5, "the tiny model did not learn the synthetic task"

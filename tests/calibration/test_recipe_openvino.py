@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnext_deploy.calibration.quantize import quantize_int8
+from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 from resnext_deploy.calibration.recipes import get_recipe, grouped_conv_nodes
 from tests.calibration.quant_support import export_random_tiny, min_cosine, run, smooth_images
 from tests.calibration.test_quantize import Graph, _axis
@@ -16,9 +16,7 @@ from tests.calibration.test_quantize import Graph, _axis
 @pytest.fixture(scope="module")
 def ov_int8(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     fp32 = export_random_tiny(tmp_path_factory.mktemp("tiny-ov") / "model.onnx")
-    result = quantize_int8(fp32, fp32.with_name("model.int8.onnx"), smooth_images(32, seed=2), manifest_sha256="ov",
-                           method=get_recipe("openvino").default_method, recipe="openvino",
-                           cache_dir=fp32.parent / "cache", progress=False)
+    result = quantize_int8(fp32, fp32.with_name("model.int8.onnx"), smooth_images(32, seed=2), QuantizeConfig(manifest_sha256="ov", method=get_recipe("openvino").default_method, recipe="openvino", cache_dir=fp32.parent / "cache", progress=False))
     return fp32, result
 
 
@@ -44,9 +42,7 @@ def test_openvino_recipe_keeps_named_layers_in_float(ov_int8, tmp_path: Path) ->
     fp32, _ = ov_int8
     from resnext_deploy.calibration.recipes import openvino_recipe
 
-    kept = quantize_int8(fp32, tmp_path / "model.int8.onnx", smooth_images(32, seed=2), manifest_sha256="ov",
-                         method="minmax", recipe=openvino_recipe(keep_grouped_float=True),
-                         cache_dir=fp32.parent / "cache", progress=False)
+    kept = quantize_int8(fp32, tmp_path / "model.int8.onnx", smooth_images(32, seed=2), QuantizeConfig(manifest_sha256="ov", method="minmax", recipe=openvino_recipe(keep_grouped_float=True), cache_dir=fp32.parent / "cache", progress=False))
     assert kept.stats_cache_hit and sorted(kept.excluded_nodes) == sorted(grouped_conv_nodes(Graph(kept.path).model))
 
 

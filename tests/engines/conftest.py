@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from engines_testlib import INPUT_SHAPE
 
 
@@ -28,12 +27,11 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_int8_onnx(tiny_onnx: Path) -> Path:
     """The tiny model quantized to Q/DQ INT8 by the product (TensorRT recipe: symmetric int8) on random data."""
-    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 
     calibration = np.random.default_rng(0).standard_normal((4, *INPUT_SHAPE), dtype=np.float32)
     path = tiny_onnx.with_name("model.int8.onnx")
-    quantize_int8(tiny_onnx, path, calibration, manifest_sha256="engines-tests", method="minmax", recipe="tensorrt",
-                  cache_dir=tiny_onnx.parent / "cache", progress=False)
+    quantize_int8(tiny_onnx, path, calibration, QuantizeConfig(manifest_sha256="engines-tests", method="minmax", recipe="tensorrt", cache_dir=tiny_onnx.parent / "cache", progress=False))
     return path
 
 
@@ -41,12 +39,11 @@ def tiny_int8_onnx(tiny_onnx: Path) -> Path:
 def tiny_cpu_int8_onnx(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model quantized with the ``onnxruntime`` (CPU) recipe: unsigned activations with zero points and
     INT32 bias, the Q/DQ TensorRT's parser refuses."""
-    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 
     folder = tmp_path_factory.mktemp("tiny-cpu")
     calibration = np.random.default_rng(0).standard_normal((4, *INPUT_SHAPE), dtype=np.float32)
-    result = quantize_int8(tiny_onnx, folder / "model.int8.onnx", calibration, manifest_sha256="engines-tests-cpu",
-                           method="minmax", recipe="onnxruntime", cache_dir=folder / "cache", progress=False)
+    result = quantize_int8(tiny_onnx, folder / "model.int8.onnx", calibration, QuantizeConfig(manifest_sha256="engines-tests-cpu", method="minmax", recipe="onnxruntime", cache_dir=folder / "cache", progress=False))
     return result.path
 
 

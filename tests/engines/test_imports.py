@@ -48,23 +48,23 @@ def test_auto_falls_back_to_onnxruntime_with_reason() -> None:
 
 
 def test_tensorrt_without_tensorrt_or_gpu_names_the_extra() -> None:
-    from resnext_deploy.engines import get_backend
+    from resnext_deploy.engines import resolve_backend
     from resnext_deploy.engines.tensorrt import TensorRTBackend
     from resnext_deploy.errors import NotAvailableError
 
     if TensorRTBackend().available()[0]:
         pytest.skip("TensorRT and a GPU are present here")
     with pytest.raises(NotAvailableError) as info:
-        get_backend("tensorrt")
+        resolve_backend("tensorrt")
     assert info.value.exit_code == 2
     assert "pip install 'resnext-deploy[tensorrt]'" in (info.value.hint or "")
 
 
 def test_unknown_backend_is_a_usage_error() -> None:
-    from resnext_deploy.engines import get_backend
+    from resnext_deploy.engines import resolve_backend
 
     with pytest.raises(UsageError, match="unknown backend 'tvm'"):
-        get_backend("tvm")
+        resolve_backend("tvm")
 
 
 @pytest.mark.parametrize(

@@ -171,7 +171,7 @@ def test_a_failed_save_of_the_optimized_graph_is_not_blamed_on_the_source(onnx_c
     import resource
     import signal
 
-    from resnext_deploy.engines import BuildOptions, get_backend
+    from resnext_deploy.engines import BuildOptions, get_spec
     from resnext_deploy.errors import OutputError
 
     limit = max(1024, onnx_copy.stat().st_size // 4)  # the optimized graph cannot be written whole
@@ -180,7 +180,7 @@ def test_a_failed_save_of_the_optimized_graph_is_not_blamed_on_the_source(onnx_c
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
     try:
         with pytest.raises(OutputError) as caught:
-            get_backend("onnxruntime").build(onnx_copy, BuildOptions())
+            get_spec("onnxruntime").backend().build(onnx_copy, BuildOptions())
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
         signal.signal(signal.SIGXFSZ, previous_handler)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from resnext_deploy.calibration.recipes import RECIPES
 from resnext_deploy.engines import registry
 from resnext_deploy.engines.select import auto_rule, resolve_backend
-from resnext_deploy.calibration.recipes import RECIPES
 from resnext_deploy.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
+from resnext_deploy.errors import DeployError, UsageError
 from resnext_deploy.exporters.export import export_fp32
 from resnext_deploy.exporters.fold import count_batchnorms, fold_batchnorm
 from resnext_deploy.exporters.models import build_model
 from resnext_deploy.exporters.onnx_export import export_to_onnx, resolve_opset, simplify
 from resnext_deploy.exporters.parity import check_parity, ort_session
-from resnext_deploy.errors import DeployError, UsageError
 from resnext_deploy.metadata import read_metadata
 
 

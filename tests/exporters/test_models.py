@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnext_deploy.exporters.models import build_model, cached_pretrained_file, state_dict_sha256
 from resnext_deploy.errors import UsageError, WeightsError
+from resnext_deploy.exporters.models import build_model, cached_pretrained_file, state_dict_sha256
 from resnext_deploy.zoo import SEED_MODELS, get_model_spec
 
 
@@ -154,17 +154,18 @@ def test_random_weights_are_seeded(tiny_spec, tmp_path) -> None:  # type: ignore
     from resnext_deploy.exporters.models import DEFAULT_SEED
     from resnext_deploy.metadata import read_metadata
     from resnext_deploy.export import ExportOptions, Fp32Options, run_export
+    from resnext_deploy.report import Report
 
-    def export(name: str, **seed: int) -> tuple[str, dict]:
+    def export(name: str, **seed: int) -> tuple[str, Report]:
         options = ExportOptions(model=tiny_spec.name, weights="random", fp32=Fp32Options(exporter="torchscript"),
                                 build_engine=False,
                                 output=tmp_path / name, **seed)
         directory, report = run_export(options, command=["test"])
-        return report["export"]["sha256"], report
+        return str(report.export.sha256), report
 
     first, report = export("a")
     second, _ = export("b", seed=DEFAULT_SEED)
     other, other_report = export("c", seed=7)
     assert first == second and other != first
-    assert report["weights"]["seed"] == DEFAULT_SEED and other_report["weights"]["seed"] == 7
+    assert report.weights.seed == DEFAULT_SEED and other_report.weights.seed == 7
     assert read_metadata(tmp_path / "c" / "model.onnx")["weights"]["seed"] == 7

@@ -85,7 +85,7 @@ def test_export_fp32_end_to_end(tiny_spec, tiny_weights, tmp_path):
     result = invoke("export", "resnext_tiny", "--weights", tiny_weights, "--output", out)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["schema"] == "resnext-deploy/report" and report["schema_version"] == 1
+    assert report["schema"] == "resnext-deploy/report" and report["schema_version"] == 2
     assert report["weights"]["kind"] == "file" and report["warnings"] == []
     assert report["export"]["batchnorm"]["remaining"] == 0 and report["export"]["parity"]["ok"]
     assert report["export"]["exporter"] == "dynamo" and report["export"]["opset"] == 18

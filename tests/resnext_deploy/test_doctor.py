@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from resnext_deploy import machine
 from resnext_deploy.cli import app
 from resnext_deploy.engines import cuda, probe
 from resnext_deploy.engines.registry import REGISTRY
@@ -133,7 +132,7 @@ def test_report_environment_is_the_doctor_record(int8_export_dir: Path) -> None:
 
     report = read_report(int8_export_dir)
     facts = _doctor()
-    environment = report["environment"]
+    environment = report.environment
     assert set(environment) == set(facts)
     assert environment["engines"] == facts["engines"] and environment["auto"] == facts["auto"]
 
@@ -143,6 +142,7 @@ def test_docs_report_names_every_key_of_a_report(int8_export_dir: Path) -> None:
 
     report = read_report(int8_export_dir)
     documented = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text(encoding="utf-8")
-    keys = [*report, *report["environment"], *report["weights"]]
+    document = report.to_json()
+    keys = [*document, *document["environment"], *document["weights"]]
     missing = [key for key in keys if f"`{key}`" not in documented]
     assert not missing, f"docs/report.md does not describe {missing}: add them to the table of their section"

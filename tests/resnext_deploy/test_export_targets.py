@@ -48,22 +48,22 @@ def test_one_export_makes_one_artifact_per_target(multi_target: Path) -> None:
     from resnext_deploy.report import read_report
 
     report = read_report(multi_target)
-    assert report["artifacts"]["recipes"] == {"onnxruntime": "model.int8.onnx", "tensorrt": "model.int8.tensorrt.onnx"}
-    assert report["artifacts"]["int8"] == "model.int8.onnx" and report["quantization"]["recipe"] == "onnxruntime"
-    own, trt = report["targets"]["onnxruntime"]["quantization"], report["targets"]["tensorrt"]["quantization"]
-    assert own["stats_cache_hit"] is False and trt["stats_source"] == "cache" and trt["stats_key"] == own["stats_key"]
+    assert report.artifacts.recipes == {"onnxruntime": "model.int8.onnx", "tensorrt": "model.int8.tensorrt.onnx"}
+    assert report.artifacts.int8 == "model.int8.onnx" and report.quantization.recipe == "onnxruntime"
+    own, trt = report.targets["onnxruntime"].quantization, report.targets["tensorrt"].quantization
+    assert own.stats_cache_hit is False and trt.stats_source == "cache" and trt.stats_key == own.stats_key
     assert read_metadata(multi_target / "model.int8.onnx")["calibration"]["recipe"] == "onnxruntime"
     meta = read_metadata(multi_target / "model.int8.tensorrt.onnx")["calibration"]
     assert meta["recipe"] == "tensorrt" and meta["float_regions"] == "fp16"
-    assert report["engine"]["artifact"]["source_onnx"].endswith("model.int8.onnx")  # the ORT engine: its own recipe
+    assert report.engine.artifact["source_onnx"].endswith("model.int8.onnx")  # the ORT engine: its own recipe
     assert check_tensorrt_artifact(multi_target / "model.int8.tensorrt.onnx").parsable
     with pytest.raises(InputError):
         check_tensorrt_artifact(multi_target / "model.int8.onnx")
 
 
 def test_one_method_serves_every_target() -> None:
-    from resnext_deploy.export.preflight import int8_method as _int8_method
     from resnext_deploy.export import CalibrationOptions
+    from resnext_deploy.export.preflight import int8_method as _int8_method
 
     assert _int8_method(CalibrationOptions(), ["onnxruntime"]) == "minmax"
     assert _int8_method(CalibrationOptions(), ["tensorrt"]) == "percentile"

@@ -146,11 +146,11 @@ def test_sensitivity_command_prints_the_ranking_from_the_cache(mixed_export, cac
 def test_other_recipes_fall_back_through_the_same_exclusions(mixed_export, cache_dir: Path, recipe: str) -> None:  # type: ignore[no-untyped-def]
     """tensorrt quantizes only inputs: the consumer alone carries the outlier tensor. openvino also quantizes
     conv outputs: producer and consumer share it, so neither helps alone and the fallback takes both."""
+    from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
+    from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
+    from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
     from resnext_deploy.data.manifest import Manifest
     from resnext_deploy.data.preprocess import load_images
-    from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
-    from resnext_deploy.calibration.quantize import prepare_quantization
-    from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
     from resnext_deploy.numerics import mean_cosine
     from resnext_deploy.sensitivity_report import load_tuning
     from resnext_deploy.zoo import PreprocessConfig
@@ -160,8 +160,7 @@ def test_other_recipes_fall_back_through_the_same_exclusions(mixed_export, cache
     cfg = PreprocessConfig.from_dict(read_metadata(out / "model.onnx")["preprocess"])
     calibration = load_images(manifest.resolve(manifest.root), cfg, progress=False).array
     tuning = load_tuning(manifest, cfg, progress=False).array
-    with prepare_quantization(out / "model.onnx", calibration, manifest_sha256=manifest.sha256, method="minmax",
-                              recipe=recipe, cache_dir=cache_dir, progress=False) as setup:
+    with prepare_quantization(out / "model.onnx", calibration, QuantizeConfig(manifest_sha256=manifest.sha256, method="minmax", recipe=recipe, cache_dir=cache_dir, progress=False)) as setup:
         result = cached_sensitivity(setup, tuning, str(manifest.tuning_sha256), probe_images=16, cache_dir=cache_dir,
                                     progress=False)
         labels = {layer.name: layer.label for layer in result.layers}

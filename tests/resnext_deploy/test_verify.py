@@ -13,7 +13,6 @@ import typer
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-
 pytestmark = pytest.mark.slow
 FAST = ["--batch-sizes", "1,4", "--iterations", "2", "--duration", "0", "--warmup-ms", "0", "--eval-size", "100"]
 
@@ -78,10 +77,11 @@ def _damage_weight_scales(directory: Path) -> None:
     onnx.save(model, path)
     # as if the export itself had written this bad artifact: report.json records its checksum
     from resnext_deploy.outdir import record_checksums
+    from resnext_deploy.report import read_report, write_report
 
-    report = _report(directory)
+    report = read_report(directory)
     record_checksums(directory, report)
-    (directory / "report.json").write_text(json.dumps(report))
+    write_report(directory, report)
 
 
 def test_damaged_int8_fails_with_exit_1_naming_the_gate(app, export_dir: Path, synthetic_imagenet, tmp_path: Path) -> None:
@@ -148,10 +148,10 @@ def test_no_eval_data_uses_random_inputs_and_torch_baseline(export_dir: Path) ->
     from resnext_deploy.verification import VerifyOptions, verify_directory
 
     outcome = verify_directory(export_dir, VerifyOptions(baseline="torch", iterations=1, duration=0, warmup_ms=0, batch_sizes=(2,), progress=False))
-    ver = outcome.report["verification"]
-    assert ver["eval_data"]["kind"] == "random" and ver["baseline"]["kind"] == "torch"
-    assert any("NO EVALUATION DATA" in note for note in ver["notes"])
-    assert ver["accuracy"]["mean_cosine"] > 0.9
+    ver = outcome.report.verification
+    assert ver.eval_data["kind"] == "random" and ver.baseline["kind"] == "torch"
+    assert any("NO EVALUATION DATA" in note for note in ver.notes)
+    assert ver.accuracy["mean_cosine"] > 0.9
     assert outcome.gates[0].status == "skipped" and bool(outcome)
 
 
@@ -178,7 +178,7 @@ def test_batch_by_batch_evaluation_matches_one_batch(export_dir: Path, synthetic
     def accuracy(batch_size: int) -> dict:
         options = VerifyOptions(eval_data=synthetic_imagenet.val, eval_size=60, latency=False, plot=False,
                                 progress=False, eval_batch_size=batch_size)
-        return verify_directory(export_dir, options).report["verification"]["accuracy"]
+        return verify_directory(export_dir, options).report.verification.accuracy
 
     small, large = accuracy(7), accuracy(64)
     assert small["images"] == large["images"] == 60

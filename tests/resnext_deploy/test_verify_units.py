@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from resnext_deploy.errors import InputError, UsageError
+from resnext_deploy.report import Report
 from resnext_deploy.verification.accuracy import compare_logits
 from resnext_deploy.verification.gates import evaluate_gates, load_gates
 from resnext_deploy.verification.options import parse_batch_sizes
@@ -54,9 +55,9 @@ def test_bad_batch_sizes_and_random_weights_baseline() -> None:
         with pytest.raises(UsageError):
             parse_batch_sizes(bad)
     with pytest.raises(UsageError, match="random weights"):
-        torch_weights_argument({"weights": {"kind": "random", "origin": "random"}})
+        torch_weights_argument(Report(weights={"kind": "random", "origin": "random"}))
     with pytest.raises(InputError):
-        torch_weights_argument({"weights": {"kind": "file", "origin": "file:/nonexistent/x.pth"}})
+        torch_weights_argument(Report(weights={"kind": "file", "origin": "file:/nonexistent/x.pth"}))
 
 
 def test_missing_report_exits_2(tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
+from resnext_deploy.engines.base import (
+    Backend,
+    BuildOptions,
+    BuiltArtifact,
+    model_metadata,
+    precision_of,
+    require_onnx_file,
+)
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
 from resnext_deploy.errors import InputError, OutputError
@@ -113,7 +120,7 @@ def _matches(path: Path, record: dict[str, Any]) -> bool:
     return sha256_file(path) == record.get("sha256")
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """The embedded default: ONNX Runtime on CPU, plus CUDA/TensorRT providers where they really work."""
 
     name = "onnxruntime"

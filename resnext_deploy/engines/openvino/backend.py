@@ -19,7 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata, precision_of, require_onnx_file
+from resnext_deploy.engines.base import (
+    Backend,
+    BuildOptions,
+    BuiltArtifact,
+    model_metadata,
+    precision_of,
+    require_onnx_file,
+)
 from resnext_deploy.engines.openvino import config as ovconfig
 from resnext_deploy.engines.openvino.environment import DEVICE, OvEnvironment, core, reduced_float_precision
 from resnext_deploy.engines.openvino.runner import OpenVinoRunner
@@ -107,7 +114,7 @@ def _same_content(path: Path, record: dict[str, Any]) -> bool:
     return stat.st_mtime_ns == record.get("mtime_ns") or sha256_file(path) == record.get("sha256")
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Backend):
     """x86-64 CPUs (and Intel edge devices): FP32 strictly f32, FP16 at bf16/f16 where the CPU has it, INT8 Q/DQ."""
 
     name = NAME

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import BuildOptions, BuiltArtifact, model_metadata
+from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, model_metadata
 from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
@@ -29,7 +29,7 @@ from resnext_deploy.files import sha256_file
 INSTALL_HINT = "pip install 'resnext-deploy[tensorrt]' on a machine with an NVIDIA GPU, or use --backend onnxruntime"
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """NVIDIA GPUs: engines built from strongly typed ONNX (FP32, FP16 or Q/DQ INT8)."""
 
     name = "tensorrt"

@@ -205,10 +205,10 @@ def test_sharded_evaluation_gives_the_numbers_of_one_process(local_sweep: Path, 
 
     directory = Path(shutil.copytree(local_sweep / f"{MODELS[1]}/int8-{BACKEND}", tmp_path / "int8"))
     options = VerifyOptions(eval_data=synthetic_imagenet.root, eval_size=60, eval_batch_size=16, latency=False)
-    whole = verify_directory(directory, options).report["verification"]["accuracy"]  # every core, one process
+    whole = verify_directory(directory, options).report.verification.accuracy  # every core, one process
     records = load_eval_set(synthetic_imagenet.root, None, 60, 0, get_model_spec(MODELS[1]).preprocess, None, 32).records
     bounds = shard_bounds(len(records), 16, 3)
     shards = [eval_shard(directory, records[a:b], index, 16, threads=1) for index, (a, b) in enumerate(bounds)]
-    sharded = verify_directory(directory, dataclasses.replace(options), EvalLogits(shards[::-1])).report["verification"]
-    assert len(bounds) == 3 and sharded["accuracy"] == whole
-    assert [s["images"] for s in sharded["eval_data"]["shards"]["shards"]] == [b - a for a, b in bounds]
+    sharded = verify_directory(directory, dataclasses.replace(options), EvalLogits(shards[::-1])).report.verification
+    assert len(bounds) == 3 and sharded.accuracy == whole
+    assert [s["images"] for s in sharded.eval_data["shards"]["shards"]] == [b - a for a, b in bounds]

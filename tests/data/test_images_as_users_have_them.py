@@ -110,7 +110,7 @@ def test_calibration_decodes_batch_by_batch_while_it_calibrates(tiny_checkpoint,
     )
     _, report = run_export(options)
     calibration_runs = [count for count in seen_at_inference if count > 0]
-    assert report["calibration"]["size"] == 100 and decoded["count"] == 100
+    assert report.calibration.size == 100 and decoded["count"] == 100
     assert calibration_runs[0] <= 2 * 16  # one calibration chunk (16) from at most two decode batches, not 100 images
     assert len(set(calibration_runs)) > 3  # decoding went on between calibration runs
 
