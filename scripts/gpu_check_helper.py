@@ -27,7 +27,6 @@ from typing import Any
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
 ROOT = Path(__file__).resolve().parents[1]
-MOST = 0.5  # "INT8 really runs INT8": more than this share of the dense convolutions
 PROXY_BN_IMAGES = 64
 
 
@@ -67,34 +66,9 @@ def _sidecar(engine: Path) -> dict[str, Any]:
     return json.loads(engine.with_name(engine.name + ".json").read_text())
 
 
-def precision_problem(summary: dict[str, Any], expect: str) -> str | None:
-    """Why an engine's convolutions are not in ``expect`` precision, or None.
-
-    ``int8``: most dense convolutions (more than half) run INT8, not one of them; ``fp16``: every
-    convolution runs FP16 (a strongly typed FP16 graph leaves none in FP32). Grouped convolutions
-    may stay in float in an INT8 engine (the recipes keep them there on purpose).
-    """
-    if not summary.get("detailed"):
-        return "the inspector gave names only (the engine was not built with ProfilingVerbosity.DETAILED)"
-    convs = summary["convolutions"]
-    if not convs:
-        return "the inspector shows no convolution at all"
-    if expect == "int8":
-        dense = summary["dense_convolutions"]
-        int8, total = dense.get("INT8", 0), sum(dense.values())
-        if int8 <= MOST * total:
-            return (f"only {int8} of {total} dense convolutions run INT8 (expected most): the Q/DQ placement did not "
-                    f"reach TensorRT's INT8 kernels")
-        return None
-    other = {name: count for name, count in convs.items() if name != "FP16"}
-    if other:
-        return f"convolutions outside FP16: {other} (a strongly typed FP16 engine runs every convolution in FP16)"
-    return None
-
-
 def layers(engine: Path, json_out: Path | None, expect: str | None) -> int:
     """Per-layer precisions from TensorRT's engine inspector; which convolutions really run INT8 (or FP16)."""
-    from resnext_deploy.engines.tensorrt.layers import inspect_engine, summarize
+    from resnext_deploy.engines.tensorrt.layers import inspect_engine, precision_problem, summarize
 
     allow_host_code = bool(_sidecar(engine).get("options", {}).get("version_compatible"))
     found = inspect_engine(engine, allow_host_code)

@@ -245,6 +245,39 @@ def test_inspector_layers_say_which_convs_run_int8() -> None:
     assert names_only["detailed"] is False and names_only["convolutions"] == {}
 
 
+# Records in the inspector's documented shapes that the first version missed (not captured on a GPU here): a
+# convolution fused with its activation and pooling (ParameterType ConvActPool, as TensorRT's engine explorer shows
+# them), and the DataType spelling of the split TensorRT 11 keys.
+FUSED_AND_RESPELLED = {
+    "Layers": [
+        {"Name": "/stem/conv1/Conv + /stem/act1/Relu + /stem/pool/MaxPool", "LayerType": "CaskConvActPool",
+         "ParameterType": "ConvActPool", "Kernel": [3, 3], "Groups": 1, "Activation": "RELU", "PoolingType": "MAX",
+         "Inputs": [{"Name": "x", "Dimensions": [8, 3, 224, 224], "Format/Datatype": "Row major linear Int8 format"}],
+         "Outputs": [{"Name": "y", "Dimensions": [8, 32, 56, 56], "Format/Datatype": "Row major linear Int8 format"}],
+         "Weights": {"Type": "Int8", "Count": 864}},
+        {"Name": "/layer1/conv1/Conv + /layer1/act1/Relu", "LayerType": "CaskConvolution", "ParameterType": "Convolution",
+         "Groups": 1, "Inputs": [{"Name": "y", "DataType": "Int8", "Format": "Thirty-two wide channel vectorized row major"}],
+         "Outputs": [{"Name": "z", "DataType": "Int8", "Format": "Thirty-two wide channel vectorized row major"}],
+         "Weights": {"DataType": "Int8", "Count": 8192}},
+        {"Name": "/layer1/conv2/Conv", "LayerType": "CaskConvolution", "ParameterType": "Convolution", "Groups": 8,
+         "Inputs": [{"Name": "z", "DataType": "Half", "Format": "Channel major"}], "Outputs": [{"Name": "w", "DataType": "Half"}]},
+    ],
+    "Bindings": ["input", "logits"],
+}
+
+
+def test_fused_conv_act_pool_records_and_the_datatype_spelling_are_counted() -> None:
+    from resnext_deploy.engines.tensorrt.layers import precision_problem
+
+    layers = parse_engine_information(FUSED_AND_RESPELLED)
+    assert [(layer.convolution, layer.precision) for layer in layers] == [(True, "INT8"), (True, "INT8"), (True, "FP16")]
+    summary = summarize(layers)
+    assert summary["dense_convolutions"] == {"INT8": 2} and summary["grouped_convolutions"] == {"FP16": 1}
+    assert summary["layer_types"]["CaskConvActPool"] == 1
+    assert precision_problem(summary, "int8") is None  # both dense convolutions, the fused one included, run INT8
+    assert "outside FP16" in str(precision_problem(summary, "fp16"))
+
+
 # --- the rebuild hint names commands that exist ---------------------------------------------------------------------
 
 def test_rebuild_hint_names_commands_that_work(tmp_path: Path, tiny_int8_onnx: Path, tiny_cpu_int8_onnx: Path) -> None:
@@ -286,3 +319,38 @@ def test_gpu_int8_fixture_is_the_tensorrt_recipe(tiny_int8_onnx: Path, tiny_cpu_
     with pytest.raises(InputError, match="quantized with the onnxruntime recipe and TensorRT cannot parse it") as info:
         check_tensorrt_artifact(tiny_cpu_int8_onnx)
     assert "use UINT8" in info.value.message and "non-zero zero points" in info.value.message
+
+
+# --- the gpu tests' and the check script's weights: residual branches that carry signal (item 6) -------------------
+
+def _logits_without_residual_branches(model, images):  # type: ignore[no-untyped-def]
+    import copy
+
+    import torch
+
+    silenced = copy.deepcopy(model)
+    for module in silenced.modules():
+        if type(module).__name__ == "Bottleneck":
+            torch.nn.init.zeros_(module.bn3.weight)
+            torch.nn.init.zeros_(module.bn3.bias)
+    with torch.no_grad():
+        return model(torch.from_numpy(images)).numpy(), silenced(torch.from_numpy(images)).numpy()
+
+
+def test_proxy_weights_make_the_residual_branches_count_unlike_timms_zero_init() -> None:
+    import numpy as np
+
+    from bench.proxy_model import build_proxy, natural_images
+    from tests.support.tiny import TINY_SPEC, build_tiny
+
+    images = natural_images(8, 32, seed=3)
+    proxy = build_proxy(natural_images(32, 32, seed=0), model_name=TINY_SPEC.timm_name,
+                        num_classes=TINY_SPEC.num_classes, **TINY_SPEC.timm_kwargs)
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+    with_branches, without = _logits_without_residual_branches(proxy, images)
+    assert cosine(with_branches, without) < 0.95  # silencing the branches changes the logits: they carry signal
+    default, default_silenced = _logits_without_residual_branches(build_tiny().eval(), images)
+    np.testing.assert_allclose(default, default_silenced, rtol=0, atol=1e-6)  # timm's init: branches add exactly 0
