@@ -9,6 +9,7 @@ object offers exactly the documented surface (``IBuilderConfig.create_timing_cac
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import types
@@ -201,8 +202,99 @@ def test_missing_cuda_runtime_says_where_it_is(tmp_path: Path) -> None:
     assert hint == f"it is at {wheel / 'libcudart.so.13'}; run `export LD_LIBRARY_PATH={wheel}:$LD_LIBRARY_PATH` and retry"
     nowhere = cuda_runtime_problem([str(searched)], loader_fallback="libcudart-absent.so.0", elsewhere=[])
     assert nowhere is not None and "pip install nvidia-cuda-runtime-cu12" in nowhere[1]
+    assert "tensorrt-cu13: pip install 'nvidia-cuda-runtime==13.*'" in nowhere[1]
     (searched / "libcudart.so.12").write_bytes(b"")
     assert cuda_runtime_problem([str(searched)], loader_fallback="libcudart-absent.so.0", elsewhere=[]) is None
+
+
+def _fake_wheel(root: Path, layout: tuple[str, ...], name: str, loadable: bool = True) -> Path:
+    """``root/<layout>/<name>``: a copy of a real shared object (so ``ctypes`` loads it), or an empty file."""
+    import _ctypes
+
+    folder = root.joinpath(*layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    library = folder / name
+    library.write_bytes(Path(_ctypes.__file__).read_bytes() if loadable else b"")
+    return library
+
+
+@pytest.mark.parametrize(("layout", "name"), [(("nvidia", "cu13", "lib"), "libcudart.so.13"),
+                                              (("nvidia", "cuda_runtime", "lib"), "libcudart.so.12")])
+def test_a_wheel_cuda_runtime_is_made_loadable_for_polygraphy_in_process(
+    layout: tuple[str, ...], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polygraphy import util as polygraphy_util
+    from polygraphy.cuda.cuda import _find_cuda_lib_dirs
+
+    from resnext_deploy.engines.tensorrt.cuda_runtime import make_cudart_loadable, wheel_cudart_dirs
+
+    site_packages = tmp_path / "site-packages"
+    library = _fake_wheel(site_packages, layout, name)
+    _fake_wheel(tmp_path / "broken", layout, name, loadable=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/other/lib")
+    pip_only = [str(tmp_path / "empty")]  # a pip-only machine: nothing in Polygraphy's own folders
+    candidates = [*wheel_cudart_dirs([str(tmp_path / "broken")]), *wheel_cudart_dirs([str(site_packages)])]
+    assert make_cudart_loadable(pip_only, candidates) == library  # the empty file is skipped: it does not load
+    assert os.environ["LD_LIBRARY_PATH"] == f"{library.parent}:/opt/other/lib"
+    # Polygraphy's own search, run now as its CUDA wrapper would run it, loads that library first
+    assert polygraphy_util.find_in_dirs("libcudart.so*", _find_cuda_lib_dirs())[0] == str(library)
+    assert cuda_runtime_problem() is None
+    assert make_cudart_loadable([str(library.parent)], candidates) is None  # found where Polygraphy looks: no change
+
+
+def test_nothing_changes_once_polygraphys_wrapper_exists_or_nothing_loads(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import polygraphy.cuda.cuda as polygraphy_cuda
+
+    from resnext_deploy.engines.tensorrt.cuda_runtime import make_cudart_loadable, wheel_cudart_dirs
+
+    library = _fake_wheel(tmp_path / "site-packages", ("nvidia", "cu13", "lib"), "libcudart.so.13")
+    monkeypatch.setenv("LD_LIBRARY_PATH", "")
+    candidates = wheel_cudart_dirs([str(tmp_path / "site-packages")])
+    assert candidates == [str(library.parent)]
+    monkeypatch.setattr(polygraphy_cuda, "G_CUDA", object())  # it searched once, at creation, and never again
+    assert make_cudart_loadable([str(tmp_path / "empty")], candidates) is None
+    monkeypatch.setattr(polygraphy_cuda, "G_CUDA", None)
+    broken = _fake_wheel(tmp_path / "broken", ("nvidia", "cu13", "lib"), "libcudart.so.13", loadable=False)
+    assert make_cudart_loadable([str(tmp_path / "empty")], [str(broken.parent)]) is None
+    assert os.environ["LD_LIBRARY_PATH"] == ""
+
+
+def test_the_installed_cuda_runtime_wheel_is_found_where_it_really_lies() -> None:
+    import ctypes
+    import importlib.metadata
+
+    from resnext_deploy.engines.tensorrt.cuda_runtime import find_cudart, wheel_cudart_dirs
+
+    try:
+        runtime = importlib.metadata.version("nvidia-cuda-runtime")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("no nvidia-cuda-runtime wheel installed here")
+    major = runtime.split(".")[0]
+    found = [path for path in find_cudart(wheel_cudart_dirs()) if path.name == f"libcudart.so.{major}"]
+    assert found and found[0].parent.parts[-3:] == ("nvidia", f"cu{major}", "lib"), found
+    ctypes.CDLL(str(found[0]))  # loads without a GPU: the runtime needs the driver only when it is first called
+
+
+def test_the_tensorrt_extra_is_the_cuda_build_of_the_rest_of_the_environment() -> None:
+    import importlib.metadata
+    import re
+    import tomllib
+
+    import torch
+
+    root = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tensorrt"]
+    majors = {match for requirement in extra for match in re.findall(r"^tensorrt-cu(\d+)\b", requirement)}
+    assert len(majors) == 1, extra  # one CUDA build named, never the metapackage that picks one by its version
+    major = majors.pop()
+    assert re.search(rf"^tensorrt-cu{major}==", (root / "constraints.txt").read_text(), re.MULTILINE)
+    if torch.version.cuda:
+        assert torch.version.cuda.split(".")[0] == major, torch.version.cuda
+    try:
+        assert importlib.metadata.version("nvidia-cuda-runtime").split(".")[0] == major
+    except importlib.metadata.PackageNotFoundError:
+        pass
 
 
 def test_polygraphy_search_dirs_are_polygraphys_own() -> None:
@@ -354,3 +446,50 @@ def test_proxy_weights_make_the_residual_branches_count_unlike_timms_zero_init()
     assert cosine(with_branches, without) < 0.95  # silencing the branches changes the logits: they carry signal
     default, default_silenced = _logits_without_residual_branches(build_tiny().eval(), images)
     np.testing.assert_allclose(default, default_silenced, rtol=0, atol=1e-6)  # timm's init: branches add exactly 0
+
+
+# --- the driver is new enough for the TensorRT wheel (item 4) -------------------------------------------------------
+
+class StandInDriver:
+    """libcuda's ``cuDriverGetVersion(int*)``: writes the driver's CUDA version (e.g. 12040) and returns CUDA_SUCCESS."""
+
+    def __init__(self, version: int, status: int = 0) -> None:
+        self.version, self.status = version, status
+
+    def cuDriverGetVersion(self, pointer) -> int:  # noqa: N802 - the C name  # type: ignore[no-untyped-def]
+        pointer._obj.value = self.version  # ctypes.byref(c_int) keeps the c_int in _obj
+        return self.status
+
+
+def test_the_driver_cuda_version_is_read_with_cu_driver_get_version() -> None:
+    from resnext_deploy.engines.cuda import driver_cuda_version
+
+    assert driver_cuda_version(StandInDriver(12040)) == (12, 4)
+    assert driver_cuda_version(StandInDriver(13000)) == (13, 0)
+    assert driver_cuda_version(StandInDriver(13000, status=3)) is None  # CUDA_ERROR_NOT_INITIALIZED and the like
+
+
+def test_the_installed_tensorrt_wheel_says_which_cuda_it_needs() -> None:
+    from resnext_deploy.engines.tensorrt.driver import tensorrt_wheel_cuda
+
+    assert tensorrt_wheel_cuda({"tensorrt": "11.4.0.106", "tensorrt_cu13": "11.4.0.106",
+                                "tensorrt_cu13_libs": "11.4.0.106"}) == (13, "tensorrt-cu13 11.4.0.106")
+    assert tensorrt_wheel_cuda({"tensorrt-cu12-libs": "10.13.3.9"}) == (12, "tensorrt-cu12 10.13.3.9")
+    assert tensorrt_wheel_cuda({"tensorrt": "10.3.0", "tensorrt-libs": "10.3.0"})[0] == 12  # type: ignore[index]
+    assert tensorrt_wheel_cuda({"numpy": "2.3.0"}) is None  # JetPack's system TensorRT: no wheel metadata
+
+
+def test_a_driver_too_old_for_the_wheel_says_exactly_what_to_install() -> None:
+    from resnext_deploy.engines.tensorrt.driver import driver_problem
+
+    assert driver_problem((13, 0), (13, "tensorrt-cu13 11.4.0.106")) is None
+    assert driver_problem((13, 1), (12, "tensorrt-cu12 10.13.3.9")) is None  # newer drivers run older CUDA
+    problem = driver_problem((12, 4), (13, "tensorrt-cu13 11.4.0.106"))
+    assert problem is not None
+    message, hint = problem
+    assert message == "the NVIDIA driver supports CUDA 12.4, but tensorrt-cu13 11.4.0.106 is built for CUDA 13"
+    assert hint.startswith("install NVIDIA driver 580.65.06 or newer (CUDA 13.0 or newer)")
+    assert "pip install 'tensorrt-cu12>=10.13.2,<12'" in hint
+    old = driver_problem((11, 8), (12, "tensorrt-cu12 10.13.3.9"))
+    assert old is not None and old[1] == "install NVIDIA driver 525.60.13 or newer (CUDA 12.0 or newer)"
+    assert driver_problem(None, (13, "tensorrt-cu13 11.4.0.106")) is None  # no driver: "no CUDA device" says it

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, model_metadata
-from resnext_deploy.engines.cuda import cuda_devices
+from resnext_deploy.engines.cuda import cuda_devices, driver_cuda_version
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
-from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem, make_cudart_loadable
+from resnext_deploy.engines.tensorrt.driver import driver_problem, tensorrt_wheel_cuda
 from resnext_deploy.engines.tensorrt.plan import TrtBuildPlan, engine_path_for, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
 from resnext_deploy.engines.tensorrt.sidecar import (
@@ -45,7 +46,10 @@ class TensorRTBackend(Backend):
         devices = cuda_devices()
         if not devices:
             return False, "no CUDA device", INSTALL_HINT
-
+        too_old = driver_problem(driver_cuda_version(), tensorrt_wheel_cuda())
+        if too_old is not None:
+            return False, too_old[0], too_old[1]
+        make_cudart_loadable()  # a CUDA 13 wheel's runtime, which Polygraphy's own search misses
         problem = cuda_runtime_problem()
         if problem is not None:
             return False, problem[0], problem[1]
