@@ -38,6 +38,7 @@ class BuildOptions:
     hardware_compatible: bool = False
     version_compatible: bool = False
     tf32: bool = True  # TensorRT: let FP32 layers use TF32 tensor cores (trtexec's default; --no-tf32 turns it off)
+    providers: tuple[str, ...] | None = None  # ONNX Runtime execution providers; None = every working one, GPU first
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:

@@ -58,7 +58,7 @@ def render_markdown(report: Report) -> str:
         f"| model | `{_name(report)}` |",
         f"| precision | {report.precision} |",
         f"| backend | {ver.target['backend']} |",
-        f"| baseline | {ver.baseline['kind']} on {ver.baseline['backend']} |",
+        f"| baseline | {ver.baseline['kind']} on {ver.baseline['backend']}{_providers(ver.baseline)} |",
         f"| eval images | {acc['images']} ({ver.eval_data['kind']}) |",
         "",
     ]
@@ -169,6 +169,12 @@ def write_latency_plot(directory: Path, report: Report) -> Path | None:
     return path
 
 
+def _providers(side: dict[str, Any]) -> str:
+    """`` (CPUExecutionProvider)``: the providers a side's session really ran on, when it has any."""
+    providers = side.get("providers")
+    return f" ({', '.join(providers)})" if providers else ""
+
+
 def print_summary(report: Report) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
@@ -177,7 +183,8 @@ def print_summary(report: Report) -> None:
     ver, gates = _sections(report)
     acc = ver.accuracy
     out.print(f"[bold]{_name(report)}[/] {report.precision} on {ver.target['backend']} "
-              f"vs {ver.baseline['kind']} baseline, {acc['images']} images ({ver.eval_data['kind']})")
+              f"vs {ver.baseline['kind']} baseline{_providers(ver.baseline)}, {acc['images']} images "
+              f"({ver.eval_data['kind']})")
     for note in ver.notes:
         out.print(f"  [bold yellow]! {note}[/]")
     if acc["accuracy_measured"]:
