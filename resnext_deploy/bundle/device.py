@@ -262,7 +262,8 @@ def predict_images(bundle: OpenedBundle, images: list[Path], top: int = 5, backe
         for start in range(0, len(paths), max_batch):
             chunk = paths[start : start + max_batch]
             batch = np.stack([load_image(path, cfg) for path in chunk])
-            probabilities = softmax(runner.infer({input_name: batch})[output_name])
+            # a last batch below the engine profile's minimum is padded (and its outputs cut back)
+            probabilities = softmax(runner.infer_padded({input_name: batch})[output_name])
             k = min(top, probabilities.shape[1])
             for path, row in zip(chunk, probabilities):
                 order = np.argsort(-row, kind="stable")[:k]

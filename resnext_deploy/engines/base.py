@@ -208,6 +208,16 @@ class Runner(abc.ABC):
         """(smallest, largest) batch this runner accepts; largest None when unbounded (TensorRT: its profile)."""
         return 1, None
 
+    def infer_padded(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` on a batch smaller than the runner's smallest (a TensorRT profile's minimum): the batch is
+        padded by repeating its last item, and the outputs are cut back to the batch given."""
+        size = len(next(iter(feed.values())))
+        low = self.batch_range[0]
+        if size == 0 or size >= low:
+            return self.infer(feed)
+        padded = {name: np.concatenate([array, np.repeat(array[-1:], low - size, axis=0)]) for name, array in feed.items()}
+        return {name: output[:size] for name, output in self.infer(padded).items()}
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; ``last_inference_time`` is the backend call alone, in seconds."""
         if not self.is_active:
@@ -253,6 +263,7 @@ class EngineSpec:
     auto_machines: tuple[str, ...] = ()  # platform.machine() values where that preference was measured; () = any
     packages: tuple[str, ...] = ()  # distribution names whose versions reports record
     check_artifact: Callable[[Path], None] | None = None  # refuses (InputError) an ONNX artifact it cannot take
+    int8_recipes: tuple[str, ...] = ()  # the INT8 recipes whose Q/DQ it can build an engine from; () = any
 
     def backend(self) -> Any:
         """A fresh Backend object."""

@@ -22,7 +22,7 @@ from resnext_deploy.data.manifest import Manifest, select_subset
 from resnext_deploy.data.preprocess import probe_images
 from resnext_deploy.engines.base import Backend, BuildOptions
 from resnext_deploy.engines.registry import AUTO, default_recipe
-from resnext_deploy.engines.select import resolve_backend
+from resnext_deploy.engines.select import check_engine_recipe, resolve_backend
 from resnext_deploy.errors import InputError, UsageError, WeightsError
 from resnext_deploy.export.options import CalibrationOptions, ExportOptions
 from resnext_deploy.exporters.onnx_export import resolve_opset
@@ -84,7 +84,12 @@ def preflight(options: ExportOptions) -> ExportPlan:
                          ("--eval-data", options.verify.eval_data if options.verify is not None else None)):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{flag} {folder} is not a folder", hint="pass the folder holding your ImageNet images")
+    engine_recipe_checked = options.precision == "int8" and options.build_engine
+    if engine_recipe_checked:  # a named backend and a recipe it cannot take: refused before its availability even
+        check_engine_recipe(options.backend, options.recipe, options.calibration.targets)
     backend, reason = resolve_backend(options.backend, options.precision)
+    if engine_recipe_checked:  # what auto chose, too
+        check_engine_recipe(backend.name, options.recipe, options.calibration.targets)
     recipe = resolve_recipe(options.recipe, backend.name)
     targets = int8_targets(recipe, options.calibration.targets) if options.precision == "int8" else {}
     check_weights(options.weights)

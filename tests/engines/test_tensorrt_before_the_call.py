@@ -15,6 +15,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from resnext_deploy.engines import BuildOptions
@@ -147,10 +148,95 @@ def test_binding_errors_inside_the_build_become_clear_errors() -> None:
         list(build_engine_bytes(raising(RuntimeError("boom")), "model.onnx"))
     with pytest.raises(NotAvailableError, match="AttributeError"):
         list(build_engine_bytes(raising(AttributeError("no such flag")), "model.onnx"))
-    with pytest.raises(InputError, match="TensorRT could not build model.onnx: parse failed"):
-        list(build_engine_bytes(raising(PolygraphyException("parse failed")), "model.onnx"))
+    with pytest.raises(InputError, match="TensorRT could not build model.onnx: PolygraphyException: boom") as info:
+        list(build_engine_bytes(raising(PolygraphyException("boom")), "model.onnx"))
+    assert info.value.hint == "see TensorRT's log above; run with --debug for the traceback"
     with pytest.raises(NotAvailableError, match="kept as is"):
         list(build_engine_bytes(raising(NotAvailableError("kept as is")), "model.onnx"))
+
+
+# TensorRT's log lines as Polygraphy's TensorRT logger prints them, then Polygraphy's generic exception
+INVALID_ENGINE = "Invalid Engine. Please ensure the engine was built correctly"
+BUILD_LOGS = {
+    "out of memory": "[E] [TRT] Error Code 2: OutOfMemory (Requested size was 34359738368 bytes.)",
+    "driver": "[E] [TRT] Error Code 1: Cuda Runtime (CUDA driver version is insufficient for CUDA runtime version)",
+    "parse": "[E] [TRT] ModelImporter.cpp:949: ERROR: In node 12 with name: /conv/QuantizeLinear: UNSUPPORTED_NODE",
+}
+
+
+@pytest.mark.parametrize("kind", list(BUILD_LOGS))
+def test_build_failures_get_the_hint_of_their_kind(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from polygraphy.exception import PolygraphyException
+
+    from resnext_deploy.engines.tensorrt.failures import HINTS
+
+    def loader() -> bytes:
+        print(BUILD_LOGS[kind])  # Polygraphy's TensorRT logger prints to stdout
+        raise PolygraphyException(INVALID_ENGINE if kind != "parse" else "Could not parse ONNX correctly")
+
+    expected = InputError if kind == "parse" else NotAvailableError
+    with pytest.raises(expected) as info:
+        list(build_engine_bytes(loader, "model.int8.onnx"))
+    assert type(info.value) is expected and info.value.hint == HINTS[kind]
+    assert info.value.exit_code == 2 and "TensorRT could not build model.int8.onnx" in info.value.message
+    assert BUILD_LOGS[kind] in capsys.readouterr().out  # the log still reaches the user
+
+
+def test_failures_during_inference_are_mapped(onnx_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from polygraphy.exception import PolygraphyException
+
+    from resnext_deploy.engines.tensorrt.failures import HINTS
+
+    class StandInTrtRunner:
+        """Polygraphy's ``TrtRunner`` surface: activate, infer(feed, check_inputs), deactivate."""
+
+        def __init__(self, log: str) -> None:
+            self.log = log
+
+        def activate(self) -> None: ...
+        def deactivate(self) -> None: ...
+
+        def infer(self, feed: dict[str, object], check_inputs: bool = True) -> dict[str, object]:
+            print(self.log)
+            raise PolygraphyException("`execute_async_v3()` failed. Please see the logging output above for details.")
+
+    sidecar = {"inputs": [{"name": "input", "shape": [-1, 3, 32, 32], "dtype": "float32"}],
+               "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
+               "profile": {"input": {"min": [1, 3, 32, 32], "opt": [2, 3, 32, 32], "max": [4, 3, 32, 32]}}}
+
+    def runner_logging(log: str) -> TensorRTRunner:
+        class Runner(TensorRTRunner):
+            def polygraphy_runner(self) -> StandInTrtRunner:
+                return StandInTrtRunner(log)
+        return Runner(tmp_path / "model.int8.engine", b"plan", sidecar)
+
+    feed = {"input": np.zeros((2, 3, 32, 32), np.float32)}
+    with runner_logging(BUILD_LOGS["out of memory"]) as runner, pytest.raises(NotAvailableError) as info:
+        runner.infer(feed)
+    assert "TensorRT inference failed on model.int8.engine (batch 2)" in info.value.message
+    assert "execute_async_v3" in info.value.message and info.value.hint == HINTS["out of memory"]
+    with runner_logging("[E] [TRT] IExecutionContext::enqueueV3: Error Code 1: Cask (illegal memory access)") as runner:
+        with pytest.raises(NotAvailableError) as info:
+            runner.infer(feed)
+    assert "resnext-deploy build" in info.value.hint  # no known kind: rebuild on this machine, see the log
+
+
+def test_a_builder_that_cannot_be_created_for_the_timing_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from resnext_deploy.engines.tensorrt.failures import HINTS
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache")
+
+    def no_builder() -> tuple[object, object]:
+        print("[E] [TRT] CUDA initialization failure with error: 35")
+        raise TypeError("pybind11::init(): factory function returned nullptr")
+
+    with pytest.raises(NotAvailableError) as info:
+        drop_stale_timing_cache(cache, no_builder)
+    assert "could not create a builder to check the timing cache" in info.value.message
+    assert info.value.hint == HINTS["driver"] and cache.is_file()  # nothing removed
+    with pytest.raises(NotAvailableError, match="could not create a builder config"):
+        drop_stale_timing_cache(cache, lambda: (object(), None))
     assert list(build_engine_bytes(lambda: b"plan", "model.onnx")) == [b"plan"]
 
 
@@ -493,3 +579,79 @@ def test_a_driver_too_old_for_the_wheel_says_exactly_what_to_install() -> None:
     old = driver_problem((11, 8), (12, "tensorrt-cu12 10.13.3.9"))
     assert old is not None and old[1] == "install NVIDIA driver 525.60.13 or newer (CUDA 12.0 or newer)"
     assert driver_problem(None, (13, "tensorrt-cu13 11.4.0.106")) is None  # no driver: "no CUDA device" says it
+
+
+def test_an_opset_21_quantize_linear_with_output_dtype_int8_and_no_zero_point_is_int8() -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from resnext_deploy.engines.tensorrt.artifact import qdq_findings
+
+    def graph(**attributes: int) -> onnx.ModelProto:
+        scale = numpy_helper.from_array(np.array(0.05, np.float32), "scale")
+        nodes = [helper.make_node("QuantizeLinear", ["x", "scale"], ["q"], name="q", **attributes),
+                 helper.make_node("DequantizeLinear", ["q", "scale"], ["y"], name="dq")]
+        model = helper.make_model(
+            helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [scale]),
+            opset_imports=[helper.make_opsetid("", 21)])
+        onnx.checker.check_model(model, full_check=True)  # a valid opset-21 graph, types inferred
+        return model
+
+    int8 = qdq_findings(graph(output_dtype=TensorProto.INT8))
+    assert int8.qdq_nodes == 2 and int8.parsable, int8
+    assert qdq_findings(graph()).not_int8 == {"q": "UINT8"}  # unset: the ONNX default, UINT8
+    assert qdq_findings(graph(output_dtype=TensorProto.UINT8)).not_int8 == {"q": "UINT8"}
+
+
+# --- batches below a profile's minimum (item 5) --------------------------------------------------------------------
+
+def _profiled_onnxruntime():  # type: ignore[no-untyped-def]
+    """ONNX Runtime whose runners take batches 2..4 only, as a TensorRT engine built with --min-batch 2 --max-batch 4."""
+    from resnext_deploy.engines.onnxruntime import OnnxRuntimeBackend
+    from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
+
+    class ProfiledRunner(OnnxRuntimeRunner):
+        @property
+        def batch_range(self) -> tuple[int, int | None]:
+            return 2, 4
+
+        def check_batch(self, feed: dict[str, np.ndarray]) -> None:
+            if not 2 <= len(next(iter(feed.values()))) <= 4:
+                raise InputError("outside the engine's profile 2..4")
+
+    class ProfiledBackend(OnnxRuntimeBackend):
+        def load(self, artifact_or_path, options=None):  # type: ignore[no-untyped-def]
+            runner = super().load(artifact_or_path, options)
+            runner.__class__ = ProfiledRunner
+            return runner
+
+    return ProfiledBackend()
+
+
+def test_mixed_precision_latency_is_measured_at_the_profiles_smallest_batch(tiny_onnx: Path,
+                                                                            tiny_cpu_int8_onnx: Path) -> None:
+    import onnx
+
+    from resnext_deploy.mixed_precision import _LatencyProbe
+
+    probe = _LatencyProbe(_profiled_onnxruntime(), tiny_onnx, BuildOptions(min_batch=2, opt_batch=2, max_batch=4))
+    try:
+        ratio = probe.ratio(onnx.load(str(tiny_cpu_int8_onnx)))  # batch 1 does not exist here: it was a KeyError
+    finally:
+        probe.close()
+    assert ratio > 0
+
+
+def test_a_last_batch_below_the_profile_minimum_is_padded_and_cut_back(onnx_copy: Path) -> None:
+    from engines_testlib import batch
+
+    backend = _profiled_onnxruntime()
+    feed = batch(3)
+    with backend.load(onnx_copy) as runner:
+        with pytest.raises(InputError, match="profile 2..4"):
+            runner.infer({"input": feed["input"][:1]})
+        one = runner.infer_padded({"input": feed["input"][:1]})["logits"]
+        three = runner.infer_padded(feed)["logits"]
+    assert one.shape == (1, 10)
+    np.testing.assert_allclose(one[0], three[0], rtol=1e-5, atol=1e-5)  # the padding does not change the real item

@@ -14,6 +14,7 @@ from resnext_deploy.engines.cuda import cuda_devices, driver_cuda_version
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem, make_cudart_loadable
 from resnext_deploy.engines.tensorrt.driver import driver_problem, tensorrt_wheel_cuda
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
 from resnext_deploy.engines.tensorrt.plan import TrtBuildPlan, engine_path_for, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
 from resnext_deploy.engines.tensorrt.sidecar import (
@@ -24,7 +25,7 @@ from resnext_deploy.engines.tensorrt.sidecar import (
     save_engine,
 )
 from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
-from resnext_deploy.errors import DeployError, InputError, NotAvailableError
+from resnext_deploy.errors import DeployError, NotAvailableError
 from resnext_deploy.files import sha256_file
 
 INSTALL_HINT = "pip install 'resnext-deploy[tensorrt]' on a machine with an NVIDIA GPU, or use --backend onnxruntime"
@@ -124,21 +125,21 @@ def sidecar_record(plan: TrtBuildPlan, env: TrtEnvironment, options: BuildOption
 
 
 def build_engine_bytes(loader: Callable[[], Any], onnx_name: str) -> Iterator[Any]:
-    """Call the Polygraphy loader chain lazily, as ``save_engine``'s chunk source, with its errors made clear."""
+    """Call the Polygraphy loader chain lazily, as ``save_engine``'s chunk source, with its errors made clear:
+    out of GPU memory, a driver problem and a graph the parser refuses each get their own hint (``failures``)."""
     from polygraphy.exception import PolygraphyException
 
-    try:
-        yield loader()
-    except DeployError:
-        raise
-    except PolygraphyException as exc:
-        raise InputError(
-            f"TensorRT could not build {onnx_name}: {exc}",
-            hint="check the log above; the ONNX must parse strongly typed (FP32, FP16 or Q/DQ INT8)",
-        ) from None
-    except (RuntimeError, AttributeError, TypeError) as exc:  # raised by TensorRT's bindings inside Polygraphy
-        raise NotAvailableError(
-            f"TensorRT failed while building {onnx_name}: {type(exc).__name__}: {exc}",
-            hint="check TensorRT's log above and that this TensorRT release supports the options used; "
-            "run with --debug for the traceback",
-        ) from None
+    with log_tail() as log:
+        try:
+            engine = loader()
+        except DeployError:
+            raise
+        except PolygraphyException as exc:
+            raise tensorrt_error(f"TensorRT could not build {onnx_name}", exc, log.text) from None
+        except (RuntimeError, AttributeError, TypeError, MemoryError) as exc:  # from TensorRT's bindings
+            raise tensorrt_error(
+                f"TensorRT failed while building {onnx_name}", exc, log.text, default=NotAvailableError,
+                default_hint="check TensorRT's log above and that this TensorRT release supports the options used; "
+                "run with --debug for the traceback",
+            ) from None
+    yield engine

@@ -99,7 +99,20 @@ class TensorRTRunner(Runner):
             self._trt = None
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._trt.infer(feed, check_inputs=False)
+        from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
+
+        with log_tail() as log:
+            try:
+                outputs = self._trt.infer(feed, check_inputs=False)
+            except DeployError:
+                raise
+            except Exception as exc:  # execute_async_v3 returned False, a CUDA copy failed: PolygraphyException
+                raise tensorrt_error(
+                    f"TensorRT inference failed on {self.engine_path.name} (batch {next(iter(feed.values())).shape[0]})",
+                    exc, log.text, default=NotAvailableError,
+                    default_hint="see TensorRT's log above; if the engine was built elsewhere, "
+                    + rebuild_hint(self.engine_path, self.sidecar),
+                ) from None
         return {name: np.array(outputs[name], copy=True) for name in self._outputs}
 
 

@@ -77,6 +77,7 @@ SPEC = EngineSpec(
     triton=TritonEntry(model_file="model.plan", serves="engine", platform="tensorrt_plan", instance_kind="KIND_GPU",
                        default_when_recorded=False),
     auto_precisions=PRECISIONS,
-    packages=("tensorrt", "polygraphy"),
+    packages=("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "polygraphy"),
     check_artifact=check_artifact,
+    int8_recipes=("tensorrt",),  # symmetric signed INT8, zero points 0, float bias: what onnx-tensorrt parses
 )
