@@ -241,6 +241,8 @@ class TritonEntry:
     parameters: Callable[[str], Mapping[str, str]] | None = None  # precision -> config.pbtxt `parameters`
     default_model_filename: str | None = None  # when the backend's own default file name differs
     default_when_recorded: bool = True  # serve it by default when the bundle records this engine
+    serve_args: Callable[[dict[str, Any]], tuple[str, ...]] | None = None  # recorded target -> tritonserver arguments
+    check_target: Callable[[dict[str, Any], str | None], list[str]] | None = None  # (target, Triton release) -> warnings
 
 
 @dataclasses.dataclass(frozen=True)
