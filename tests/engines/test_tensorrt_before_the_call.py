@@ -655,3 +655,39 @@ def test_a_last_batch_below_the_profile_minimum_is_padded_and_cut_back(onnx_copy
         three = runner.infer_padded(feed)["logits"]
     assert one.shape == (1, 10)
     np.testing.assert_allclose(one[0], three[0], rtol=1e-5, atol=1e-5)  # the padding does not change the real item
+
+
+# --- Jetson: JetPack's own TensorRT, and its version limits (item 8) ------------------------------------------------
+
+def test_jetpack_releases_are_read_and_their_tensorrt_limits_said(tmp_path: Path) -> None:
+    from resnext_deploy.engines.tensorrt.support import jetson_release, tensorrt_version_problem
+
+    tegra = tmp_path / "nv_tegra_release"
+    tegra.write_text("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13\n")
+    assert jetson_release(tegra) == (36, 4)
+    assert jetson_release(tmp_path / "absent") is None  # not a Jetson
+    assert tensorrt_version_problem("10.3.0.30", (36, 4)) is None  # JetPack 6.1/6.2's TensorRT runs here
+    old = tensorrt_version_problem("8.6.2.3", (36, 3))
+    assert old is not None and "TensorRT 8.6.2.3 is older than 10.1" in old[0] and "JetPack 6.0, TensorRT 8.6" in old[0]
+    assert "JetPack 6.1 or newer" in old[1] and "--system-site-packages" in old[1]
+    assert "--backend onnxruntime" in tensorrt_version_problem("8.5.2", None)[1]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("version", "reason"), [("8.6.2", "older than 10.1"), ("10.3.0", "no CUDA device")])
+def test_a_system_tensorrt_is_checked_up_to_the_device(version: str, reason: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """JetPack's python3-libnvinfer is a plain ``tensorrt`` package in dist-packages: a stand-in with its version."""
+    from resnext_deploy.engines.cuda import cuda_devices
+
+    if cuda_devices():
+        pytest.skip("a CUDA device is present: the real TensorRT is checked by the gpu tests")
+    package = tmp_path / "dist-packages" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    try:
+        ok, why, _hint = TensorRTBackend().availability()
+    finally:
+        sys.modules.pop("tensorrt", None)  # the stand-in must not outlive this test
+    assert not ok and reason in why, why

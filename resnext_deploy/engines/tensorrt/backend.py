@@ -44,6 +44,11 @@ class TensorRTBackend(Backend):
             import tensorrt
         except Exception as exc:  # a broken install raises ImportError or OSError from its libraries
             return False, f"tensorrt does not import ({exc})", INSTALL_HINT
+        from resnext_deploy.engines.tensorrt.support import jetson_release, tensorrt_version_problem
+
+        too_old_trt = tensorrt_version_problem(str(getattr(tensorrt, "__version__", "?")), jetson_release())
+        if too_old_trt is not None:
+            return False, too_old_trt[0], too_old_trt[1]
         devices = cuda_devices()
         if not devices:
             return False, "no CUDA device", INSTALL_HINT
