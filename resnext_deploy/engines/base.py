@@ -266,6 +266,7 @@ class EngineSpec:
     packages: tuple[str, ...] = ()  # distribution names whose versions reports record
     check_artifact: Callable[[Path], None] | None = None  # refuses (InputError) an ONNX artifact it cannot take
     int8_recipes: tuple[str, ...] = ()  # the INT8 recipes whose Q/DQ it can build an engine from; () = any
+    check_options: Callable[[BuildOptions], None] | None = None  # refuses (UsageError) options it cannot honour, early
 
     def backend(self) -> Any:
         """A fresh Backend object."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resnext_deploy.engines.base import BuildOptions
+from resnext_deploy.engines.registry import DEFAULT_BACKEND, get_spec
 from resnext_deploy.errors import UsageError
 from resnext_deploy.verification.gates import GateThresholds
 
@@ -89,10 +91,11 @@ class VerifyOptions:
             raise UsageError(f"--threads must be positive, got {self.threads}", hint="omit --threads to use every core")
         if self.eval_batch_size <= 0 or self.random_eval_size <= 0:
             raise UsageError("evaluation batch size and random input count must be positive")
-        if self.baseline_providers is not None:  # checked before any heavy work: names this ONNX Runtime build knows
-            from resnext_deploy.engines.onnxruntime.environment import checked_providers
-
-            self.baseline_providers = checked_providers(tuple(self.baseline_providers))
+        if self.baseline_providers is not None:  # checked before any heavy work: names the baseline's runtime knows
+            self.baseline_providers = tuple(self.baseline_providers)
+            baseline_runtime = get_spec(DEFAULT_BACKEND)
+            if baseline_runtime.check_options is not None:
+                baseline_runtime.check_options(BuildOptions(precision="fp32", providers=self.baseline_providers))
         if self.junit is not None and Path(self.junit).is_dir():
             raise UsageError(f"--junit {self.junit} is a folder", hint="pass a file name, e.g. --junit out/junit.xml")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from resnext_deploy.engines.cuda import has_cuda_device
 from resnext_deploy.environment import cpu_fingerprint
+from resnext_deploy.errors import UsageError
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -62,8 +63,6 @@ def session_providers() -> tuple[str, ...]:
 def checked_providers(requested: tuple[str, ...]) -> tuple[str, ...]:
     """``requested`` when this ONNX Runtime build has every one of them, else a ``UsageError`` naming those it has."""
     import onnxruntime as ort
-
-    from resnext_deploy.errors import UsageError
 
     available = ort.get_available_providers()
     unknown = [name for name in requested if name not in available]

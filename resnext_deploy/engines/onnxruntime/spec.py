@@ -40,6 +40,14 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     return OrtEnvironment.current().mismatch(sidecar)
 
 
+def check_options(options: Any) -> None:
+    """Execution providers asked for (``BuildOptions.providers``) must exist in this ONNX Runtime build."""
+    if options.providers is not None:
+        from resnext_deploy.engines.onnxruntime.environment import checked_providers
+
+        checked_providers(tuple(options.providers))
+
+
 def describe_target(target: dict[str, Any]) -> str:
     """``ONNX Runtime 1.31.1 on AMD EPYC (CPUExecutionProvider)``."""
     cpu = target.get("cpu") or {}
@@ -62,4 +70,5 @@ SPEC = EngineSpec(
     triton=TritonEntry(model_file="model.onnx", serves="onnx", platform="onnxruntime_onnx"),
     auto_precisions=PRECISIONS,
     packages=("onnxruntime", "onnxruntime-gpu"),
+    check_options=check_options,
 )

@@ -24,6 +24,7 @@ from resnext_deploy.engines.tensorrt.sidecar import (
     read_sidecar,
     save_engine,
 )
+from resnext_deploy.engines.tensorrt.support import jetson_release, tensorrt_version_problem
 from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
 from resnext_deploy.errors import DeployError, NotAvailableError
 from resnext_deploy.files import sha256_file
@@ -44,8 +45,6 @@ class TensorRTBackend(Backend):
             import tensorrt
         except Exception as exc:  # a broken install raises ImportError or OSError from its libraries
             return False, f"tensorrt does not import ({exc})", INSTALL_HINT
-        from resnext_deploy.engines.tensorrt.support import jetson_release, tensorrt_version_problem
-
         too_old_trt = tensorrt_version_problem(str(getattr(tensorrt, "__version__", "?")), jetson_release())
         if too_old_trt is not None:
             return False, too_old_trt[0], too_old_trt[1]

@@ -17,6 +17,7 @@ import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
 from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError, EngineDeserializer
 from resnext_deploy.engines.tensorrt.sidecar import rebuild_hint
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError
@@ -99,8 +100,6 @@ class TensorRTRunner(Runner):
             self._trt = None
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
-
         with log_tail() as log:
             try:
                 outputs = self._trt.infer(feed, check_inputs=False)

@@ -10,6 +10,8 @@ from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
 from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar
+from resnext_deploy.engines.tensorrt.triton import check_target as triton_check_target
+from resnext_deploy.engines.tensorrt.triton import serve_args as triton_serve_args
 from resnext_deploy.errors import DeployError
 from resnext_deploy.layout import PRECISIONS
 
@@ -55,18 +57,6 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     return None
 
 
-def _triton_serve_args(target: dict[str, Any]) -> tuple[str, ...]:
-    from resnext_deploy.engines.tensorrt.triton import serve_args
-
-    return serve_args(target)
-
-
-def _triton_check_target(target: dict[str, Any], release: str | None) -> list[str]:
-    from resnext_deploy.engines.tensorrt.triton import check_target
-
-    return check_target(target, release)
-
-
 def describe_target(target: dict[str, Any]) -> str:
     """``TensorRT 10.9 on NVIDIA L4 (compute capability 8.9)``."""
     gpu = target.get("gpu") or {}
@@ -87,7 +77,7 @@ SPEC = EngineSpec(
     rebuild_hint=f"resnext-deploy build BUNDLE --backend {NAME}",
     # a plan runs only on the GPU and TensorRT it was built for, so it is served only when asked (--plan)
     triton=TritonEntry(model_file="model.plan", serves="engine", platform="tensorrt_plan", instance_kind="KIND_GPU",
-                       default_when_recorded=False, serve_args=_triton_serve_args, check_target=_triton_check_target),
+                       default_when_recorded=False, serve_args=triton_serve_args, check_target=triton_check_target),
     auto_precisions=PRECISIONS,
     packages=("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "polygraphy"),
     check_artifact=check_artifact,

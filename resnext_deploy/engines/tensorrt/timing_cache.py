@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
+from resnext_deploy.errors import NotAvailableError
+
 log = logging.getLogger(__name__)
 
 
@@ -51,9 +54,6 @@ def drop_stale_timing_cache(path: Path | None, make_config: Callable[[], tuple[A
     data = path.read_bytes()
     if not data:
         return None  # an empty file is an empty cache to Polygraphy
-    from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
-    from resnext_deploy.errors import NotAvailableError
-
     with log_tail() as trt_log:
         try:
             _owner, config = make_config()
