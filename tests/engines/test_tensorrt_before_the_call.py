@@ -182,6 +182,19 @@ def test_build_failures_get_the_hint_of_their_kind(kind: str, capsys: pytest.Cap
     assert BUILD_LOGS[kind] in capsys.readouterr().out  # the log still reaches the user
 
 
+def test_warnings_do_not_decide_the_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from polygraphy.exception import PolygraphyException
+
+    def loader() -> bytes:  # a successful build's warning, then a failure of another kind
+        print("[W] [TRT] Tactic Device request: 4096MB Available: 2048MB. Device memory is insufficient to use tactic.")
+        print("[E] [TRT] Error Code 9: API Usage Error (Some tactics do not have sufficient workspace memory)")
+        raise PolygraphyException(INVALID_ENGINE)
+
+    with pytest.raises(InputError) as info:
+        list(build_engine_bytes(loader, "model.onnx"))
+    assert info.value.hint == "see TensorRT's log above; run with --debug for the traceback"
+
+
 def test_failures_during_inference_are_mapped(onnx_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from polygraphy.exception import PolygraphyException
 

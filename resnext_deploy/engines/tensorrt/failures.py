@@ -5,7 +5,8 @@ Polygraphy turns every TensorRT failure into a ``PolygraphyException`` with a ge
 Please see the logging output above for details."); the cause is in what TensorRT logged just
 before, which Polygraphy's TensorRT logger prints to ``sys.stdout``. So a build or an inference
 runs with stdout passed through a tee that keeps the last lines, and the exception's text plus
-those lines decide the kind, hence the exit code and the hint.
+the error lines among them decide the kind, hence the exit code and the hint (warnings are not
+read: a build that succeeds also warns of tactics skipped for insufficient memory).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ HINTS = {
              "and see TensorRT's log above for the node it refused",
 }
 LOG_LINES = 200
+ERROR_LINE = re.compile(r"\[E\]|\[!\]|\bERROR\b|Error Code \d+")  # Polygraphy's error and critical prefixes, TensorRT's
 
 
 class LogTail(io.TextIOBase):
@@ -60,6 +62,9 @@ class LogTail(io.TextIOBase):
 
     def flush(self) -> None:
         self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
 
     @property
     def text(self) -> str:
@@ -88,7 +93,8 @@ def tensorrt_error(what: str, exc: BaseException, log: str = "", default: type[D
     refused graph is bad input (``InputError``, exit 2), each with its own hint; anything else is
     ``default`` with ``default_hint``.
     """
-    kind = failure_kind(str(exc), log)
+    errors = "\n".join(line for line in log.splitlines() if ERROR_LINE.search(line))
+    kind = failure_kind(str(exc), errors)
     message = f"{what}: {type(exc).__name__}: {exc}" if not isinstance(exc, DeployError) else f"{what}: {exc.message}"
     if kind == "parse":
         return InputError(f"{message} (TensorRT's parser refused the graph)", hint=HINTS[kind])
