@@ -8,7 +8,7 @@ from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
-from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
+from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, checked_providers
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "onnxruntime"
@@ -43,8 +43,6 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
 def check_options(options: Any) -> None:
     """Execution providers asked for (``BuildOptions.providers``) must exist in this ONNX Runtime build."""
     if options.providers is not None:
-        from resnext_deploy.engines.onnxruntime.environment import checked_providers
-
         checked_providers(tuple(options.providers))
 
 
