@@ -646,7 +646,7 @@ def test_mixed_precision_latency_is_measured_at_the_profiles_smallest_batch(tiny
                                                                             tiny_cpu_int8_onnx: Path) -> None:
     import onnx
 
-    from resnext_deploy.mixed_precision import _LatencyProbe
+    from resnext_deploy.export.mixed_precision import _LatencyProbe
 
     probe = _LatencyProbe(_profiled_onnxruntime(), tiny_onnx, BuildOptions(min_batch=2, opt_batch=2, max_batch=4))
     try:
