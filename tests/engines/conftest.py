@@ -88,9 +88,10 @@ def tiny_proxy_fp16_onnx(tiny_proxy_onnx: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_proxy_int8_onnx(tiny_proxy_onnx: Path) -> Path:
     """The proxy model quantized by the product with the TensorRT recipe, calibrated on natural-statistics images."""
-    from resnext_deploy.calibration.quantize import quantize_int8
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 
     path = tiny_proxy_onnx.with_name("model.int8.onnx")
-    quantize_int8(tiny_proxy_onnx, path, _proxy_images(16, seed=1), manifest_sha256="engines-tests-proxy",
-                  method="minmax", recipe="tensorrt", cache_dir=tiny_proxy_onnx.parent / "cache", progress=False)
+    quantize_int8(tiny_proxy_onnx, path, _proxy_images(16, seed=1),
+                  QuantizeConfig(manifest_sha256="engines-tests-proxy", method="minmax", recipe="tensorrt",
+                                 cache_dir=tiny_proxy_onnx.parent / "cache", progress=False))
     return path
