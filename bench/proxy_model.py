@@ -52,12 +52,13 @@ def natural_images(count: int, size: int, seed: int) -> np.ndarray:
 
 def build_proxy(  # type: ignore[no-untyped-def]
     bn_images: np.ndarray, residual_gamma: float = DEFAULT_RESIDUAL_GAMMA, seed: int = 0,
-    model_name: str = "resnext50d_32x4d", proxy: str = "benchmark",
+    model_name: str = "resnext50d_32x4d", proxy: str = "benchmark", **timm_kwargs: object,
 ):
     """``model_name`` (timm) with random weights, scaled residual branches and BN re-estimated on ``bn_images``.
 
     ``proxy="harsh"`` draws each residual branch's per-channel scale from |N(0, 0.25)| instead of
-    setting all of them to ``residual_gamma``.
+    setting all of them to ``residual_gamma``. ``timm_kwargs`` go to ``timm.create_model`` (a zoo entry's
+    ``num_classes`` and ``timm_kwargs``).
     """
     import timm
     import torch
@@ -67,7 +68,7 @@ def build_proxy(  # type: ignore[no-untyped-def]
     if proxy not in PROXIES:
         raise ValueError(f"unknown proxy {proxy!r}; choose one of {PROXIES}")
     torch.manual_seed(seed)
-    model = timm.create_model(model_name, pretrained=False, zero_init_last=False)
+    model = timm.create_model(model_name, pretrained=False, zero_init_last=False, **timm_kwargs)
     scales = torch.Generator().manual_seed(seed + 1)
     for module in model.modules():
         if type(module).__name__ == "Bottleneck":

@@ -1,30 +1,65 @@
 #!/usr/bin/env bash
 # First-GPU check of the TensorRT path, for one NVIDIA GPU with `pip install 'resnext-deploy[tensorrt]'`
-# (about 5-8 minutes): FP32, FP16 and INT8 (tensorrt recipe) engines of resnext50d_32x4d with random weights,
-# made through the CLI; parity against ONNX Runtime FP32 and batch 1 / 8 latency (from each export's
-# verification); the engine inspector's per-layer precisions (which convolutions really run INT8);
-# a bundle built and run on TensorRT; trtexec's GPU compute time when trtexec is on PATH; the `gpu` tests;
-# and a summary table (OUT/summary.md). Each step has its own timeout, and a failed step does not stop the others.
+# (about 5-8 minutes after the install): FP32, FP16 and INT8 (tensorrt recipe) engines of resnext50d_32x4d with
+# proxy weights (random weights whose residual branches carry signal, bench/proxy_model.py), made through the CLI
+# from one FP32 export; parity against ONNX Runtime FP32 on CPU and batch 1 / 8 latency (from each export's
+# verification); the engine inspector's per-layer precisions (most dense convolutions INT8 in the INT8 engine,
+# every convolution FP16 in the FP16 engine); a bundle built and run on TensorRT; trtexec's GPU compute time when a
+# trtexec of the same TensorRT version is on PATH; the `gpu` tests; and a summary table (OUT/summary.md).
+# Each step has its own timeout inside an overall time limit; a failed step does not stop the others.
 #
-#   scripts/gpu_check.sh [OUT]          (default out/gpu-check; or `make gpu-check`)
-#   env: PYTHON (python3), MODEL (resnext50d_32x4d), CALIB_SIZE (64), STEPS (all: a space-separated subset of
-#        environment samples fp32 fp16 int8 layers bundle trtexec gpu-tests)
-# Exit: 0 every step passed, 1 a step failed or timed out, 2 TensorRT is unavailable here (its steps were skipped).
+#   scripts/gpu_check.sh [--engine tensorrt|onnxruntime] [OUT]     (or `make gpu-check`, `make gpu-check-cpu`)
+#
+# --engine onnxruntime (the CPU rehearsal, run by the test suite): exactly the same steps, commands and summary
+# with ONNX Runtime in TensorRT's place; the TensorRT-only steps (engine inspector, trtexec) are listed as skipped.
+# env: PYTHON (python3), MODEL (resnext50d_32x4d), WEIGHTS (proxy: written by the weights step; random; or a
+#      checkpoint), CALIB_SIZE (64), EVAL_SIZE (64), PER_CLASS (8 images per class, 8 classes, in each split),
+#      DURATION (1 s of timed runs per latency batch), ITERATIONS (10), TIME_LIMIT (the whole script: 900 s,
+#      1800 s with --engine onnxruntime),
+#      STEPS (all: a space-separated subset of environment samples weights fp32 fp16 int8 layers bundle trtexec
+#      gpu-tests)
+# Exit: 0 every step passed or was skipped, 1 a step failed or timed out, 2 bad usage, or TensorRT is
+# unavailable here with --engine tensorrt (its steps were listed as unavailable).
 set -u -o pipefail
 
-OUT=${1:-out/gpu-check}
+ENGINE=tensorrt
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --engine) ENGINE=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+        --engine=*) ENGINE=${1#*=}; shift ;;
+        -h | --help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        --) shift; break ;;
+        -*) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) break ;;
+    esac
+done
+if [[ $ENGINE != tensorrt && $ENGINE != onnxruntime ]]; then
+    echo "gpu_check.sh: --engine must be tensorrt or onnxruntime, not '$ENGINE'" >&2
+    exit 2
+fi
+if [[ $ENGINE == tensorrt ]]; then TITLE=TensorRT DEFAULT_OUT=out/gpu-check; else TITLE="ONNX Runtime" DEFAULT_OUT=out/gpu-check-cpu; fi
+
+OUT=${1:-$DEFAULT_OUT}
 PY=${PYTHON:-python3}
 MODEL=${MODEL:-resnext50d_32x4d}
+WEIGHTS=${WEIGHTS:-proxy}
 CALIB_SIZE=${CALIB_SIZE:-64}
-STEPS=${STEPS:-environment samples fp32 fp16 int8 layers bundle trtexec gpu-tests}
+EVAL_SIZE=${EVAL_SIZE:-64}
+PER_CLASS=${PER_CLASS:-8}
+DURATION=${DURATION:-1}
+ITERATIONS=${ITERATIONS:-10}
+[[ $ENGINE == tensorrt ]] && DEFAULT_LIMIT=900 || DEFAULT_LIMIT=1800  # CPU exports of the full model take longer
+TIME_LIMIT=${TIME_LIMIT:-$DEFAULT_LIMIT}
+STEPS=${STEPS:-environment samples weights fp32 fp16 int8 layers bundle trtexec gpu-tests}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HELPER="$HERE/gpu_check_helper.py"
-TRT_STATUS="not checked"
+DEADLINE=$(($(date +%s) + TIME_LIMIT))
+ENGINE_STATUS="not checked"
 FAILED=0
 
 mkdir -p "$OUT"
 : >"$OUT/steps.tsv"
-export HF_HUB_OFFLINE=1  # random weights: nothing to download
+export HF_HUB_OFFLINE=1  # proxy or random weights: nothing to download
 
 selected() { [[ " $STEPS " == *" $1 "* ]]; }
 
@@ -33,14 +68,25 @@ record() {  # step status seconds note
     printf '%-12s %-34s %5ss  %s\n' "$1" "$2" "$3" "$4"
 }
 
-# run_step NAME TIMEOUT_S COMMAND...: run with its own timeout, log to OUT/NAME.log, record the outcome.
+# run_step NAME TIMEOUT_S COMMAND...: run with its own timeout (capped by the overall limit), log to OUT/NAME.log,
+# record the outcome. A step that exits 0 after writing OUT/NAME.skipped is recorded as skipped, with that file's
+# first line as the reason.
 run_step() {
-    local name=$1 limit=$2 start rc status
+    local name=$1 limit=$2 start rc status left note
     shift 2
+    left=$((DEADLINE - $(date +%s)))
+    if ((left <= 0)); then
+        FAILED=1
+        record "$name" "TIMEOUT (overall limit)" 0 "not started: TIME_LIMIT=${TIME_LIMIT}s was used up by the steps before"
+        return 124
+    fi
+    ((limit > left)) && limit=$left
+    rm -f "$OUT/$name.skipped"
     start=$(date +%s)
     # bash -c: a step may be one of the exported functions below; timeout stops its whole process group
     timeout --kill-after=15 "$limit" bash -c '"$@"' bash "$@" >"$OUT/$name.log" 2>&1
     rc=$?
+    note=$(grep -v '^\s*$' "$OUT/$name.log" | tail -n 1 | cut -c1-160)
     case $rc in
         0) status=ok ;;
         124 | 137) status="TIMEOUT after ${limit}s" ;;
@@ -48,19 +94,29 @@ run_step() {
         2) status="FAILED (exit 2: bad input or unavailable)" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
+    if [[ $rc -eq 0 && -s "$OUT/$name.skipped" ]]; then
+        status=skipped
+        note=$(head -n 1 "$OUT/$name.skipped")
+    fi
     [[ $rc -eq 0 ]] || FAILED=1
-    record "$name" "$status" "$(($(date +%s) - start))" "$(grep -v '^\s*$' "$OUT/$name.log" | tail -n 1 | cut -c1-160)"
+    record "$name" "$status" "$(($(date +%s) - start))" "$note"
     if [[ $rc -ne 0 ]]; then
         sed 's/^/    | /' "$OUT/$name.log" | tail -n 12
     fi
     return "$rc"
 }
 
-needs_trt() {  # NAME: true when TensorRT can run here, else record the step as unavailable
-    if [[ $TRT_STATUS == tensorrt:* ]]; then
+engine_ready() {  # NAME: true when the engine under test can run here, else record the step as unavailable
+    if [[ $ENGINE_STATUS == "$ENGINE:"* ]]; then
         return 0
     fi
-    record "$1" "unavailable" 0 "${TRT_STATUS#unavailable: }"
+    record "$1" "unavailable" 0 "${ENGINE_STATUS#unavailable: }"
+    return 1
+}
+
+tensorrt_only() {  # NAME WHAT: in the CPU rehearsal, a TensorRT-only step is listed as skipped, with the reason
+    [[ $ENGINE == tensorrt ]] && return 0
+    record "$1" skipped 0 "TensorRT only ($2): not part of the --engine $ENGINE rehearsal"
     return 1
 }
 
@@ -70,7 +126,7 @@ env_info() {
     "$PY" -m resnext_deploy --version
     if command -v nvidia-smi >/dev/null; then nvidia-smi -L; else echo "nvidia-smi: not on PATH"; fi
     "$PY" -c "import polygraphy; print('polygraphy', polygraphy.__version__)"
-    echo "$TRT_STATUS"
+    echo "$ENGINE_STATUS"
 }
 
 write_samples() {
@@ -78,23 +134,40 @@ write_samples() {
 import sys
 from pathlib import Path
 from resnext_deploy.data.samples import write_sample_images
-root = Path(sys.argv[1])
-write_sample_images(root / 'train', per_class=8, seed=0)
-write_sample_images(root / 'val', per_class=8, seed=1)
-print('64 calibration and 64 evaluation images in', root)" "$OUT/samples"
+root, per_class = Path(sys.argv[1]), int(sys.argv[2])
+write_sample_images(root / 'train', per_class=per_class, seed=0)
+write_sample_images(root / 'val', per_class=per_class, seed=1)
+print(8 * per_class, 'calibration and', 8 * per_class, 'evaluation images in', root)" "$OUT/samples" "$PER_CLASS"
 }
 
-export_engine() {  # PRECISION MIN_COSINE [extra export options...]
-    local precision=$1 cosine=$2
+weights_arg() {  # what --weights the exports take: the proxy checkpoint the weights step writes, or WEIGHTS itself
+    if [[ $WEIGHTS == proxy ]]; then echo "$OUT/weights/proxy.pth"; else echo "$WEIGHTS"; fi
+}
+
+write_weights() {
+    if [[ $WEIGHTS != proxy ]]; then
+        echo "$WEIGHTS weights: nothing to write" >"$OUT/weights.skipped"
+        return 0
+    fi
+    "$PY" "$HELPER" proxy-weights "$MODEL" "$(weights_arg)"
+}
+
+export_engine() {  # PRECISION MIN_COSINE [extra export options...]; FP16 and INT8 start from the FP32 export
+    local precision=$1 cosine=$2 source=(--weights "$(weights_arg)")
     shift 2
-    "$PY" -m resnext_deploy export "$MODEL" --weights random --precision "$precision" --backend tensorrt \
+    if [[ $precision != fp32 && -f "$OUT/fp32/model.onnx" ]]; then
+        source=(--fp32-from "$OUT/fp32/model.onnx")
+    fi
+    "$PY" -m resnext_deploy export "$MODEL" "${source[@]}" --precision "$precision" --backend "$ENGINE" \
         --output "$OUT/$precision" --force --min-batch 1 --opt-batch 8 --max-batch 8 --timing-cache "$OUT/timing.cache" \
-        --eval-data "$OUT/samples" --eval-size 64 --batch-sizes 1,8 --duration 1 --warmup-ms 500 \
-        --max-top1-drop 100 --min-cosine "$cosine" "$@"
+        --eval-data "$OUT/samples" --eval-size "$EVAL_SIZE" --batch-sizes 1,8 --duration "$DURATION" \
+        --iterations "$ITERATIONS" --warmup-ms 200 --max-top1-drop 100 --min-cosine "$cosine" "$@"
 }
 
 int8_artifact_on_cpu() {  # the CPU half of the edge flow; TensorRT then refuses cleanly (exit 2: not available)
-    "$PY" -m resnext_deploy export "$MODEL" --weights random --precision int8 --backend onnxruntime \
+    local source=(--weights "$(weights_arg)")
+    [[ -f "$OUT/fp32/model.onnx" ]] && source=(--fp32-from "$OUT/fp32/model.onnx")
+    "$PY" -m resnext_deploy export "$MODEL" "${source[@]}" --precision int8 --backend onnxruntime \
         --targets onnxruntime,tensorrt --output "$OUT/int8" --force --no-engine --calib-data "$OUT/samples" \
         --calib-size "$CALIB_SIZE" --cache-dir "$OUT/cache" || return
     "$PY" -m resnext_deploy verify "$OUT/int8" --backend tensorrt --no-latency --eval-size 8
@@ -106,24 +179,26 @@ inspect_engines() {  # which convolutions really run INT8 (and FP16), per Tensor
     for precision in fp16 int8; do
         engine="$OUT/$precision/model.$precision.engine"
         [[ -f $engine ]] || { echo "$engine: missing (its export step failed)"; rc=1; continue; }
-        if [[ $precision == int8 ]]; then
-            "$PY" "$HELPER" layers "$engine" --json "$OUT/$precision/layers.json" --expect-int8 || rc=1
-        else
-            "$PY" "$HELPER" layers "$engine" --json "$OUT/$precision/layers.json" || rc=1
-        fi
+        "$PY" "$HELPER" layers "$engine" --json "$OUT/$precision/layers.json" --expect "$precision" || rc=1
     done
     return "$rc"
 }
 
-bundle_flow() {
-    "$PY" -m resnext_deploy package "$OUT/int8" --output "$OUT/int8.tar.gz" --force &&
-        "$PY" -m resnext_deploy build "$OUT/int8.tar.gz" --backend tensorrt &&
-        "$PY" -m resnext_deploy predict "$OUT/int8.tar.gz" "$(find "$OUT/samples/val" -name '*.JPEG' | sort | head -n 1)" \
-            --backend tensorrt --top 3
+bundle_flow() {  # package the INT8 export, build it for this machine in its own folder, predict from that folder
+    "$PY" -m resnext_deploy package "$OUT/int8" --output "$OUT/bundle.tar.gz" --force &&
+        rm -rf "$OUT/bundle" &&
+        "$PY" -m resnext_deploy build "$OUT/bundle.tar.gz" --output "$OUT/bundle" --backend "$ENGINE" &&
+        "$PY" -m resnext_deploy predict "$OUT/bundle" "$(find "$OUT/samples/val" -name '*.JPEG' | sort | head -n 1)" \
+            --backend "$ENGINE" --top 3
 }
 
 trtexec_runs() {  # trtexec's GPU compute time of the same engines, next to our end-to-end figures
-    local precision batch engine rc=0
+    local precision batch engine rc=0 mismatch
+    if ! mismatch=$("$PY" "$HELPER" trtexec-version "$(command -v trtexec)"); then
+        echo "$mismatch" | tee "$OUT/trtexec.skipped"
+        return 0
+    fi
+    echo "$mismatch"
     for precision in fp32 fp16 int8; do
         engine="$OUT/$precision/model.$precision.engine"
         [[ -f $engine ]] || continue
@@ -136,13 +211,24 @@ trtexec_runs() {  # trtexec's GPU compute time of the same engines, next to our 
     return "$rc"
 }
 
-export OUT PY MODEL CALIB_SIZE HELPER TRT_STATUS
-export -f env_info write_samples export_engine int8_artifact_on_cpu inspect_engines bundle_flow trtexec_runs
+gpu_tests() {  # the `gpu` tests; when every one of them skipped, the step says so (skipped, with pytest's reason)
+    "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs --junitxml "$OUT/gpu-tests.xml" \
+        "$HERE/../tests/engines/test_tensorrt_gpu.py" || return
+    "$PY" "$HELPER" pytest-outcome "$OUT/gpu-tests.xml" --skipped-file "$OUT/gpu-tests.skipped"
+}
 
-echo "GPU check of the TensorRT path: $MODEL, random weights, results in $OUT"
-TRT_STATUS=$("$PY" "$HELPER" preflight 2>/dev/null || true)
-[[ -n $TRT_STATUS ]] || TRT_STATUS="unavailable: $PY cannot import resnext_deploy (pip install 'resnext-deploy[tensorrt]')"
-echo "$TRT_STATUS"
+export OUT PY MODEL WEIGHTS ENGINE CALIB_SIZE EVAL_SIZE PER_CLASS DURATION ITERATIONS HELPER HERE ENGINE_STATUS
+export -f env_info write_samples weights_arg write_weights export_engine int8_artifact_on_cpu inspect_engines \
+    bundle_flow trtexec_runs gpu_tests
+
+echo "GPU check of the $ENGINE path: $MODEL, $WEIGHTS weights, results in $OUT (time limit ${TIME_LIMIT}s)"
+# the preflight's own error (a broken install, a missing module) is shown, not replaced by a guess
+ENGINE_STATUS=$("$PY" "$HELPER" preflight --engine "$ENGINE" 2>"$OUT/preflight.log")
+if [[ -z $ENGINE_STATUS ]]; then
+    ENGINE_STATUS="unavailable: the preflight ($PY $HELPER preflight) failed: $(grep -v '^\s*$' "$OUT/preflight.log" | tail -n 1 | cut -c1-200)"
+fi
+echo "$ENGINE_STATUS"
+export ENGINE_STATUS
 
 if selected environment; then
     run_step environment 60 env_info
@@ -150,17 +236,20 @@ fi
 if selected samples; then
     run_step samples 120 write_samples
 fi
+if selected weights; then
+    run_step weights 300 write_weights
+fi
 
-# FP32 with TF32 (the default, as trtexec): logits cosine vs ONNX Runtime FP32 of at least 0.9999
-if selected fp32 && needs_trt fp32; then
+# FP32 with TF32 (TensorRT's default, as trtexec): logits cosine vs ONNX Runtime FP32 (CPU) of at least 0.9999
+if selected fp32 && engine_ready fp32; then
     run_step fp32 240 export_engine fp32 0.9999
 fi
-if selected fp16 && needs_trt fp16; then
+if selected fp16 && engine_ready fp16; then
     run_step fp16 300 export_engine fp16 0.999
 fi
-# INT8 with the tensorrt recipe (FP16 float regions); the onnxruntime-recipe artifact rides along for CPU devices
+# INT8 with the engine's own recipe (tensorrt: FP16 float regions); the other recipe's artifact rides along
 if selected int8; then
-    if needs_trt int8; then
+    if engine_ready int8; then
         run_step int8 420 export_engine int8 0.99 --calib-data "$OUT/samples" --calib-size "$CALIB_SIZE" \
             --targets onnxruntime,tensorrt --cache-dir "$OUT/cache"
     else  # what needs no GPU still runs: the TensorRT-recipe artifact a CPU machine makes for a GPU device
@@ -168,16 +257,17 @@ if selected int8; then
     fi
 fi
 
-if selected layers && needs_trt layers; then
+if selected layers && tensorrt_only layers "engine inspector" && engine_ready layers; then
     run_step layers 180 inspect_engines
 fi
 
-# the edge flow: one bundle, the TensorRT engine reused where its target matches, prediction on TensorRT
-if selected bundle && needs_trt bundle; then
+# the edge flow: one bundle, unpacked and built in its own folder (the engine reused where its target matches),
+# prediction from that folder
+if selected bundle && engine_ready bundle; then
     run_step bundle 180 bundle_flow
 fi
 
-if selected trtexec && needs_trt trtexec; then
+if selected trtexec && tensorrt_only trtexec "trtexec loads TensorRT engines" && engine_ready trtexec; then
     if command -v trtexec >/dev/null; then
         run_step trtexec 240 trtexec_runs
     else
@@ -187,19 +277,19 @@ fi
 
 if selected gpu-tests; then
     if [[ -d "$HERE/../tests/engines" ]] && "$PY" -c "import pytest" 2>/dev/null; then
-        run_step gpu-tests 300 "$PY" -m pytest -q -p no:cacheprovider -m gpu "$HERE/../tests/engines/test_tensorrt_gpu.py"
+        run_step gpu-tests 300 gpu_tests
     else
         record gpu-tests skipped 0 "needs the repository's tests/ and pytest (pip install pytest)"
     fi
 fi
 
-"$PY" "$HELPER" summary "$OUT" || echo "summary: could not be written (see the step lines above)"
+"$PY" "$HELPER" summary "$OUT" --engine "$ENGINE" || echo "summary: could not be written (see the step lines above)"
 if [[ $FAILED -ne 0 ]]; then
     echo "GPU check: a step failed or timed out (logs in $OUT/*.log)"
     exit 1
 fi
-if [[ $TRT_STATUS != tensorrt:* ]]; then
-    echo "GPU check: TensorRT is unavailable here, its steps were skipped: ${TRT_STATUS#unavailable: }"
+if [[ $ENGINE_STATUS != "$ENGINE:"* ]]; then
+    echo "GPU check: $TITLE is unavailable here, its steps were skipped: ${ENGINE_STATUS#unavailable: }"
     exit 2
 fi
-echo "GPU check: every step passed"
+echo "GPU check: every step passed or was skipped (--engine $ENGINE)"

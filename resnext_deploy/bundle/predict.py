@@ -122,7 +122,8 @@ def run_predictions(source: ModelSource, images: list[Path], top: int = 5, backe
         for start in range(0, len(paths), choice.max_batch):
             chunk = paths[start : start + choice.max_batch]
             batch = np.stack([load_image(path, cfg) for path in chunk])
-            probabilities = softmax(runner.infer({source.input_name: batch})[source.output_name])
+            # a last batch below the engine profile's minimum is padded (and its outputs cut back)
+            probabilities = softmax(runner.infer_padded({source.input_name: batch})[source.output_name])
             k = min(top, probabilities.shape[1])
             for path, row in zip(chunk, probabilities):
                 order = np.argsort(-row, kind="stable")[:k]

@@ -35,6 +35,13 @@ class TritonResult:
     platform: str
     max_batch_size: int
     config: str
+    serve_args: tuple[str, ...] = ()  # what tritonserver needs beyond --model-repository (a version-compatible plan)
+    warnings: tuple[str, ...] = ()  # e.g. the plan's TensorRT version differs from the named Triton release's
+
+    @property
+    def serve_command(self) -> str:
+        """``tritonserver --model-repository REPO [...]``."""
+        return " ".join(["tritonserver", "--model-repository", str(self.repository), *self.serve_args])
 
 
 def model_name_for(manifest: dict[str, Any]) -> str:
@@ -119,7 +126,7 @@ def serving_backend(manifest: dict[str, Any], backend: str | None = None, plan: 
 def write_triton_repository(
     bundle_dir: Path, manifest: dict[str, Any], repository: Path, *, generated: dict[str, bytes] | None = None,
     plan: bool = False, backend: str | None = None, model_name: str | None = None, max_batch_size: int | None = None,
-    force: bool = False,
+    force: bool = False, triton_release: str | None = None,
 ) -> TritonResult:
     """Write ``repository/<model>/`` from a bundle's files, served by the backend ``serving_backend`` picks.
 
@@ -136,8 +143,12 @@ def write_triton_repository(
     entry = spec.triton
     file_name = entry.model_file
     platform = entry.platform or entry.backend
+    warnings: list[str] = []
+    args: tuple[str, ...] = ()
     if entry.serves == "engine":
         assert target is not None
+        warnings = entry.check_target(target, triton_release) if entry.check_target else []  # raises for what Triton
+        args = entry.serve_args(target) if entry.serve_args else ()                          # cannot serve at all
         source = bundle_dir / target["artifact"]
         profile_max = next(iter((target.get("profile") or {}).values()), {}).get("max") or [DEFAULT_MAX_BATCH]
         batch = max_batch_size or int(profile_max[0])
@@ -172,7 +183,7 @@ def write_triton_repository(
         raise OutputError(f"cannot write {model_dir}: {exc.strerror or exc}", hint="choose a writable --output folder") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return TritonResult(repository, model_dir, name, platform, batch, config)
+    return TritonResult(repository, model_dir, name, platform, batch, config, args, tuple(warnings))
 
 
 def package_triton(directory: Path, repository: Path, **options: Any) -> TritonResult:

@@ -52,6 +52,12 @@ ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existin
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 
 
+Fp32FromOpt = Annotated[
+    Path | None,
+    typer.Option("--fp32-from", help="Start from an earlier export's model.onnx (same model and input size) instead of "
+                 "exporting again: one FP32 export serves several precisions. --weights is then not used.",
+                 show_default=False),
+]
 NoEngineOpt = Annotated[bool, typer.Option("--no-engine", help="Stop after the ONNX artifacts (build on the device later).", rich_help_panel="Engine build")]
 
 

@@ -9,6 +9,7 @@ from resnext_deploy.cli._options import (
     Backend,
     BackendOpt,
     ForceOpt,
+    Fp32FromOpt,
     ModelArg,
     NoEngineOpt,
     NoVerifyOpt,
@@ -53,6 +54,7 @@ def export(
     force: ForceOpt = False,
     no_engine: NoEngineOpt = False,
     no_verify: NoVerifyOpt = False,
+    fp32_from: Fp32FromOpt = None,
 ) -> None:
     """Export MODEL to ONNX (BN folded, simplified, parity-checked), make its FP16/INT8 artifact and engine,
     and verify it against FP32.
@@ -71,7 +73,7 @@ def export(
         model=model, precision=precision.value, backend=backend.value, recipe=calibration.recipe.value, weights=weights, seed=seed,
         output=output, fp32=settings.to_options(), force=force, build_engine=not no_engine,
         calibration=calibration_options, engine=engine.to_build_options(), verify=verify,
-        mixed_precision=mixed.to_options(),
+        mixed_precision=mixed.to_options(), fp32_from=fp32_from,
     )
     directory, report = run_export(options, command=sys.argv)
     print_export_summary(directory, report)

@@ -30,7 +30,7 @@ from resnext_deploy.export.mixed_precision import MixedPrecisionOptions
 from resnext_deploy.export.options import CalibrationOptions, Fp32Options
 from resnext_deploy.verification import VerifyOptions
 from resnext_deploy.verification.gates import GateThresholds
-from resnext_deploy.verification.options import parse_batch_sizes
+from resnext_deploy.verification.options import parse_batch_sizes, parse_providers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -244,6 +244,11 @@ class EvaluationArgs:
         Baseline, typer.Option("--baseline", help="FP32 reference: model.onnx on ONNX Runtime, or the PyTorch model.",
                                rich_help_panel=_EVAL)
     ] = Baseline.onnx
+    baseline_provider: Annotated[
+        str, typer.Option("--baseline-provider", help="ONNX Runtime execution providers of the FP32 onnx baseline, comma-"
+                          "separated; 'auto' takes every working one, GPU first (TensorRT, CUDA with TF32). The report "
+                          "names the providers that really ran.", rich_help_panel=_EVAL)
+    ] = "CPUExecutionProvider"
     allow_partial_labels: Annotated[
         bool, typer.Option("--allow-partial-labels", help="Accept a labels file that names under 90% of a flat folder's "
                            "images (only the labelled ones are used) instead of failing.", rich_help_panel=_EVAL)
@@ -378,10 +383,10 @@ class MixedPrecisionArgs:
 def verify_options(evaluation: EvaluationArgs, latency: LatencyArgs, gates: GateArgs, threads: int | None,
                    **extra: Any) -> VerifyOptions:
     """The ``VerifyOptions`` of the evaluation, latency and gate groups (shared by export and verify)."""
-
     return VerifyOptions(
         eval_data=evaluation.eval_data, labels_file=evaluation.eval_labels, eval_size=evaluation.eval_size,
-        seed=evaluation.eval_seed, baseline=evaluation.baseline.value, batch_sizes=parse_batch_sizes(latency.batch_sizes),
+        seed=evaluation.eval_seed, baseline=evaluation.baseline.value,
+        baseline_providers=parse_providers(evaluation.baseline_provider), batch_sizes=parse_batch_sizes(latency.batch_sizes),
         duration=latency.duration, iterations=latency.iterations, warmup_ms=latency.warmup_ms, latency=latency.latency,
         threads=threads, gates_file=gates.gates, junit=gates.junit, thresholds=gates.thresholds(),
         compare_to=gates.compare_to, require_gates=gates.require_gates,

@@ -35,6 +35,10 @@ def package(
     max_batch_size: Annotated[int | None, typer.Option("--max-batch-size", min=1, help="triton: max_batch_size of the "
                                                        "config [default: 32, or the engine profile's maximum].",
                                                        show_default=False)] = None,
+    triton_release: Annotated[str | None, typer.Option("--triton-release", help="triton --plan: the Triton release "
+                                                       "that will serve the plan (e.g. 25.12): warn when the TensorRT "
+                                                       "it ships is not the one that built the plan.",
+                                                       show_default=False)] = None,
     sign: Annotated[Path | None, typer.Option("--sign", help="tar: sign the bundle with this Ed25519 private key (PEM or "
                                               "OpenSSH; passphrase from $RESNEXT_DEPLOY_KEY_PASSPHRASE): adds "
                                               "manifest.json.sig.", show_default=False)] = None,
@@ -47,13 +51,16 @@ def package(
             raise UsageError("--sign applies to --format tar bundles", hint="sign the tar bundle; Triton serves the files as they are")
         with console.stage(f"write Triton model repository {output}"):
             result = package_triton(directory, output, plan=plan, force=force, model_name=model_name,
-                                    max_batch_size=max_batch_size)
+                                    max_batch_size=max_batch_size, triton_release=triton_release)
+        for warning in result.warnings:
+            console.warn(warning)
         console.out.print(f"Triton model [bold]{result.model_name}[/] ({result.platform}, max_batch_size {result.max_batch_size})")
         console.out.print(f"  repository: {result.repository}")
-        console.out.print(f"  serve with: tritonserver --model-repository {result.repository}")
+        console.out.print(f"  serve with: {result.serve_command}")
         return
 
-    for flag, given in (("--plan", plan), ("--model-name", model_name), ("--max-batch-size", max_batch_size)):
+    for flag, given in (("--plan", plan), ("--model-name", model_name), ("--max-batch-size", max_batch_size),
+                        ("--triton-release", triton_release)):
         if given:
             console.warn(f"{flag} only applies to --format triton; ignored")
     with console.stage(f"pack {directory} into {output}"):

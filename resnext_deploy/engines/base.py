@@ -38,6 +38,7 @@ class BuildOptions:
     hardware_compatible: bool = False
     version_compatible: bool = False
     tf32: bool = True  # TensorRT: let FP32 layers use TF32 tensor cores (trtexec's default; --no-tf32 turns it off)
+    providers: tuple[str, ...] | None = None  # ONNX Runtime execution providers; None = every working one, GPU first
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -207,6 +208,16 @@ class Runner(abc.ABC):
         """(smallest, largest) batch this runner accepts; largest None when unbounded (TensorRT: its profile)."""
         return 1, None
 
+    def infer_padded(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` on a batch smaller than the runner's smallest (a TensorRT profile's minimum): the batch is
+        padded by repeating its last item, and the outputs are cut back to the batch given."""
+        size = len(next(iter(feed.values())))
+        low = self.batch_range[0]
+        if size == 0 or size >= low:
+            return self.infer(feed)
+        padded = {name: np.concatenate([array, np.repeat(array[-1:], low - size, axis=0)]) for name, array in feed.items()}
+        return {name: output[:size] for name, output in self.infer(padded).items()}
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; ``last_inference_time`` is the backend call alone, in seconds."""
         if not self.is_active:
@@ -230,6 +241,8 @@ class TritonEntry:
     parameters: Callable[[str], Mapping[str, str]] | None = None  # precision -> config.pbtxt `parameters`
     default_model_filename: str | None = None  # when the backend's own default file name differs
     default_when_recorded: bool = True  # serve it by default when the bundle records this engine
+    serve_args: Callable[[dict[str, Any]], tuple[str, ...]] | None = None  # recorded target -> tritonserver arguments
+    check_target: Callable[[dict[str, Any], str | None], list[str]] | None = None  # (target, Triton release) -> warnings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +283,8 @@ class EngineSpec:
     details: Callable[[], dict[str, Any]] | None = None  # facts `doctor` shows when usable (providers, device, GPU)
     engine_suffix: str | None = None  # a built engine file that runs alone ends with this (TensorRT: ".engine")
     read_engine_file: Callable[[Path], EngineFile] | None = None  # reads such a file with its sidecar (InputError if not)
+    int8_recipes: tuple[str, ...] = ()  # the INT8 recipes whose Q/DQ it can build an engine from; () = any
+    check_options: Callable[[BuildOptions], None] | None = None  # refuses (UsageError) options it cannot honour, early
 
     def backend(self) -> Any:
         """A fresh Backend object."""

@@ -57,6 +57,20 @@ def cuda_devices() -> tuple[GpuInfo, ...]:
     return tuple(devices)
 
 
+def driver_cuda_version(driver: object | None = None) -> tuple[int, int] | None:
+    """The newest CUDA version the installed NVIDIA driver supports (``cuDriverGetVersion``: 13000 -> (13, 0)).
+
+    None without a driver. The call needs no ``cuInit`` and no device.
+    """
+    driver = _load_driver() if driver is None else driver
+    if driver is None:
+        return None
+    version = ctypes.c_int(0)
+    if driver.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:  # type: ignore[attr-defined]
+        return None
+    return version.value // 1000, version.value % 1000 // 10
+
+
 def has_cuda_device() -> bool:
     """Whether at least one CUDA device is present."""
     return bool(cuda_devices())

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 
 from resnext_deploy.engines.base import Backend
-from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, backend_names, get_spec
+from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, backend_names, default_recipe, get_spec
 from resnext_deploy.errors import NotAvailableError, UsageError
 
 
@@ -77,3 +77,28 @@ def select_for(name: str, artifact: Path | None, precision: str | None) -> tuple
     if artifact is not None:
         check_artifact(name, artifact)
     return resolve_backend(name, precision)
+
+
+def engine_recipe(backend: str, recipe: str, targets: tuple[str, ...] = ()) -> str:
+    """The INT8 recipe ``backend``'s engine is built from: its own recipe's artifact when the export makes it
+    (``--recipe``, or a ``--targets`` backend sharing it), else the ``--recipe`` artifact."""
+    own = default_recipe(backend)
+    made = {recipe if recipe != AUTO else own, *(default_recipe(target) for target in targets)}
+    return own if own in made else recipe
+
+
+def check_engine_recipe(backend: str, recipe: str, targets: tuple[str, ...] = ()) -> None:
+    """Refuse (``UsageError``, exit 2), before any heavy work, an INT8 export whose engine would be built from a
+    recipe's artifact ``backend`` cannot take (TensorRT parses only its own, symmetric, recipe)."""
+    if backend == AUTO:
+        return
+    spec = get_spec(backend)
+    used = engine_recipe(backend, recipe, targets)
+    if spec.int8_recipes and used not in spec.int8_recipes:
+        raise UsageError(
+            f"--backend {backend} cannot build an engine from the {used} recipe's INT8 artifact "
+            f"({spec.title} takes the {', '.join(spec.int8_recipes)} recipe's Q/DQ only)",
+            hint=f"drop --recipe (auto picks {spec.default_recipe}), add --targets {used},{backend} to make both "
+            "artifacts, or pass --no-engine",
+        )
+

@@ -21,7 +21,7 @@ from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_pr
 from resnext_deploy.calibration.quantize import describe_int8, write_int8
 from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
 from resnext_deploy.engines import BuildOptions
-from resnext_deploy.errors import GateFailed, UsageError
+from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
 from resnext_deploy.metadata import get_metadata
 from resnext_deploy.sensitivity_report import load_tuning, sensitivity_document, write_outputs
@@ -242,7 +242,8 @@ def _model_name(setup: Any) -> str:
 
 
 class _LatencyProbe:
-    """INT8/FP32 latency at batch 1 on the export's own backend, alternating blocks over a few rounds."""
+    """INT8/FP32 latency at the engine's smallest batch (1 unless --min-batch) on the export's own backend,
+    alternating blocks over a few rounds."""
 
     def __init__(self, backend: Any, fp32: Path, engine_options: Any) -> None:
         import dataclasses
@@ -266,11 +267,15 @@ class _LatencyProbe:
         path = Path(self._folder.name) / "candidate.int8.onnx"
         onnx.save(model, os.fspath(path))
         built = self._backend.build(path, dataclasses.replace(self._options, precision="int8"), output_dir=path.parent)
-        plan = LatencyPlan(batch_sizes=(1,), duration=0.5, iterations=10, warmup_s=0.1)
+        batch = max(self._options.min_batch, self._baseline.batch_range[0])  # inside every profile built here
+        plan = LatencyPlan(batch_sizes=(batch,), duration=0.5, iterations=10, warmup_s=0.1)
         ratios = []
         with self._backend.load(built, self._options) as target:
             for _ in range(LATENCY_ROUNDS):
-                row = measure_latency(self._baseline, target, plan, progress=False)["per_batch"]["1"]
+                row = measure_latency(self._baseline, target, plan, progress=False)["per_batch"][str(batch)]
+                if "skipped" in row:
+                    raise InputError(f"--max-latency-ratio: the latency could not be measured ({row['skipped']})",
+                                     hint="use --min-batch 1, or drop --max-latency-ratio")
                 ratios.append(row["target"]["p50_ms"] / row["baseline"]["p50_ms"])
         return float(np.median(ratios))
 

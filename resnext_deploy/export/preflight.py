@@ -22,11 +22,12 @@ from resnext_deploy.data.manifest import Manifest, select_subset
 from resnext_deploy.data.preprocess import probe_images
 from resnext_deploy.engines.base import Backend, BuildOptions
 from resnext_deploy.engines.registry import AUTO, default_recipe
-from resnext_deploy.engines.select import resolve_backend
+from resnext_deploy.engines.select import check_engine_recipe, resolve_backend
 from resnext_deploy.errors import InputError, UsageError, WeightsError
 from resnext_deploy.export.options import CalibrationOptions, ExportOptions
 from resnext_deploy.exporters.onnx_export import resolve_opset
 from resnext_deploy.layout import artifact_name
+from resnext_deploy.metadata import read_metadata
 from resnext_deploy.verification.accuracy import load_eval_set
 from resnext_deploy.verification.gates import load_gates
 from resnext_deploy.zoo import ModelSpec, get_model_spec
@@ -77,11 +78,18 @@ def preflight(options: ExportOptions) -> ExportPlan:
     spec = check_values(options)
     if options.fp32_from is not None and not Path(options.fp32_from).is_file():
         raise InputError(f"FP32 model {options.fp32_from} does not exist", hint="export the FP32 model first")
+    if options.fp32_from is not None:
+        check_fp32_source(Path(options.fp32_from), spec)
     for flag, folder in (("--calib-data", options.calibration.data if options.precision == "int8" else None),
                          ("--eval-data", options.verify.eval_data if options.verify is not None else None)):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{flag} {folder} is not a folder", hint="pass the folder holding your ImageNet images")
+    engine_recipe_checked = options.precision == "int8" and options.build_engine
+    if engine_recipe_checked:  # a named backend and a recipe it cannot take: refused before its availability even
+        check_engine_recipe(options.backend, options.recipe, options.calibration.targets)
     backend, reason = resolve_backend(options.backend, options.precision)
+    if engine_recipe_checked:  # what auto chose, too
+        check_engine_recipe(backend.name, options.recipe, options.calibration.targets)
     recipe = resolve_recipe(options.recipe, backend.name)
     targets = int8_targets(recipe, options.calibration.targets) if options.precision == "int8" else {}
     check_weights(options.weights)
@@ -94,6 +102,22 @@ def preflight(options: ExportOptions) -> ExportPlan:
         eval_data = options.verify.eval_data or default_eval_data(options.calibration)
         check_verification(spec, options, eval_data, calibration)
     return ExportPlan(spec, options.precision, backend, reason, recipe, targets, calibration, eval_data, build_options)
+
+
+def check_fp32_source(source: Path, spec: ModelSpec) -> None:
+    """``--fp32-from`` must be an FP32 export of the same model at the same input size (its own metadata says)."""
+    try:
+        meta = read_metadata(source)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several kinds for a file that is not ONNX
+        raise InputError(f"--fp32-from {source} is not a readable ONNX model ({exc})",
+                         hint="pass the model.onnx of an earlier export") from None
+    found = (meta.get("model_name"), (meta.get("preprocess") or {}).get("input_size"), meta.get("precision"))
+    wanted = (spec.name, spec.preprocess.input_size, "fp32")
+    if found != wanted:
+        raise InputError(
+            f"--fp32-from {source} is {found[0]} at {found[1]} px ({found[2]}), not {wanted[0]} at {wanted[1]} px (fp32)",
+            hint="pass the model.onnx of an FP32 export of the same model and --input-size",
+        )
 
 
 def resolve_recipe(recipe: str, backend: str) -> str:

@@ -5,11 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resnext_deploy.engines.base import BuildOptions
+from resnext_deploy.engines.registry import DEFAULT_BACKEND, get_spec
 from resnext_deploy.errors import UsageError
 from resnext_deploy.verification.gates import GateThresholds
 
 BASELINES = ("onnx", "torch")
+CPU_PROVIDER = "CPUExecutionProvider"  # the FP32 baseline's default: never TensorRT or TF32 against TensorRT
 DEFAULT_BATCH_SIZES = (1, 8)
+
+
+def parse_providers(text: str) -> tuple[str, ...] | None:
+    """``"CPUExecutionProvider"`` / ``"CUDAExecutionProvider,CPUExecutionProvider"`` -> a tuple; ``"auto"`` -> None."""
+    names = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    if names == ("auto",):
+        return None
+    if not names or "auto" in names:
+        raise UsageError(f"bad provider list {text!r}",
+                         hint="pass ONNX Runtime provider names separated by commas, e.g. CPUExecutionProvider, or 'auto'")
+    return names
 
 
 def parse_batch_sizes(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
@@ -40,6 +54,7 @@ class VerifyOptions:
     eval_size: int = 500
     seed: int = 0
     baseline: str = "onnx"
+    baseline_providers: tuple[str, ...] | None = (CPU_PROVIDER,)  # ONNX Runtime providers of the onnx baseline; None: auto
     backend: str | None = None
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     duration: float = 3.0  # seconds of timed runs per batch size and side, as trtexec's --duration
@@ -76,6 +91,11 @@ class VerifyOptions:
             raise UsageError(f"--threads must be positive, got {self.threads}", hint="omit --threads to use every core")
         if self.eval_batch_size <= 0 or self.random_eval_size <= 0:
             raise UsageError("evaluation batch size and random input count must be positive")
+        if self.baseline_providers is not None:  # checked before any heavy work: names the baseline's runtime knows
+            self.baseline_providers = tuple(self.baseline_providers)
+            baseline_runtime = get_spec(DEFAULT_BACKEND)
+            if baseline_runtime.check_options is not None:
+                baseline_runtime.check_options(BuildOptions(precision="fp32", providers=self.baseline_providers))
         if self.junit is not None and Path(self.junit).is_dir():
             raise UsageError(f"--junit {self.junit} is a folder", hint="pass a file name, e.g. --junit out/junit.xml")
 

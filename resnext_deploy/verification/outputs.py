@@ -58,7 +58,7 @@ def render_markdown(report: Report) -> str:
         f"| model | `{_name(report)}` |",
         f"| precision | {report.precision} |",
         f"| backend | {ver.target['backend']} |",
-        f"| baseline | {ver.baseline['kind']} on {ver.baseline['backend']} |",
+        f"| baseline | {ver.baseline['kind']} on {ver.baseline['backend']}{_providers(ver.baseline)} |",
         f"| eval images | {acc['images']} ({ver.eval_data['kind']}) |",
         "",
     ]
@@ -192,6 +192,12 @@ def _start_line(ver: VerificationRecord) -> str:
     return "start: " + ", ".join(shown) + (f"; {COLD_START_NOTE}" if cold else "")
 
 
+def _providers(side: dict[str, Any]) -> str:
+    """`` (CPUExecutionProvider)``: the providers a side's session really ran on, when it has any."""
+    providers = side.get("providers")
+    return f" ({', '.join(providers)})" if providers else ""
+
+
 def print_summary(report: Report) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
@@ -200,7 +206,7 @@ def print_summary(report: Report) -> None:
     ver, gates = _sections(report)
     acc = ver.accuracy
     out.print(f"[bold]{_name(report)}[/] {report.precision} on {ver.target['backend']} "
-              f"vs {ver.baseline['kind']} baseline, {_evaluated_on(ver.eval_data, acc['images'])}")
+              f"vs {ver.baseline['kind']} baseline{_providers(ver.baseline)}, {_evaluated_on(ver.eval_data, acc['images'])}")
     for note in ver.notes:
         out.print(f"  [bold yellow]! {note}[/]")
     starts = _start_line(ver)

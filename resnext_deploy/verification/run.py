@@ -149,7 +149,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         eval_set.source["checked_disjoint_from"] = manifest_name  # relative: the directory may move
 
     baseline = (torch_baseline(report, cfg.input_size, options.threads) if options.baseline == "torch"
-                else onnx_baseline(directory, report, options.threads))
+                else onnx_baseline(directory, report, options.threads, options.baseline_providers))
     target = target_side(directory, report, options.backend, options.threads)
     latency: dict[str, Any] | None = None
     with baseline.runner as base_runner, target.runner as target_runner:

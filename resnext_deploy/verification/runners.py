@@ -89,13 +89,16 @@ def torch_baseline(report: Report, input_size: int, threads: int | None) -> Side
     return Side(TorchRunner(model, input_size, threads), {"kind": "torch", "backend": "torch", "weights": info.origin})
 
 
-def onnx_baseline(directory: Path, report: Report, threads: int | None) -> Side:
-    """``model.onnx`` on the default backend (ONNX Runtime: CPU unless the environment offers more)."""
-
+def onnx_baseline(directory: Path, report: Report, threads: int | None,
+                  providers: tuple[str, ...] | None = ("CPUExecutionProvider",)) -> Side:
+    """``model.onnx`` on the default backend (ONNX Runtime) with ``providers`` (default: CPU only; None: every
+    working one, GPU first); the description records those asked for, the runner the ones that really ran."""
     name = report.artifacts.fp32 or FP32_NAME
     path = _existing(directory / name)
-    runner = get_spec(DEFAULT_BACKEND).backend().load(path, BuildOptions(precision="fp32", threads=threads))
-    return Side(runner, {"kind": "onnx", "backend": DEFAULT_BACKEND, "artifact": name, "precision": "fp32"})
+    runner = get_spec(DEFAULT_BACKEND).backend().load(
+        path, BuildOptions(precision="fp32", threads=threads, providers=providers))
+    return Side(runner, {"kind": "onnx", "backend": DEFAULT_BACKEND, "artifact": name, "precision": "fp32",
+                         "requested_providers": list(providers) if providers is not None else "auto"})
 
 
 def target_side(directory: Path, report: Report, backend: str | None, threads: int | None) -> Side:

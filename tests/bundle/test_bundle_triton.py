@@ -79,3 +79,73 @@ def test_triton_model_name_and_max_batch_size_from_the_cli(export_dir: Path, tmp
     assert result.exit_code == 0, result.output
     config = text_format.Parse((repo / "rx_edge" / "config.pbtxt").read_text(), model_config_pb2().ModelConfig())
     assert config.name == "rx_edge" and config.max_batch_size == 4
+
+
+def _plan_bundle(root: Path, **target: object) -> tuple[Path, dict[str, object]]:
+    """A bundle folder holding a TensorRT plan as `package` records it (the plan's bytes are not read by Triton here)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.int8.engine").write_bytes(b"plan")
+    (root / "classes.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    (root / "preprocess.json").write_text("{}")
+    record = {"backend": "tensorrt", "artifact": "model.int8.engine", "precision": "int8", "tensorrt_version": "10.13.3.9",
+              "profile": {"input": {"min": [1, 3, 64, 64], "opt": [8, 3, 64, 64], "max": [8, 3, 64, 64]}},
+              "version_compatible": False, **target}
+    manifest = {"model": {"name": "resnext_tiny"}, "precision": "int8",
+                "input": {"name": "input", "dtype": "float32", "shape": [-1, 3, 64, 64]},
+                "output": {"name": "logits", "dtype": "float32", "shape": [-1, 10]},
+                "artifacts": {"model": "model.int8.onnx", "classes": "classes.txt", "preprocess": "preprocess.json"},
+                "targets": [record]}
+    return root, manifest
+
+
+def test_a_version_compatible_plan_is_served_with_the_backend_config_it_needs(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+
+    from resnext_deploy.bundle.triton import write_triton_repository
+    from resnext_deploy.engines.tensorrt.triton import VERSION_COMPATIBLE_ARG
+
+    root, manifest = _plan_bundle(tmp_path / "bundle", version_compatible=True)
+    result = write_triton_repository(root, manifest, tmp_path / "repo", plan=True)
+    config = text_format.Parse(result.config, model_config_pb2().ModelConfig())
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 8
+    assert result.serve_command == f"tritonserver --model-repository {tmp_path / 'repo'} {VERSION_COMPATIBLE_ARG}"
+    assert VERSION_COMPATIBLE_ARG == "--backend-config=tensorrt,version-compatible=true"
+    root, manifest = _plan_bundle(tmp_path / "plain")
+    plain = write_triton_repository(root, manifest, tmp_path / "repo2", plan=True)
+    assert plain.serve_command == f"tritonserver --model-repository {tmp_path / 'repo2'}" and plain.warnings == ()
+
+
+def test_a_plan_whose_profile_starts_above_1_is_refused(tmp_path: Path) -> None:
+    from resnext_deploy.bundle.triton import write_triton_repository
+    from resnext_deploy.errors import InputError
+
+    root, manifest = _plan_bundle(tmp_path / "bundle", profile={"input": {"min": [2, 3, 64, 64], "max": [8, 3, 64, 64]}})
+    with pytest.raises(InputError, match="profile starts at batch 2, but Triton sends batches from 1") as info:
+        write_triton_repository(root, manifest, tmp_path / "repo", plan=True)
+    assert "--min-batch 1" in info.value.hint and not (tmp_path / "repo").exists()
+
+
+def test_the_tensorrt_of_a_named_triton_release_is_compared_with_the_plans(tmp_path: Path) -> None:
+    from resnext_deploy.engines.tensorrt.triton import check_target
+
+    plan = {"tensorrt_version": "10.13.3.9", "version_compatible": False}
+    assert check_target(plan, "25.12") == []  # 25.12 ships TensorRT 10.13.3.9
+    (mismatch,) = check_target(plan, "25.10")
+    assert "built by TensorRT 10.13.3.9, Triton 25.10 ships TensorRT 10.11.0.33: it will not load there" in mismatch
+    compatible = {"tensorrt_version": "10.11.0.33", "version_compatible": True}
+    assert check_target(compatible, "25.12") == []  # a newer 10.x runs a version-compatible 10.11 plan
+    assert "version-compatible with TensorRT 10.x from 10.13.3.9 on" in check_target(
+        {"tensorrt_version": "10.13.3.9", "version_compatible": True}, "25.10")[0]
+    assert "no TensorRT version recorded for Triton 19.01" in check_target(plan, "19.01")[0]
+    assert check_target(plan) == []
+
+
+def test_the_triton_release_reaches_the_cli_warning(tmp_path: Path, cli) -> None:
+    from resnext_deploy.bundle.triton import write_triton_repository
+
+    root, manifest = _plan_bundle(tmp_path / "bundle")
+    result = write_triton_repository(root, manifest, tmp_path / "repo", plan=True, triton_release="25.08")
+    assert result.warnings and "Triton 25.08 ships TensorRT 10.11.0.33" in result.warnings[0]
+    ignored = runner.invoke(cli, ["package", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b.tar.gz"),
+                                  "--triton-release", "25.12"])
+    assert "--triton-release only applies to --format triton" in " ".join(ignored.output.split())

@@ -53,3 +53,45 @@ def onnx_copy(tiny_onnx: Path, tmp_path: Path) -> Path:
     path = tmp_path / "model.onnx"
     path.write_bytes(tiny_onnx.read_bytes())
     return path
+
+
+def _proxy_images(count: int, seed: int) -> np.ndarray:
+    from bench.proxy_model import natural_images
+
+    return natural_images(count, INPUT_SHAPE[-1], seed=seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_proxy_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FP32 tiny ResNeXt with the benchmark proxy's weights: unlike timm's zero-initialised last BatchNorm of each
+    block, every residual branch carries signal, so a precision error inside a branch shows in the logits."""
+    from bench.proxy_model import build_proxy
+    from resnext_deploy.exporters.export import export_fp32
+    from tests.support.tiny import TINY_SPEC
+
+    model = build_proxy(_proxy_images(32, seed=0), model_name=TINY_SPEC.timm_name, num_classes=TINY_SPEC.num_classes,
+                        **TINY_SPEC.timm_kwargs)
+    path = tmp_path_factory.mktemp("tiny-proxy") / "model.onnx"
+    metadata = {"model_name": "resnext_tiny", "num_classes": 10, "preprocess": {"input_size": INPUT_SHAPE[-1]}}
+    export_fp32(model, path, input_size=INPUT_SHAPE[-1], metadata=metadata, parity_batch_sizes=(2,))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_proxy_fp16_onnx(tiny_proxy_onnx: Path) -> Path:
+    """The proxy model converted to FP16 by the product (I/O stays FP32)."""
+    from resnext_deploy.calibration.fp16 import convert_fp16
+
+    return convert_fp16(tiny_proxy_onnx, tiny_proxy_onnx.with_name("model.fp16.onnx")).path
+
+
+@pytest.fixture(scope="session")
+def tiny_proxy_int8_onnx(tiny_proxy_onnx: Path) -> Path:
+    """The proxy model quantized by the product with the TensorRT recipe, calibrated on natural-statistics images."""
+    from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
+
+    path = tiny_proxy_onnx.with_name("model.int8.onnx")
+    quantize_int8(tiny_proxy_onnx, path, _proxy_images(16, seed=1),
+                  QuantizeConfig(manifest_sha256="engines-tests-proxy", method="minmax", recipe="tensorrt",
+                                 cache_dir=tiny_proxy_onnx.parent / "cache", progress=False))
+    return path

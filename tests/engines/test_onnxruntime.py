@@ -187,3 +187,10 @@ def test_a_failed_save_of_the_optimized_graph_is_not_blamed_on_the_source(onnx_c
     assert "could not save the optimized graph" in caught.value.message and "loads fine" in caught.value.message
     assert "truncated" not in str(caught.value)
     assert not [p for p in onnx_copy.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_providers_asked_for_are_the_sessions_and_unknown_ones_are_refused(onnx_copy: Path) -> None:
+    with OnnxRuntimeBackend().load(onnx_copy, BuildOptions(providers=("CPUExecutionProvider",))) as runner:
+        assert runner.providers == ["CPUExecutionProvider"]
+    with pytest.raises(UsageError, match="no execution provider BogusExecutionProvider"):
+        OnnxRuntimeBackend().load(onnx_copy, BuildOptions(providers=("BogusExecutionProvider",)))

@@ -167,3 +167,41 @@ def test_real_size_resnext50d_exports_end_to_end(tmp_path):
     assert report["export"]["batchnorm"] == {"folded": 55, "remaining": 0, "fold_max_abs_diff": pytest.approx(0, abs=1e-5)}
     assert report["export"]["parity"]["ok"]
     assert os.path.getsize(tmp_path / "model.onnx") > 50e6
+
+
+def test_fp32_from_must_be_an_fp32_export_of_the_same_model_and_size(tiny_spec, tmp_path):
+    from onnx import TensorProto, helper
+
+    from resnext_deploy.metadata import set_metadata
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 32, 32])])
+    model = helper.make_model(graph)
+    set_metadata(model, {"model_name": "resnext_tiny", "preprocess": {"input_size": 32}, "precision": "fp32"})
+    onnx.save(model, tmp_path / "model.onnx")
+    result = invoke("export", "resnext_tiny", "-p", "fp16", "--fp32-from", tmp_path / "model.onnx", "-o", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert "is resnext_tiny at 32 px (fp32), not resnext_tiny at 64 px" in " ".join(result.output.split())
+    (tmp_path / "notes.onnx").write_text("not a model")
+    result = invoke("export", "resnext_tiny", "-p", "fp16", "--fp32-from", tmp_path / "notes.onnx", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "not a readable ONNX model" in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
+def test_tensorrt_with_the_cpu_recipe_is_refused_before_any_heavy_work(tiny_spec, tmp_path):
+    from resnext_deploy.engines.select import engine_recipe
+
+    images = tmp_path / "images"
+    images.mkdir()
+    common = ["export", "resnext_tiny", "-p", "int8", "--backend", "tensorrt", "--weights", "random",
+              "--calib-data", images, "-o", tmp_path / "o"]
+    result = invoke(*common, "--recipe", "onnxruntime")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "--backend tensorrt cannot build an engine from the onnxruntime recipe" in text
+    assert "add --targets onnxruntime,tensorrt" in text and not (tmp_path / "o").exists()
+    # with the TensorRT artifact made too, the recipe is fine: what stops it here is only the missing TensorRT/GPU
+    result = invoke(*common, "--recipe", "onnxruntime", "--targets", "onnxruntime,tensorrt")
+    assert result.exit_code == 2 and "cannot build an engine from" not in " ".join(result.output.split())
+    assert engine_recipe("tensorrt", "onnxruntime", ("tensorrt",)) == "tensorrt"
+    assert engine_recipe("tensorrt", "auto") == "tensorrt" and engine_recipe("onnxruntime", "tensorrt") == "tensorrt"

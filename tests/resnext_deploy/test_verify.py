@@ -57,6 +57,11 @@ def test_correct_int8_passes_a_one_point_gate(app, export_dir: Path, synthetic_i
     assert {g["name"] for g in report["gates"]["results"]} == {"max_top1_drop", "min_cosine"}
     markdown = (export_dir / "report.md").read_text()
     assert "| metric | baseline | target | delta |" in markdown and "✅" in markdown and "❌" not in markdown
+    # the FP32 baseline ran on ONNX Runtime's CPU provider (the default), and the report and summary say so
+    baseline = report["verification"]["baseline"]
+    assert baseline["requested_providers"] == ["CPUExecutionProvider"] and baseline["providers"] == ["CPUExecutionProvider"]
+    assert "| baseline | onnx on onnxruntime (CPUExecutionProvider) |" in markdown
+    assert "vs onnx baseline (CPUExecutionProvider)" in " ".join(result.output.split())
     suite = _junit(junit)
     assert suite.get("tests") == "2" and suite.get("failures") == "0"
     assert (export_dir / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,6 +149,22 @@ def test_eval_overlapping_calibration_is_bad_input(app, export_dir: Path, synthe
     assert "verification" not in _report(export_dir)
 
 
+def test_a_baseline_provider_asked_for_is_tried_and_the_one_that_ran_is_recorded(app, export_dir: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider to ask for")
+    from resnext_deploy.engines.cuda import has_cuda_device
+
+    result = _invoke(app, export_dir, "--baseline-provider", "CUDAExecutionProvider,CPUExecutionProvider",
+                     "--no-latency", "--eval-size", 8)
+    assert result.exit_code == 0, result.output
+    baseline = _report(export_dir)["verification"]["baseline"]
+    assert baseline["requested_providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if not has_cuda_device():  # ONNX Runtime fell back to the CPU, and the report names what really ran
+        assert baseline["providers"] == ["CPUExecutionProvider"]
+
+
 def test_no_eval_data_uses_random_inputs_and_torch_baseline(export_dir: Path) -> None:
     from resnext_deploy.verification import VerifyOptions, verify_directory
 
@@ -161,6 +182,8 @@ def test_no_eval_data_uses_random_inputs_and_torch_baseline(export_dir: Path) ->
         (["--batch-sizes", "0,8"], "bad batch sizes"),
         (["--gates", "BAD_TOML"], "not valid TOML"),
         (["--gates", "UNKNOWN_GATE"], "unknown gate"),
+        (["--baseline-provider", "NoSuchExecutionProvider"], "has no execution provider NoSuchExecutionProvider"),
+        (["--baseline-provider", "auto,CPUExecutionProvider"], "bad provider list"),
     ],
 )
 def test_bad_options_exit_2(app, int8_export_dir: Path, tmp_path: Path, extra: list[str], message: str) -> None:

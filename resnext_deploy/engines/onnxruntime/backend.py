@@ -137,7 +137,7 @@ class OnnxRuntimeBackend(Backend):
         source = require_onnx_file(onnx_path)
         out_dir = Path(output_dir) if output_dir is not None else source.parent
         opt_path, manifest_path = optimized_path(source, out_dir), sidecar_path(source, out_dir)
-        env = OrtEnvironment.current()
+        env = OrtEnvironment.current(options.providers)
         with atomic_path(opt_path) as tmp:
             start = time.perf_counter()
             session = _create_saving_session(source, session_options(options, optimize=True, save_to=tmp), env, tmp)
@@ -166,7 +166,7 @@ class OnnxRuntimeBackend(Backend):
         """A runner from the saved optimized graph when its manifest matches, else from the source ONNX."""
         options = options or BuildOptions()
         source, manifest_path = self._locate(artifact_or_path)
-        env = OrtEnvironment.current()
+        env = OrtEnvironment.current(options.providers)
         manifest, reason = _read_manifest(manifest_path)
         opt_path: Path | None = None
         if manifest is not None:

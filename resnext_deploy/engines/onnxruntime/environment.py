@@ -12,6 +12,7 @@ from typing import Any
 
 from resnext_deploy.engines.cuda import has_cuda_device
 from resnext_deploy.environment import cpu_fingerprint
+from resnext_deploy.errors import UsageError
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -59,6 +60,18 @@ def session_providers() -> tuple[str, ...]:
     return (*working, CPU_PROVIDER)
 
 
+def checked_providers(requested: tuple[str, ...]) -> tuple[str, ...]:
+    """``requested`` when this ONNX Runtime build has every one of them, else a ``UsageError`` naming those it has."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    unknown = [name for name in requested if name not in available]
+    if unknown or not requested:
+        raise UsageError(f"ONNX Runtime {ort.__version__} has no execution provider {', '.join(unknown) or '(none given)'}",
+                         hint=f"use one of: {', '.join(available)}, or 'auto' (every working one, GPU first)")
+    return tuple(requested)
+
+
 @dataclasses.dataclass(frozen=True)
 class OrtEnvironment:
     """The runtime facts a saved optimized graph must match."""
@@ -68,11 +81,12 @@ class OrtEnvironment:
     cpu: dict[str, str]
 
     @classmethod
-    def current(cls) -> OrtEnvironment:
-        """This process's ORT version, working providers and CPU."""
+    def current(cls, providers: tuple[str, ...] | None = None) -> OrtEnvironment:
+        """This process's ORT version, working providers (or the ``providers`` asked for) and CPU."""
         import onnxruntime as ort
 
-        return cls(ort.__version__, session_providers(), cpu_fingerprint())
+        chosen = session_providers() if providers is None else checked_providers(providers)
+        return cls(ort.__version__, chosen, cpu_fingerprint())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view for the sidecar."""

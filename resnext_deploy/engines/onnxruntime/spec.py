@@ -8,7 +8,7 @@ from typing import Any
 
 from resnext_deploy.engines.base import EngineSpec, TritonEntry
 from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
-from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, session_providers
+from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, checked_providers, session_providers
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "onnxruntime"
@@ -45,6 +45,10 @@ def details() -> dict[str, Any]:
     import onnxruntime as ort
 
     return {"providers": list(session_providers()), "listed_providers": list(ort.get_available_providers())}
+def check_options(options: Any) -> None:
+    """Execution providers asked for (``BuildOptions.providers``) must exist in this ONNX Runtime build."""
+    if options.providers is not None:
+        checked_providers(tuple(options.providers))
 
 
 def describe_target(target: dict[str, Any]) -> str:
@@ -71,4 +75,5 @@ SPEC = EngineSpec(
     packages=("onnxruntime", "onnxruntime-gpu"),
     module="onnxruntime",
     details=details,
+    check_options=check_options,
 )

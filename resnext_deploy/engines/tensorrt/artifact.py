@@ -63,6 +63,11 @@ def _constants(model: Any) -> dict[str, Any]:
     return tensors
 
 
+def _output_dtype(node: Any) -> int:
+    """A QuantizeLinear's ``output_dtype`` attribute (opset 21), 0 when unset."""
+    return next((int(a.i) for a in node.attribute if a.name == "output_dtype"), 0)
+
+
 def _qdq_nodes(model: Any) -> Iterator[Any]:
     return (node for node in model.graph.node if node.op_type in QDQ_OPS and node.domain in ("", "ai.onnx"))
 
@@ -85,7 +90,9 @@ def qdq_findings(model: Any) -> QdqFindings:
             if numpy_helper.to_array(zero_point).any():
                 nonzero.append(name)
         elif node.op_type == "QuantizeLinear":
-            not_int8[name] = "UINT8"  # the ONNX default output type without a zero point
+            declared = _output_dtype(node)  # opset 21: the output type without a zero point; UINT8 when unset
+            if declared != TensorProto.INT8:
+                not_int8[name] = _type_name(declared) if declared else "UINT8"
         elif node.input[0] in constants and constants[node.input[0]].data_type != TensorProto.INT8:
             not_int8[name] = _type_name(constants[node.input[0]].data_type)
     return QdqFindings(count, not_int8, nonzero)

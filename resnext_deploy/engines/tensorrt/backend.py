@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy.engines.base import Backend, BuildOptions, BuiltArtifact, model_metadata
-from resnext_deploy.engines.cuda import cuda_devices
+from resnext_deploy.engines.cuda import cuda_devices, driver_cuda_version
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
-from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem, make_cudart_loadable
+from resnext_deploy.engines.tensorrt.driver import driver_problem, tensorrt_wheel_cuda
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
 from resnext_deploy.engines.tensorrt.plan import TrtBuildPlan, engine_path_for, make_plan
 from resnext_deploy.engines.tensorrt.runner import TensorRTRunner
 from resnext_deploy.engines.tensorrt.sidecar import (
@@ -22,8 +24,9 @@ from resnext_deploy.engines.tensorrt.sidecar import (
     read_sidecar,
     save_engine,
 )
+from resnext_deploy.engines.tensorrt.support import jetson_release, tensorrt_version_problem
 from resnext_deploy.engines.tensorrt.timing_cache import drop_stale_timing_cache
-from resnext_deploy.errors import DeployError, InputError, NotAvailableError
+from resnext_deploy.errors import DeployError, NotAvailableError
 from resnext_deploy.files import sha256_file
 
 INSTALL_HINT = "pip install 'resnext-deploy[tensorrt]' on a machine with an NVIDIA GPU, or use --backend onnxruntime"
@@ -42,10 +45,16 @@ class TensorRTBackend(Backend):
             import tensorrt
         except Exception as exc:  # a broken install raises ImportError or OSError from its libraries
             return False, f"tensorrt does not import ({exc})", INSTALL_HINT
+        too_old_trt = tensorrt_version_problem(str(getattr(tensorrt, "__version__", "?")), jetson_release())
+        if too_old_trt is not None:
+            return False, too_old_trt[0], too_old_trt[1]
         devices = cuda_devices()
         if not devices:
             return False, "no CUDA device", INSTALL_HINT
-
+        too_old = driver_problem(driver_cuda_version(), tensorrt_wheel_cuda())
+        if too_old is not None:
+            return False, too_old[0], too_old[1]
+        make_cudart_loadable()  # a CUDA 13 wheel's runtime, which Polygraphy's own search misses
         problem = cuda_runtime_problem()
         if problem is not None:
             return False, problem[0], problem[1]
@@ -120,21 +129,21 @@ def sidecar_record(plan: TrtBuildPlan, env: TrtEnvironment, options: BuildOption
 
 
 def build_engine_bytes(loader: Callable[[], Any], onnx_name: str) -> Iterator[Any]:
-    """Call the Polygraphy loader chain lazily, as ``save_engine``'s chunk source, with its errors made clear."""
+    """Call the Polygraphy loader chain lazily, as ``save_engine``'s chunk source, with its errors made clear:
+    out of GPU memory, a driver problem and a graph the parser refuses each get their own hint (``failures``)."""
     from polygraphy.exception import PolygraphyException
 
-    try:
-        yield loader()
-    except DeployError:
-        raise
-    except PolygraphyException as exc:
-        raise InputError(
-            f"TensorRT could not build {onnx_name}: {exc}",
-            hint="check the log above; the ONNX must parse strongly typed (FP32, FP16 or Q/DQ INT8)",
-        ) from None
-    except (RuntimeError, AttributeError, TypeError) as exc:  # raised by TensorRT's bindings inside Polygraphy
-        raise NotAvailableError(
-            f"TensorRT failed while building {onnx_name}: {type(exc).__name__}: {exc}",
-            hint="check TensorRT's log above and that this TensorRT release supports the options used; "
-            "run with --debug for the traceback",
-        ) from None
+    with log_tail() as log:
+        try:
+            engine = loader()
+        except DeployError:
+            raise
+        except PolygraphyException as exc:
+            raise tensorrt_error(f"TensorRT could not build {onnx_name}", exc, log.text) from None
+        except (RuntimeError, AttributeError, TypeError, MemoryError) as exc:  # from TensorRT's bindings
+            raise tensorrt_error(
+                f"TensorRT failed while building {onnx_name}", exc, log.text, default=NotAvailableError,
+                default_hint="check TensorRT's log above and that this TensorRT release supports the options used; "
+                "run with --debug for the traceback",
+            ) from None
+    yield engine

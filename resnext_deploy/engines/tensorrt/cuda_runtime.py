@@ -1,11 +1,17 @@
-"""Whether Polygraphy's TensorRT runner will find the CUDA runtime library, checked before anything runs.
+"""Make the CUDA runtime library loadable for Polygraphy's TensorRT runner, checked before anything runs.
 
-Polygraphy (0.53) loads ``libcudart.so*`` from ``LD_LIBRARY_PATH``, ``/usr/local/cuda/lib64``,
-``/usr/lib``, ``/lib`` and ``site-packages/nvidia/cuda_runtime/lib``, then falls back to the
-dynamic loader's ``libcudart.so``. CUDA 13 wheels install the runtime as
-``site-packages/nvidia/cu13/lib/libcudart.so.13``, which none of these finds, and the runner then
-fails when it creates its first CUDA stream. The availability test asks the same question first
-and, when the answer is no, says where the library is and what to set.
+Polygraphy (0.53, ``polygraphy/cuda/cuda.py``) creates its CUDA wrapper once per process, on the
+first ``polygraphy.cuda.wrapper()`` call; only then does ``_find_cuda_lib_dirs`` read
+``LD_LIBRARY_PATH`` from ``os.environ`` and search it, ``/usr/local/cuda/lib64``, ``/usr/lib``,
+``/lib`` and ``<sys.path entry>/nvidia/cuda_runtime/lib`` (the CUDA 12 wheel
+``nvidia-cuda-runtime-cu12``) for ``libcudart.so*``, then it falls back to the dynamic loader's
+``libcudart.so``; it loads the first match by its absolute path. The CUDA 13 wheel
+(``nvidia-cuda-runtime==13.*``, what ``tensorrt-cu13`` and torch's cu13 builds use) installs
+``<site-packages>/nvidia/cu13/lib/libcudart.so.13``, which none of these finds. So when the
+runtime is found only in a wheel layout Polygraphy misses, its folder is put at the front of this
+process's ``LD_LIBRARY_PATH`` (before Polygraphy's wrapper exists; the dynamic loader's own copy,
+read at process start, is not needed because Polygraphy loads the absolute path). What still
+cannot be found is reported with where it is and what to install.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import glob
 import os
 import site
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 CUDART_GLOB = "libcudart.so*"
@@ -33,6 +39,51 @@ def polygraphy_search_dirs() -> list[str]:
         paths += [os.path.join(p, "nvidia", "cuda_runtime", "lib") for p in sys.path if p and os.path.isdir(p)]
         return list(dict.fromkeys(os.path.normpath(p) for p in paths if p))
     return list(_find_cuda_lib_dirs())
+
+
+WHEEL_LAYOUTS = (("nvidia", "cu13", "lib"), ("nvidia", "cuda_runtime", "lib"))  # CUDA 13, then CUDA 12
+
+
+def wheel_cudart_dirs(roots: Sequence[str] | None = None) -> list[str]:
+    """The CUDA runtime folders of pip wheels under ``roots`` (default: ``sys.path`` and site-packages), CUDA 13 first."""
+    if roots is None:
+        roots = [*sys.path, *site.getsitepackages(), site.getusersitepackages()]
+    folders = [os.path.join(root, *layout) for layout in WHEEL_LAYOUTS for root in roots if root and os.path.isdir(root)]
+    return list(dict.fromkeys(os.path.normpath(p) for p in folders if os.path.isdir(p)))
+
+
+def make_cudart_loadable(
+    search_dirs: Sequence[str] | None = None,
+    candidates: Sequence[str] | None = None,
+    environ: MutableMapping[str, str] = os.environ,
+) -> Path | None:
+    """Put the folder of a CUDA runtime Polygraphy would miss at the front of ``environ['LD_LIBRARY_PATH']``.
+
+    Returns the library Polygraphy will now load, or None when nothing was changed (Polygraphy already
+    finds one, its wrapper already exists, none is found, or Windows, where Polygraphy searches PATH).
+    ``search_dirs`` defaults to Polygraphy's own folders and ``candidates`` to the wheel layouts, then
+    the usual toolkit and distribution folders; a candidate must load with ``ctypes`` to be used.
+    """
+    if sys.platform == "win32" or _polygraphy_wrapper_exists():
+        return None
+    if find_cudart(polygraphy_search_dirs() if search_dirs is None else search_dirs):
+        return None
+    folders = [*wheel_cudart_dirs(), *other_cudart_dirs()] if candidates is None else list(candidates)
+    for library in find_cudart(folders):
+        try:
+            ctypes.CDLL(os.fspath(library))
+        except OSError:
+            continue  # another architecture, or a broken file: Polygraphy would fail on it too
+        current = environ.get("LD_LIBRARY_PATH", "")
+        environ["LD_LIBRARY_PATH"] = os.pathsep.join([str(library.parent), *([current] if current else [])])
+        return library
+    return None
+
+
+def _polygraphy_wrapper_exists() -> bool:
+    """Whether Polygraphy already created its CUDA wrapper (it searched for the library then, never again)."""
+    module = sys.modules.get("polygraphy.cuda.cuda")
+    return getattr(module, "G_CUDA", None) is not None
 
 
 def other_cudart_dirs() -> list[str]:
@@ -81,8 +132,8 @@ def cuda_runtime_problem(
         hint = f"it is at {found[0]}; run `export LD_LIBRARY_PATH={found[0].parent}:$LD_LIBRARY_PATH` and retry"
     else:
         hint = (
-            "install the CUDA runtime of your TensorRT wheel's CUDA version (CUDA 12: pip install nvidia-cuda-runtime-cu12; "
-            "CUDA 13: pip install 'nvidia-cuda-runtime==13.*', then add site-packages/nvidia/cu13/lib to LD_LIBRARY_PATH), "
+            "install the CUDA runtime of your TensorRT wheel's CUDA version (CUDA 13, tensorrt-cu13: "
+            "pip install 'nvidia-cuda-runtime==13.*'; CUDA 12, tensorrt-cu12: pip install nvidia-cuda-runtime-cu12), "
             "or the CUDA toolkit"
         )
     return message, hint

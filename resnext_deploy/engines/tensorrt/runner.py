@@ -17,6 +17,7 @@ import numpy as np
 
 from resnext_deploy.engines.base import Runner, TensorSpec
 from resnext_deploy.engines.tensorrt.cuda_runtime import cuda_runtime_problem
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
 from resnext_deploy.engines.tensorrt.runtime import EngineDeserializationError, EngineDeserializer
 from resnext_deploy.engines.tensorrt.sidecar import rebuild_hint
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError
@@ -99,7 +100,18 @@ class TensorRTRunner(Runner):
             self._trt = None
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._trt.infer(feed, check_inputs=False)
+        with log_tail() as log:
+            try:
+                outputs = self._trt.infer(feed, check_inputs=False)
+            except DeployError:
+                raise
+            except Exception as exc:  # execute_async_v3 returned False, a CUDA copy failed: PolygraphyException
+                raise tensorrt_error(
+                    f"TensorRT inference failed on {self.engine_path.name} (batch {next(iter(feed.values())).shape[0]})",
+                    exc, log.text, default=NotAvailableError,
+                    default_hint="see TensorRT's log above; if the engine was built elsewhere, "
+                    + rebuild_hint(self.engine_path, self.sidecar),
+                ) from None
         return {name: np.array(outputs[name], copy=True) for name in self._outputs}
 
 

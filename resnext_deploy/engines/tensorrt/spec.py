@@ -11,6 +11,8 @@ from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
 from resnext_deploy.engines.tensorrt.sidecar import TrtEnvironment, check_engine, read_sidecar, source_onnx_for
+from resnext_deploy.engines.tensorrt.triton import check_target as triton_check_target
+from resnext_deploy.engines.tensorrt.triton import serve_args as triton_serve_args
 from resnext_deploy.errors import DeployError
 from resnext_deploy.layout import PRECISIONS
 
@@ -96,12 +98,13 @@ SPEC = EngineSpec(
     rebuild_hint=f"resnext-deploy build BUNDLE --backend {NAME}",
     # a plan runs only on the GPU and TensorRT it was built for, so it is served only when asked (--plan)
     triton=TritonEntry(model_file="model.plan", serves="engine", platform="tensorrt_plan", instance_kind="KIND_GPU",
-                       default_when_recorded=False),
+                       default_when_recorded=False, serve_args=triton_serve_args, check_target=triton_check_target),
     auto_precisions=PRECISIONS,
-    packages=("tensorrt", "polygraphy"),
+    packages=("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "polygraphy"),
     check_artifact=check_artifact,
     module="tensorrt",
     details=details,
     engine_suffix=".engine",
     read_engine_file=read_engine_file,
+    int8_recipes=("tensorrt",),  # symmetric signed INT8, zero points 0, float bias: what onnx-tensorrt parses
 )

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resnext_deploy.engines.tensorrt.failures import log_tail, tensorrt_error
+from resnext_deploy.errors import NotAvailableError
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +54,15 @@ def drop_stale_timing_cache(path: Path | None, make_config: Callable[[], tuple[A
     data = path.read_bytes()
     if not data:
         return None  # an empty file is an empty cache to Polygraphy
-    _owner, config = make_config()
+    with log_tail() as trt_log:
+        try:
+            _owner, config = make_config()
+        except (RuntimeError, TypeError, AttributeError, MemoryError) as exc:  # trt.Builder: "returned nullptr", ...
+            raise tensorrt_error(f"TensorRT could not create a builder to check the timing cache {path}", exc, trt_log.text,
+                                 default=NotAvailableError) from None
+    if config is None:
+        raise NotAvailableError(f"TensorRT could not create a builder config to check the timing cache {path}",
+                                hint="see TensorRT's log above; run with --debug for the traceback")
     problem = timing_cache_problem(config, data)
     if problem is not None:
         log.warning("timing cache %s is stale: %s; rebuilding it during this build", path, problem)
