@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console
+from resnext_deploy.calibration.baseline_cache import tuning_baseline
 from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
 from resnext_deploy.calibration.sensitivity import cached_sensitivity
 from resnext_deploy.data.manifest import Manifest
@@ -119,9 +120,11 @@ def run_sensitivity(directory: Path, options: SensitivityOptions) -> tuple[Any, 
         )
         with prepare_quantization(inputs.fp32, _calibration_images(inputs, options), config,
                                   stats_file=inputs.stats_file) as setup:
+            reference, _ = tuning_baseline(inputs.fp32, tuning.array, str(inputs.manifest.tuning_sha256),
+                                           inputs.preprocess.to_dict(), options.cache_dir, options.threads)
             result = cached_sensitivity(setup, tuning.array, str(inputs.manifest.tuning_sha256),
                                         probe_images=options.probe_images, cache_dir=options.cache_dir,
-                                        threads=options.threads, progress=options.progress)
+                                        threads=options.threads, progress=options.progress, reference=reference)
     document = sensitivity_document(inputs.model_name, result, inputs.manifest)
     return result, document, write_outputs(inputs.directory, document, result)
 

@@ -40,6 +40,22 @@ class SyntheticImageNet:
     val_per_class: int = VAL_PER_CLASS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Caches a test does not name (the FP32 baseline logits of `verify`) go to a temporary folder, never $HOME."""
+    import os
+
+    from resnext_deploy.calibration.stats_cache import CACHE_ENV
+
+    earlier = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("default-cache"))
+    yield
+    if earlier is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = earlier
+
+
 @pytest.fixture(scope="session")
 def synthetic_imagenet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticImageNet:
     """``root/train`` and ``root/val`` ImageFolders, two flat val folders, and a messy folder.

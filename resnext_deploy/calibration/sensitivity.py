@@ -168,13 +168,15 @@ class SensitivityResult:
 
 def analyse_sensitivity(
     setup: Any, tuning: np.ndarray, *, probe_images: int = DEFAULT_PROBE_IMAGES, threads: int | None = None,
-    progress: bool = True,
+    progress: bool = True, reference: np.ndarray | None = None,
 ) -> SensitivityResult:
     """Measure every site and layer of ``setup`` (a ``calibration.quantize.QuantizationSetup``) on the tuning images.
 
     Two sessions: the FP32 pass over all tuning images (reference logits and each activation's own
     noise, computed in the graph) and the branched graph, where each site is an ``If`` holding
-    constant weights, for one probe batch per site and the full-INT8 reference.
+    constant weights, for one probe batch per site and the full-INT8 reference. ``reference``: the FP32
+    logits of ``tuning`` from the baseline cache (``calibration.baseline_cache``), the same reference the
+    search and ``verify`` compare with; without it, the FP32 pass's own logits.
     """
 
     started = time.perf_counter()
@@ -193,6 +195,8 @@ def analyse_sensitivity(
     with progress_bar(progress) as bar:
         task = bar.add_task("sensitivity", total=2 * len(tuning) + len(measured) * len(probe))
         reference_all, signal, noise = _fp32_pass(floats, tuning, input_name, threads, lambda n: bar.advance(task, n))
+        if reference is not None and reference.shape == reference_all.shape:
+            reference_all = reference
         probe_reference = reference_all[: len(probe)]
         branched = build_switchable(qdq, prepared, excluded_out, excluded, weights="branch")
         session = _session(branched.model, threads)
@@ -361,12 +365,14 @@ def _usable_cores() -> int:
 def cached_sensitivity(
     setup: Any, tuning: np.ndarray, tuning_sha256: str, *, probe_images: int = DEFAULT_PROBE_IMAGES,
     cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None, progress: bool = True,
+    reference: np.ndarray | None = None,
 ) -> SensitivityResult:
     """The analysis of ``setup`` on these tuning images from the cache, else measured and cached."""
 
     probe = max(1, min(probe_images, len(tuning)))
     key = SensitivityKey(setup.key, tuning_sha256, setup.recipe.to_dict(), probe,
-                         {"excluded_by_recipe": list(setup.recipe_excluded)})
+                         {"excluded_by_recipe": list(setup.recipe_excluded),
+                          "reference": "fp32 pass" if reference is None else "baseline cache"})
     cache = SensitivityCache(cache_dir)
     cached = cache.load(key)
     if cached is not None:
@@ -377,7 +383,8 @@ def cached_sensitivity(
         if result is not None:
             result.cache_hit, result.key = True, key.digest()
             return result
-    result = analyse_sensitivity(setup, tuning, probe_images=probe, threads=threads, progress=progress)
+    result = analyse_sensitivity(setup, tuning, probe_images=probe, threads=threads, progress=progress,
+                                 reference=reference)
     result.key = key.digest()
     cache.save(key, result.to_dict())
     return result

@@ -30,6 +30,9 @@ def verify(
                                               "preprocessing to use.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Bare .onnx: where the reports go "
                                                 "[default: NAME.verify/ beside it].", show_default=False)] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache of FP32 baseline logits (beside the "
+                                                   "calibration statistics) [default: $RESNEXT_DEPLOY_CACHE or "
+                                                   "~/.cache/resnext-deploy].", show_default=False)] = None,
 ) -> None:
     """Compare DIRECTORY's artifact with its FP32 baseline (accuracy, latency), check the gates, write reports.
 
@@ -39,7 +42,7 @@ def verify(
 
     options = verify_options(evaluation, latency, gates, threads,
                              backend=backend.value if backend is not None else None, reference=reference, model=model,
-                             output=output)
+                             output=output, cache_dir=cache_dir)
     outcome = verify_directory(directory, options)
     print_summary(outcome.report)
     outcome.raise_for_gates()

@@ -211,6 +211,12 @@ def _entries(items: Iterable[dict[str, Any]]) -> tuple[ManifestEntry, ...]:
     )
 
 
+def records_sha256(records: Sequence[ImageRecord]) -> str:
+    """Content hash of an image subset in its order (relative path and file sha256 of each): its identity in caches."""
+    canonical = json.dumps([[r.relpath, sha256_file(r.path)] for r in records], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def check_disjoint(calib: Manifest, eval_records: Sequence[ImageRecord]) -> None:
     """Raise :class:`InputError` if any evaluation image is one of the calibration or tuning images.
 

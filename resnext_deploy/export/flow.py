@@ -266,7 +266,8 @@ def _build_engine(plan: ExportPlan, artifact: Path, report: Report) -> None:
 def _verify(staged: Path, options: ExportOptions, eval_data: Path | None) -> VerifyOutcome:
     """Verify the fresh export (still in the staging folder) against its FP32 baseline; write its reports."""
     assert options.verify is not None
-    verify_options = dataclasses.replace(options.verify, eval_data=eval_data)
+    verify_options = dataclasses.replace(options.verify, eval_data=eval_data,
+                                         cache_dir=options.verify.cache_dir or options.calibration.cache_dir)
     if verify_options.min_label_coverage is None:
         verify_options.min_label_coverage = options.calibration.min_label_coverage
     return verify_directory(staged, verify_options, lock=False)

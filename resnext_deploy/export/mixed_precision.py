@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy import console
+from resnext_deploy.calibration.baseline_cache import tuning_baseline
 from resnext_deploy.calibration.fallback import TARGETS, Budget, Measurement, Targets, search_fallback
 from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
 from resnext_deploy.calibration.quantize import describe_int8, write_int8
@@ -82,12 +83,14 @@ def run_fallback(
     started = time.perf_counter()
     budget = options.budget or Budget()
     tuning = load_tuning(manifest, cfg, progress=progress)
+    threads = getattr(engine_options, "threads", None)
+    reference, baseline = tuning_baseline(output / FP32_NAME, tuning.array, str(manifest.tuning_sha256), cfg.to_dict(),
+                                          _cache_dir(setup), threads)
     with console.stage(f"sensitivity of every INT8 layer on {len(tuning)} tuning images"):
         result = cached_sensitivity(setup, tuning.array, str(manifest.tuning_sha256), probe_images=options.probe_images,
-                                    cache_dir=_cache_dir(setup), threads=getattr(engine_options, "threads", None),
-                                    progress=progress)
+                                    cache_dir=_cache_dir(setup), threads=threads, progress=progress,
+                                    reference=reference)
     order = result.fallback_order()
-    reference = run_logits(output / FP32_NAME, tuning.array)
     labels = tuning.labels
     latency = _LatencyProbe(backend, output / FP32_NAME, engine_options) if budget.max_latency_ratio else None
 
@@ -110,6 +113,7 @@ def run_fallback(
     if setup.recipe.release_residual_conv_side:  # a recipe for a strongly typed engine: fallback must keep fusable Q/DQ
 
         section["placement_problems"] = strongly_typed_placement_problems(model)
+    section["baseline"] = baseline
     section["seconds"] = round(time.perf_counter() - started, 3)
     write_int8(setup, model, output / artifact_name("int8"), calibration_record,
                extra_metadata={"mixed_precision": artifact_record(section)})

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.calibration.baseline_cache import BaselineLogits, array_sha256
 from resnext_deploy.data.datasets import MIN_LABEL_COVERAGE, scan_images
-from resnext_deploy.data.manifest import Manifest, check_disjoint, select_subset
+from resnext_deploy.data.manifest import Manifest, check_disjoint, records_sha256, select_subset
 from resnext_deploy.data.preprocess import iter_batches
 from resnext_deploy.engines.base import Runner
 from resnext_deploy.errors import InputError
@@ -90,19 +91,34 @@ def load_eval_set(
 
 
 def eval_logits(
-    eval_set: EvalSet, baseline: Runner, target: Runner, batch_size: int, progress: bool
+    eval_set: EvalSet, baseline: Runner, target: Runner, batch_size: int, progress: bool,
+    cached: BaselineLogits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Baseline and target logits over the whole set, batch by batch, and the labels (None when unlabelled)."""
+    """Baseline and target logits over the whole set, batch by batch, and the labels (None when unlabelled).
+
+    ``cached``: the FP32 logits come from the baseline cache (computed there on a miss) instead of ``baseline``.
+    """
     reference, produced, labels = [], [], []
     for images, batch_labels in eval_set.batches(batch_size, progress):
-        reference.append(run_logits(baseline, images, batch_size))
+        if cached is not None:
+            cached.add(images)
+        else:
+            reference.append(run_logits(baseline, images, batch_size))
         produced.append(run_logits(target, images, batch_size))
         labels.append(batch_labels)
-    if not reference:
+    if not produced:
 
         raise InputError("no evaluation image could be read", hint="check --eval-data")
     known = None if any(batch is None for batch in labels) else np.concatenate(labels)
-    return np.concatenate(reference), np.concatenate(produced), known
+    base = cached.result() if cached is not None else np.concatenate(reference)
+    return base, np.concatenate(produced), known
+
+
+def eval_images_sha256(eval_set: EvalSet) -> str:
+    """The evaluation subset's identity: file contents in order, or the random inputs' bytes."""
+    if eval_set.random_images is not None:
+        return array_sha256(eval_set.random_images)
+    return records_sha256(eval_set.records)
 
 
 def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

@@ -75,6 +75,7 @@ class VerifyOptions:
     progress: bool = True
     require_gates: bool = False  # a skipped gate (metric not measured) fails like a failed one: exit 1
     min_label_coverage: float | None = None  # None: data.datasets.MIN_LABEL_COVERAGE; 0 accepts any
+    cache_dir: Path | None = None  # FP32 baseline logits cache (calibration.baseline_cache); None: the default cache
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:

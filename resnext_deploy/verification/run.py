@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console, environment, machine, outdir
+from resnext_deploy.calibration.baseline_cache import BaselineKey, BaselineLogits
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS
@@ -19,6 +20,7 @@ from resnext_deploy.verification.accuracy import (
     NO_LABELS_NOTE,
     compare_logits,
     eval_batch_size,
+    eval_images_sha256,
     eval_logits,
     load_eval_set,
 )
@@ -151,12 +153,13 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
     baseline = (torch_baseline(report, cfg.input_size, options.threads) if options.baseline == "torch"
                 else onnx_baseline(directory, report, options.threads, options.baseline_providers))
     target = target_side(directory, report, options.backend, options.threads)
+    cached = _cached_baseline(directory, report, eval_set, cfg, options) if logits is None else None
     latency: dict[str, Any] | None = None
     with baseline.runner as base_runner, target.runner as target_runner:
         started = time.perf_counter()
         batch_size = eval_batch_size(options.eval_batch_size, base_runner, target_runner)  # within an engine's profile
         reference, produced, labels = logits.for_set(eval_set) if logits is not None else eval_logits(
-            eval_set, base_runner, target_runner, batch_size, options.progress
+            eval_set, base_runner, target_runner, batch_size, options.progress, cached
         )
         console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
         accuracy = compare_logits(reference, produced, labels)
@@ -166,6 +169,8 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         eval_set.source["batch_size"] = batch_size
         target.description.update(_runner_facts(target_runner))
         baseline.description.update(_runner_facts(base_runner))
+    if cached is not None:
+        baseline.description["logits"] = cached.record()
 
     notes: list[str] = list(bare_notes)
     if eval_set.source["kind"] == "random":
@@ -218,6 +223,19 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
             if plot is not None:
                 outcome.outputs["latency_png"] = plot
     return outcome
+
+
+def _cached_baseline(directory: Path, report: Report, eval_set: Any, cfg: PreprocessConfig,
+                     options: VerifyOptions) -> BaselineLogits | None:
+    """The FP32 accuracy reference from the baseline cache (``--baseline onnx``): ONNX Runtime CPU, computed once
+    per (FP32 ONNX, evaluation subset, preprocessing); the torch baseline is computed every time."""
+    if options.baseline != "onnx":
+        return None
+    fp32 = directory / (report.artifacts.fp32 or FP32_NAME)  # a bare file's report names its reference absolutely
+    if not fp32.is_file():
+        return None
+    key = BaselineKey.for_model(fp32, eval_images_sha256(eval_set), len(eval_set), cfg.to_dict())
+    return BaselineLogits(fp32, key, options.cache_dir, options.threads)
 
 
 def _runner_facts(runner: Any) -> dict[str, Any]:

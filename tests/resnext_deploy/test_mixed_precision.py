@@ -72,6 +72,7 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
     first, chosen = mixed["steps"][0], mixed["chosen"]
     assert first["layers_in_float"] == 0 and first["cosine"] < 0.999 <= chosen["cosine"]
     assert chosen["layers_in_float"] == 1 and mixed["tuning"]["images"] == 64
+    assert mixed["baseline"]["computed_by"]["provider"] == "CPUExecutionProvider" and mixed["baseline"]["images"] == 64
     assert mixed["summary"].startswith("1 layer kept in FP32") and "target reached" in mixed["summary"]
     assert "mixed prec. 1 layer kept in FP32" in _output(result)
 
@@ -127,6 +128,7 @@ def test_unreachable_target_writes_the_best_artifact_and_exits_1(  # type: ignor
     mixed = report["mixed_precision"]
     assert not mixed["reached"] and mixed["failed"] == ["target_cosine"] and mixed["stopped_by"] == "max_fallback_layers"
     assert mixed["sensitivity"]["cache_hit"] and report["quantization"]["stats_cache_hit"]  # the first export's analysis
+    assert mixed["baseline"]["cache_hit"]  # and its FP32 logits of the tuning images
     best = read_metadata(out / "model.int8.onnx")["mixed_precision"]
     assert best["float_layer_labels"] == [PRODUCER] and not best["reached"]  # the best step: the outlier in float
     assert best["tuning_metrics"]["cosine"] == max(step["cosine"] for step in mixed["steps"])
