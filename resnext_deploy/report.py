@@ -132,9 +132,32 @@ class EngineRecord(Section):
     artifact: dict[str, Any] = Field(default_factory=dict)
 
 
+class HeldOutTarget(Section):
+    """One accuracy target of a mixed-precision artifact: the tuning images' number and the held-out one."""
+
+    target: str
+    threshold: float
+    tuning: float | None = None
+    held_out: float | None = None
+    held_out_meets_target: bool | None = None
+
+
+class HeldOutCheck(Section):
+    """A mixed-precision artifact's targets on the held-out evaluation images, beside the tuning numbers.
+
+    Informational: the target gate is the export's, on the tuning images; this never changes the exit code.
+    """
+
+    targets: list[HeldOutTarget] = Field(default_factory=list)
+    held_out_images: int | None = None
+    held_out_meets_targets: bool
+    missed: list[str] = Field(default_factory=list)
+
+
 class VerificationRecord(Section):
     """Target vs FP32 baseline: accuracy, latency, the images, both sides, the machine."""
 
+    mixed_precision: HeldOutCheck | None = None
     accuracy: dict[str, Any]
     latency: dict[str, Any] | None = None
     eval_data: dict[str, Any] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ from resnext_deploy.console import out
 from resnext_deploy.errors import InputError
 from resnext_deploy.files import atomic_path, write_bytes, write_text
 from resnext_deploy.report import GatesRecord, Report, VerificationRecord
+from resnext_deploy.verification.held_out import summary_lines
 
 REPORT_MD = "report.md"
 LATENCY_PNG = "latency.png"
@@ -215,6 +216,11 @@ def print_summary(report: Report) -> None:
     if acc["accuracy_measured"]:
         out.print(f"  top-1 {acc['baseline_top1']:.2f}% -> {acc['target_top1']:.2f}% ({acc['top1_delta_pp']:+.2f} pp)")
     out.print(f"  agreement {acc['top1_agreement']:.4f}, cosine {acc['mean_cosine']:.6f}, SQNR {_sqnr(acc)} dB")
+    if ver.mixed_precision is not None:
+        first, *missed = summary_lines(ver.mixed_precision.model_dump(exclude_unset=True))
+        out.print(f"  {first}")
+        for line in missed:
+            out.print(f"  [bold yellow]{line}[/]")
     table = Table(title="gates")
     for column in ("gate", "threshold", "measured", "margin", "result"):
         table.add_column(column)

@@ -26,6 +26,7 @@ from resnext_deploy.verification.accuracy import (
 )
 from resnext_deploy.verification.bare import bare_engine_report, bare_report, default_output, prepare_output
 from resnext_deploy.verification.compare import load_earlier_run
+from resnext_deploy.verification.held_out import held_out_check
 from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 from resnext_deploy.verification.options import VerifyOptions
@@ -196,8 +197,10 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
             notes.append(message)
             console.warn(message)
 
+    held_out = held_out_check(read_metadata(target_onnx).get("mixed_precision") if precision == "int8" else None, accuracy)
     report.verification = {
         "accuracy": accuracy,
+        **({"mixed_precision": held_out} if held_out is not None else {}),
         "latency": latency,
         "eval_data": eval_set.source,
         "baseline": baseline.description,

@@ -73,6 +73,11 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
     assert first["layers_in_float"] == 0 and first["cosine"] < 0.999 <= chosen["cosine"]
     assert chosen["layers_in_float"] == 1 and mixed["tuning"]["images"] == 64
     assert mixed["baseline"]["computed_by"]["provider"] == "CPUExecutionProvider" and mixed["baseline"]["images"] == 64
+    held_out = json.loads((out / "report.json").read_text())["verification"]["mixed_precision"]
+    (row,) = held_out["targets"]
+    assert row["target"] == "target_cosine" and row["tuning"] == chosen["cosine"] and held_out["held_out_images"] == 60
+    assert row["held_out"] == json.loads((out / "report.json").read_text())["verification"]["accuracy"]["mean_cosine"]
+    assert f"cosine tuning {chosen['cosine']:.5f} | held-out {row['held_out']:.5f}" in _output(result)
     assert mixed["summary"].startswith("1 layer kept in FP32") and "target reached" in mixed["summary"]
     assert "mixed prec. 1 layer kept in FP32" in _output(result)
 
@@ -93,6 +98,32 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
     assert top["output_nsr"] > 20 * second["output_nsr"]
     assert [layer["position"] for layer in document["layers"]] == list(range(len(document["layers"])))
     assert (out / "sensitivity.png").stat().st_size > 0
+
+
+def test_a_held_out_miss_is_said_in_one_line_without_changing_the_exit_code(mixed_export, synthetic_imagenet,  # type: ignore[no-untyped-def]
+                                                                           tmp_path: Path) -> None:
+    """Verified as a bare file whose tuning record claims an (unreachable) 0.9999999 target."""
+    import shutil
+
+    import onnx
+
+    from resnext_deploy.metadata import get_metadata, set_metadata
+
+    out, _ = mixed_export
+    shutil.copyfile(out / "model.onnx", tmp_path / "model.onnx")
+    model = onnx.load(out / "model.int8.onnx")
+    record = get_metadata(model)["mixed_precision"]
+    set_metadata(model, {"mixed_precision": record | {"targets": {"target_cosine": 0.9999999}}})
+    onnx.save(model, tmp_path / "model.int8.onnx")
+    result = _invoke("verify", tmp_path / "model.int8.onnx", "--eval-data", synthetic_imagenet.val, "--no-latency",
+                     "--eval-size", 20, "--max-top1-drop", 100)
+    assert result.exit_code == 0, _output(result)
+    text = _output(result)
+    assert text.count("held-out images miss the target") == 1
+    line = text.split("held-out images miss the target", 1)[1].split(" gates ", 1)[0]
+    assert "--target-cosine 0.9999999" in line and "checked on the tuning images" in line
+    check = json.loads((tmp_path / "model.int8.verify" / "report.json").read_text())["verification"]["mixed_precision"]
+    assert check["held_out_meets_targets"] is False and check["targets"][0]["held_out_meets_target"] is False
 
 
 def test_tuning_images_are_held_out_from_calibration_and_evaluation(mixed_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
