@@ -179,6 +179,25 @@ class GatesRecord(Section):
     required: bool = False
 
 
+class StagesRecord(Section):
+    """Seconds per stage of the last export and verify (None: the stage did not run); where the time went."""
+
+    model: float | None = None  # build the torch model, load weights
+    fold: float | None = None  # BatchNorm folding
+    export: float | None = None  # torch.onnx.export, checker, shape inference
+    simplify: float | None = None
+    parity: float | None = None  # ONNX Runtime vs PyTorch
+    calibration: float | None = None  # statistics (0 on a cache hit)
+    quantize: float | None = None  # Q/DQ artifacts, every --targets recipe
+    sensitivity: float | None = None  # the per-layer analysis (about 0 on a cache hit)
+    search: float | None = None  # the fallback search and the chosen artifact
+    engine_build: float | None = None
+    baseline: float | None = None  # FP32 reference logits of the evaluation images (0 on a cache hit)
+    target: float | None = None  # the artifact's logits of the evaluation images
+    decode: float | None = None  # decoding evaluation images (what the evaluation loop spent besides both sides)
+    latency: float | None = None
+
+
 class Report(Section):
     """report.json."""
 
@@ -204,6 +223,14 @@ class Report(Section):
     verification: VerificationRecord | None = None
     gates: GatesRecord | None = None
     sweep: dict[str, Any] | None = None  # a sweep step's record (resume fingerprint)
+    stages: StagesRecord | None = None
+
+    def record_stages(self, **seconds: float | None) -> None:
+        """Set stage times (seconds, rounded to ms) in ``stages``, creating the section on first use."""
+        if self.stages is None:
+            self.stages = StagesRecord()
+        for name, value in seconds.items():
+            setattr(self.stages, name, None if value is None else round(float(value), 3))
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,10 @@ def run_export(options: ExportOptions, command: list[str] | None = None) -> tupl
 
 
 def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: Report) -> None:
+    started = time.perf_counter()
     with console.stage(f"build {spec.name} ({options.weights} weights)"):
         model, weights = build_model(spec, options.weights, options.seed)
+    report.record_stages(model=time.perf_counter() - started)
     report.weights = weights.to_dict()
     if weights.is_random:
         report.add_warning(RANDOM_WEIGHTS_WARNING)
@@ -119,6 +122,7 @@ def _export_fp32(spec: ModelSpec, options: ExportOptions, output: Path, report: 
             opset=fp32.opset, exporter=fp32.exporter, simplify_graph=fp32.simplify, atol=fp32.atol, rtol=fp32.rtol,
         )
     report.export = exported.to_dict()
+    report.record_stages(**{name: exported.seconds.get(name) for name in ("fold", "export", "simplify", "parity")})
     report.artifacts.fp32 = FP32_NAME
     if not exported.simplify.applied and fp32.simplify:
         report.add_warning(exported.simplify.reason)
@@ -163,10 +167,14 @@ def _quantize_int8(plan: ExportPlan, calib: CalibrationOptions, output: Path, re
     console.err.print(f"[dim]calibration subset: {len(calibration.records)} of {calibration.description}[/]")
     batches = DecodedBatches(calibration.records, plan.spec.preprocess, calib.decode_batch, workers=calib.workers,
                              strict=calib.strict)
+    calibration_seconds = quantize_seconds = 0.0
     for index, (recipe, name) in enumerate(plan.targets.items()):
         with console.stage(f"calibrate ({calibration.method}) and quantize to INT8 ({recipe} recipe) -> {name}"):
             result = quantize_int8(output / FP32_NAME, output / name, batches, _quantize_config(plan, recipe, calib, work),
                                    calibration_record={"subset_size": len(manifest.entries)})
+        calibration_seconds += result.calibration_seconds
+        quantize_seconds += max(0.0, result.seconds - result.calibration_seconds)
+        report.record_stages(calibration=calibration_seconds, quantize=quantize_seconds)
         if index == 0:
             report.calibration = _calibration_section(calib, calibration, batches, result.calibration_images)
             report.artifacts.calibration_manifest = CALIBRATION_MANIFEST
@@ -244,6 +252,7 @@ def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, rep
     for key in ("stats_cache_hit", "stats_source", "calibration_seconds"):  # the statistics of the first pass
         setattr(report.quantization, key, getattr(first, key, None))
     report.mixed_precision = outcome.section
+    report.record_stages(sensitivity=outcome.section["sensitivity"]["seconds"], search=outcome.section["search_seconds"])
     report.artifacts.sensitivity = SENSITIVITY_NAME
     if (output / SENSITIVITY_PLOT_NAME).is_file():
         report.artifacts.sensitivity_plot = SENSITIVITY_PLOT_NAME
@@ -253,8 +262,10 @@ def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, rep
 
 def _build_engine(plan: ExportPlan, artifact: Path, report: Report) -> None:
     backend: Backend = plan.backend
+    started = time.perf_counter()
     with console.stage(f"build the {backend.name} engine for {artifact.name}"):
         built = backend.build(artifact, plan.build_options)
+    report.record_stages(engine_build=time.perf_counter() - started)
     recorded = built.to_dict()
     for key in ("path", "source_onnx", "sidecar"):  # relative: the export directory may move
         recorded[key] = Path(recorded[key]).relative_to(artifact.parent).as_posix()

@@ -99,6 +99,7 @@ def run_fallback(
         metrics = compare_logits(reference, run_logits(model, tuning.array), labels)
         return Measurement(metrics, latency.ratio(model) if latency is not None else None)
 
+    search_started = time.perf_counter()
     with console.stage(f"fallback until {_targets_text(options.targets)} on the tuning images"):
         try:
             search = search_fallback(order, evaluate, options.targets, budget,
@@ -114,6 +115,7 @@ def run_fallback(
 
         section["placement_problems"] = strongly_typed_placement_problems(model)
     section["baseline"] = baseline
+    section["search_seconds"] = round(time.perf_counter() - search_started, 3)
     section["seconds"] = round(time.perf_counter() - started, 3)
     write_int8(setup, model, output / artifact_name("int8"), calibration_record,
                extra_metadata={"mixed_precision": artifact_record(section)})

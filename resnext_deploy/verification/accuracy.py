@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,25 +93,38 @@ def load_eval_set(
 
 def eval_logits(
     eval_set: EvalSet, baseline: Runner, target: Runner, batch_size: int, progress: bool,
-    cached: BaselineLogits | None = None,
+    cached: BaselineLogits | None = None, seconds: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Baseline and target logits over the whole set, batch by batch, and the labels (None when unlabelled).
 
     ``cached``: the FP32 logits come from the baseline cache (computed there on a miss) instead of ``baseline``.
+    ``seconds``: filled with the time spent on each side (``baseline``, ``target``) and on decoding (``decode``).
     """
     reference, produced, labels = [], [], []
+    spent = {"baseline": 0.0, "target": 0.0, "decode": 0.0}
+    clock = time.perf_counter()
     for images, batch_labels in eval_set.batches(batch_size, progress):
+        spent["decode"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         if cached is not None:
             cached.add(images)
         else:
             reference.append(run_logits(baseline, images, batch_size))
+        spent["baseline"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         produced.append(run_logits(target, images, batch_size))
         labels.append(batch_labels)
+        spent["target"] += time.perf_counter() - clock
+        clock = time.perf_counter()
     if not produced:
 
         raise InputError("no evaluation image could be read", hint="check --eval-data")
     known = None if any(batch is None for batch in labels) else np.concatenate(labels)
+    clock = time.perf_counter()
     base = cached.result() if cached is not None else np.concatenate(reference)
+    spent["baseline"] += time.perf_counter() - clock
+    if seconds is not None:
+        seconds.update(spent)
     return base, np.concatenate(produced), known
 
 

@@ -156,17 +156,20 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
     target = target_side(directory, report, options.backend, options.threads)
     cached = _cached_baseline(directory, report, eval_set, cfg, options) if logits is None else None
     latency: dict[str, Any] | None = None
+    seconds: dict[str, float | None] = {}
     with baseline.runner as base_runner, target.runner as target_runner:
         started = time.perf_counter()
         batch_size = eval_batch_size(options.eval_batch_size, base_runner, target_runner)  # within an engine's profile
         reference, produced, labels = logits.for_set(eval_set) if logits is not None else eval_logits(
-            eval_set, base_runner, target_runner, batch_size, options.progress, cached
+            eval_set, base_runner, target_runner, batch_size, options.progress, cached, seconds
         )
         console.err.print(f"[green]✓[/] accuracy on {len(reference)} images [dim]({time.perf_counter() - started:.1f}s)[/]")
         accuracy = compare_logits(reference, produced, labels)
         if options.measures_latency:
             plan = LatencyPlan(options.batch_sizes, options.duration, options.iterations, options.warmup_ms / 1000.0, options.seed)
+            latency_started = time.perf_counter()
             latency = measure_latency(base_runner, target_runner, plan, progress=options.progress)
+            seconds["latency"] = time.perf_counter() - latency_started
         eval_set.source["batch_size"] = batch_size
         target.description.update(_runner_facts(target_runner))
         baseline.description.update(_runner_facts(base_runner))
@@ -210,6 +213,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
         "environment": machine.describe(),
         "notes": notes,
     }
+    report.record_stages(**{"baseline": None, "target": None, "decode": None, "latency": None, **seconds})
     outcome = VerifyOutcome(directory, report, results, require_gates=options.require_gates)
     report.gates = gates_record(gates, results, earlier) | {
         "required": options.require_gates, "passed": bool(outcome), "failed": [r.name for r in outcome.failed]}

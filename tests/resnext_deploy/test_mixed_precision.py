@@ -78,6 +78,10 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
     assert row["target"] == "target_cosine" and row["tuning"] == chosen["cosine"] and held_out["held_out_images"] == 60
     assert row["held_out"] == json.loads((out / "report.json").read_text())["verification"]["accuracy"]["mean_cosine"]
     assert f"cosine tuning {chosen['cosine']:.5f} | held-out {row['held_out']:.5f}" in _output(result)
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    ran = ("model", "fold", "export", "simplify", "parity", "calibration", "quantize", "sensitivity", "search",
+           "engine_build", "baseline", "target", "decode")
+    assert all(stages[name] >= 0 for name in ran) and stages.get("latency") is None  # --no-latency
     assert mixed["summary"].startswith("1 layer kept in FP32") and "target reached" in mixed["summary"]
     assert "mixed prec. 1 layer kept in FP32" in _output(result)
 
