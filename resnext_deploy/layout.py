@@ -7,6 +7,8 @@ artifact or a renamed one is one edit. Engine files are named by their backend (
 from __future__ import annotations
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# what a layer kept out of INT8 by mixed precision may run in (`--fallback-precision`; "auto": the engine's first)
+FALLBACK_PRECISIONS = ("fp32", "bf16", "fp16")
 FP32_NAME = "model.onnx"
 REPORT_NAME = "report.json"
 REPORT_MD_NAME = "report.md"

@@ -37,7 +37,7 @@ MAX_FOLDER_BYTES = 1024 * 1024 * 1024
 def _computed_by() -> dict[str, Any]:
     import onnxruntime
 
-    return {"engine": "onnxruntime", "version": str(onnxruntime.__version__), "provider": PROVIDER, "chunk": CHUNK,
+    return {"engine": "ONNX Runtime", "version": str(onnxruntime.__version__), "provider": PROVIDER, "chunk": CHUNK,
             "graph_optimization": "ORT_ENABLE_ALL"}
 
 

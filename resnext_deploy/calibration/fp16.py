@@ -123,3 +123,22 @@ def convert_fp16(
         onnx.save(converted, os.fspath(tmp))
     halves, casts = _counts(converted)
     return Fp16Result(output, halves, casts, sorted(set(op_block_list or [])), round(time.perf_counter() - started, 3))
+
+
+_ELEMENT_NAMES = {1: "fp32", 10: "fp16", 16: "bf16"}  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
+
+
+def layer_float_types(model: str | os.PathLike[str] | Any, layers: list[str]) -> dict[str, str | None]:
+    """The float type each named node computes in according to the graph: its weight initializer's element type
+    (what ONNX Runtime runs and a strongly typed TensorRT network builds); None for a node that is not there or is
+    still quantized (its weights come from a DequantizeLinear)."""
+    import onnx
+
+    graph = (onnx.load(os.fspath(model), load_external_data=False) if isinstance(model, (str, os.PathLike))
+             else model).graph
+    initializers = {init.name: init.data_type for init in graph.initializer}
+    found: dict[str, str | None] = dict.fromkeys(layers)
+    for node in graph.node:
+        if node.name in found and len(node.input) > 1 and node.input[1] in initializers:
+            found[node.name] = _ELEMENT_NAMES.get(initializers[node.input[1]])
+    return found

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from resnext_deploy.engines.registry import backend_names
+from resnext_deploy.export.mixed_precision import FALLBACK_CHOICES
 from resnext_deploy.export.options import CALIB_METHODS, RECIPE_CHOICES
 from resnext_deploy.exporters.onnx_export import EXPORTERS
 from resnext_deploy.layout import PRECISIONS
@@ -27,6 +28,7 @@ Recipe = _choices("Recipe", RECIPE_CHOICES)  # auto + calibration.recipes.RECIPE
 CalibMethod = _choices("CalibMethod", CALIB_METHODS)  # auto + calibration.statistics.METHODS
 Exporter = _choices("Exporter", EXPORTERS)
 Baseline = _choices("Baseline", BASELINES)
+FallbackPrecision = _choices("FallbackPrecision", FALLBACK_CHOICES)  # auto + layout.FALLBACK_PRECISIONS
 
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo model name (see `resnext-deploy models`).", show_default=False)]

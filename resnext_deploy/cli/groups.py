@@ -23,7 +23,7 @@ import typer
 
 from resnext_deploy.bundle.signing import TrustPolicy
 from resnext_deploy.calibration.fallback import Budget, Targets
-from resnext_deploy.cli._options import Baseline, CalibMethod, Exporter, Recipe
+from resnext_deploy.cli._options import Baseline, CalibMethod, Exporter, FallbackPrecision, Recipe
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.engines.registry import backend_names
 from resnext_deploy.export.mixed_precision import MixedPrecisionOptions
@@ -365,6 +365,13 @@ class MixedPrecisionArgs:
         float | None, typer.Option("--max-latency-ratio", help="Most INT8/FP32 latency (batch 1, the export's backend) the "
                                    "fallback may spend, e.g. 0.75.", rich_help_panel=_MIXED, show_default=False)
     ] = None
+    fallback_precision: Annotated[
+        FallbackPrecision, typer.Option("--fallback-precision", help="What the layers kept out of INT8 run in on the "
+                                        "export's engine: auto = the fastest float type it has here (OpenVINO: bf16 on "
+                                        "AVX-512-BF16/AMX CPUs, set as the compiled model's inference precision; TensorRT: "
+                                        "the recipe's FP16 regions; ONNX Runtime: fp32). report.json records what each "
+                                        "kept layer really runs in.", rich_help_panel=_MIXED)
+    ] = FallbackPrecision.auto
     tune_size: Annotated[
         int, typer.Option("--tune-size", help="Tuning images: held out from the calibration subset's source, pinned in "
                           "the manifest, never evaluation images.", rich_help_panel=_MIXED)
@@ -377,6 +384,7 @@ class MixedPrecisionArgs:
             targets=Targets(self.target_cosine, self.target_agreement, self.target_top1_drop),
             budget=Budget(self.max_fallback_layers, self.max_latency_ratio),
             tune_size=self.tune_size,
+            fallback_precision=self.fallback_precision.value,
         )
 
 

@@ -13,7 +13,7 @@ from resnext_deploy.engines.registry import (
     get_spec,
     spec_for_sidecar,
 )
-from resnext_deploy.engines.select import auto_rule, resolve_backend, select_for
+from resnext_deploy.engines.select import auto_rule, resolve_backend, resolve_fallback_precision, select_for
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -29,6 +29,7 @@ __all__ = [
     "default_recipe",
     "get_spec",
     "resolve_backend",
+    "resolve_fallback_precision",
     "select_for",
     "spec_for_sidecar",
 ]

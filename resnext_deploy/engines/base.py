@@ -285,6 +285,8 @@ class EngineSpec:
     read_engine_file: Callable[[Path], EngineFile] | None = None  # reads such a file with its sidecar (InputError if not)
     int8_recipes: tuple[str, ...] = ()  # the INT8 recipes whose Q/DQ it can build an engine from; () = any
     check_options: Callable[[BuildOptions], None] | None = None  # refuses (UsageError) options it cannot honour, early
+    # float types (layout.FALLBACK_PRECISIONS) this engine runs INT8 fallback layers in on this machine, fastest first
+    fallback_precisions: Callable[[], tuple[str, ...]] = lambda: ("fp32",)
 
     def backend(self) -> Any:
         """A fresh Backend object."""

@@ -16,6 +16,21 @@ from resnext_deploy.engines.registry import AUTO, DEFAULT_BACKEND, REGISTRY, bac
 from resnext_deploy.errors import NotAvailableError, UsageError
 
 
+def resolve_fallback_precision(backend: str, requested: str) -> tuple[str, str]:
+    """(float type, why) that layers kept out of INT8 run in on ``backend`` here; ``auto`` is the engine's fastest.
+
+    ``UsageError`` (exit 2, before any work) when the engine cannot run the type asked for on this machine.
+    """
+    spec = get_spec(backend)
+    offered = spec.fallback_precisions()
+    if requested == AUTO:
+        return offered[0], f"{AUTO}: {offered[0]}, the fastest float type {spec.title} runs here (of {', '.join(offered)})"
+    if requested not in offered:
+        raise UsageError(f"{spec.title} cannot run layers kept out of INT8 in {requested} on this machine",
+                         hint=f"use --fallback-precision {' or '.join((AUTO, *offered))}, or another --backend")
+    return requested, "requested"
+
+
 def _require(name: str) -> Backend:
     """The named backend, or ``NotAvailableError`` (exit 2) saying why and how to install it."""
     spec = get_spec(name)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from resnext_deploy import console, machine, outdir
-from resnext_deploy.calibration.fp16 import convert_fp16
+from resnext_deploy.calibration.fp16 import convert_fp16, layer_float_types
 from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization, quantize_int8
 from resnext_deploy.data.manifest import Manifest
 from resnext_deploy.data.preprocess import DecodedBatches
@@ -244,7 +244,8 @@ def _mixed_precision(plan: ExportPlan, options: ExportOptions, output: Path, rep
     with prepare_quantization(output / FP32_NAME, None, config,
                               stats_file=output / str(report.artifacts.calibration_stats)) as setup:
         outcome, result = run_fallback(output, options.mixed_precision, setup, manifest, plan.spec.preprocess,
-                                       plan.backend, options.engine, {"subset_size": len(manifest.entries)})
+                                       plan.backend, options.engine, {"subset_size": len(manifest.entries)},
+                                       fallback=plan.fallback_precision)
     first = report.quantization
     assert first is not None
     _record_int8(result, plan.recipe, artifact_name("int8"), True, output, report)
@@ -270,8 +271,23 @@ def _build_engine(plan: ExportPlan, artifact: Path, report: Report) -> None:
     for key in ("path", "source_onnx", "sidecar"):  # relative: the export directory may move
         recorded[key] = Path(recorded[key]).relative_to(artifact.parent).as_posix()
     report.engine = {"backend": backend.name, "reason": plan.backend_reason, "artifact": recorded}
+    if report.mixed_precision is not None and artifact.name == report.artifacts.int8:
+        _record_fallback_types(report, artifact, built.metadata.get("float_layers_run_in"))
     report.artifacts.engine = built.path.name
     report.artifacts.engine_manifest = built.sidecar.name
+
+
+def _record_fallback_types(report: Report, artifact: Path, engine_read_back: dict[str, str | None] | None) -> None:
+    """report.json's ``mixed_precision.runs_in``: each kept layer's float type, read back from the compiled model
+    where the engine exposes it (OpenVINO's runtime precision), else the graph's types (what ONNX Runtime and a
+    strongly typed TensorRT network run)."""
+    assert report.mixed_precision is not None
+    layers = [layer["name"] for layer in report.mixed_precision["float_layers"]]
+    if engine_read_back is not None:
+        runs_in, source = engine_read_back, "compiled model (runtime precision)"
+    else:
+        runs_in, source = layer_float_types(artifact, layers), "graph types"
+    report.mixed_precision = {**report.mixed_precision, "runs_in": runs_in, "runs_in_source": source}
 
 
 def _verify(staged: Path, options: ExportOptions, eval_data: Path | None) -> VerifyOutcome:

@@ -23,13 +23,15 @@ from resnext_deploy.calibration.quantize import describe_int8, write_int8
 from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.errors import GateFailed, InputError, UsageError
-from resnext_deploy.layout import FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
+from resnext_deploy.layout import FALLBACK_PRECISIONS, FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
 from resnext_deploy.metadata import get_metadata
 from resnext_deploy.sensitivity_report import load_tuning, sensitivity_document, write_outputs
 from resnext_deploy.verification.accuracy import compare_logits
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 
 DEFAULT_TUNE_SIZE = 128
+AUTO = "auto"
+FALLBACK_CHOICES = (AUTO, *FALLBACK_PRECISIONS)
 LATENCY_ROUNDS = 3
 
 
@@ -41,8 +43,12 @@ class MixedPrecisionOptions:
     budget: Budget | None = None  # None: the defaults
     tune_size: int = DEFAULT_TUNE_SIZE  # held-out images pinned in the manifest for every INT8 export
     probe_images: int = 32  # of the tuning images, used per site by the sensitivity analysis
+    fallback_precision: str = AUTO  # what layers kept out of INT8 run in on the export's engine (layout.FALLBACK_PRECISIONS)
 
     def __post_init__(self) -> None:
+        if self.fallback_precision not in FALLBACK_CHOICES:
+            raise UsageError(f"unknown fallback precision {self.fallback_precision!r}",
+                             hint=f"use one of: {', '.join(FALLBACK_CHOICES)}")
         if self.tune_size <= 0:
             raise UsageError(f"--tune-size must be positive, got {self.tune_size}", hint="for example --tune-size 128")
         if self.probe_images <= 0:
@@ -75,6 +81,7 @@ class FallbackOutcome:
 def run_fallback(
     output: Path, options: MixedPrecisionOptions, setup: Any, manifest: Any, cfg: Any, backend: Any,
     engine_options: Any, calibration_record: dict[str, Any], progress: bool = True,
+    fallback: tuple[str, str] = ("fp32", "default"),
 ) -> tuple[FallbackOutcome, Any]:
     """Analyse, search, write the chosen INT8 artifact and sensitivity outputs; returns (outcome, QuantizationResult)."""
     import time
@@ -111,6 +118,8 @@ def run_fallback(
     model, released = setup.quantize(chosen)
     section = fallback_section(options, budget, result, search, manifest, labels is not None, setup.recipe,
                                setup.float_precision_applied)
+    section["fallback_precision"], section["fallback_precision_reason"] = fallback
+    section["summary"] = summary_line(section)
     if setup.recipe.release_residual_conv_side:  # a recipe for a strongly typed engine: fallback must keep fusable Q/DQ
 
         section["placement_problems"] = strongly_typed_placement_problems(model)
@@ -167,6 +176,7 @@ def artifact_record(section: dict[str, Any]) -> dict[str, Any]:
         "float_layers": [layer["name"] for layer in section["float_layers"]],
         "float_layer_labels": [layer["label"] for layer in section["float_layers"]],
         "float_precision": section["float_precision_applied"],
+        "fallback_precision": section.get("fallback_precision", section["float_precision_applied"]),
         "targets": section["targets"],
         "reached": section["reached"],
         "tuning_metrics": {k: section["chosen"][k] for k in ("cosine", "agreement", "top1_drop_pp")},
@@ -177,7 +187,7 @@ def artifact_record(section: dict[str, Any]) -> dict[str, Any]:
 def summary_line(section: dict[str, Any]) -> str:
     """One line: what was kept in float, what it cost, what it reached."""
     chosen, first = section["chosen"], section["steps"][0]
-    precision = section["float_precision_applied"].upper()
+    precision = section.get("fallback_precision", section["float_precision_applied"]).upper()
     count = section["float_layer_count"]
     if count:
         kept = f"{count} layer{'s' if count != 1 else ''} kept in {precision} ({section['float_cost_share']:.1%} of MACs)"

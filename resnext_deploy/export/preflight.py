@@ -22,7 +22,7 @@ from resnext_deploy.data.manifest import Manifest, select_subset
 from resnext_deploy.data.preprocess import probe_images
 from resnext_deploy.engines.base import Backend, BuildOptions
 from resnext_deploy.engines.registry import AUTO, default_recipe
-from resnext_deploy.engines.select import check_engine_recipe, resolve_backend
+from resnext_deploy.engines.select import check_engine_recipe, resolve_backend, resolve_fallback_precision
 from resnext_deploy.errors import InputError, UsageError, WeightsError
 from resnext_deploy.export.options import CalibrationOptions, ExportOptions
 from resnext_deploy.exporters.onnx_export import resolve_opset
@@ -58,6 +58,7 @@ class ExportPlan:
     calibration: CalibrationPlan | None
     eval_data: Path | None
     build_options: BuildOptions
+    fallback_precision: tuple[str, str] = ("fp32", "default")  # (what fallback layers run in on the engine, why)
 
     @property
     def engine_source(self) -> str:
@@ -101,7 +102,11 @@ def preflight(options: ExportOptions) -> ExportPlan:
     if options.verify is not None:
         eval_data = options.verify.eval_data or default_eval_data(options.calibration)
         check_verification(spec, options, eval_data, calibration)
-    return ExportPlan(spec, options.precision, backend, reason, recipe, targets, calibration, eval_data, build_options)
+    fallback = ("fp32", "default")
+    if options.mixed_precision.enabled:
+        fallback = resolve_fallback_precision(backend.name, options.mixed_precision.fallback_precision)
+    return ExportPlan(spec, options.precision, backend, reason, recipe, targets, calibration, eval_data, build_options,
+                      fallback)
 
 
 def check_fp32_source(source: Path, spec: ModelSpec) -> None:

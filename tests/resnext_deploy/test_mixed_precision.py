@@ -65,7 +65,8 @@ def mixed_export(sensitive_weights: Path, synthetic_imagenet, cache_dir: Path,  
 def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_export) -> None:  # type: ignore[no-untyped-def]
     out, result = mixed_export
     assert result.exit_code == 0, result.output
-    mixed = json.loads((out / "report.json").read_text())["mixed_precision"]
+    report = json.loads((out / "report.json").read_text())
+    mixed = report["mixed_precision"]
     assert mixed["reached"] and mixed["targets"] == {"target_cosine": 0.999}
     assert [layer["label"] for layer in mixed["float_layers"]] == [PRODUCER]
     assert "sensitivity rank 1/" in mixed["float_layers"][0]["reason"]
@@ -87,6 +88,9 @@ def test_fallback_keeps_only_the_outlier_layer_and_reaches_the_target(mixed_expo
 
     meta = read_metadata(out / "model.int8.onnx")["mixed_precision"]
     assert meta["float_layer_labels"] == [PRODUCER] and meta["reached"] and meta["float_precision"] == "fp32"
+    assert meta["fallback_precision"] == "fp32" and mixed["fallback_precision_reason"].startswith("auto: fp32")
+    assert report["mixed_precision"]["runs_in"] == {meta["float_layers"][0]: "fp32"}  # ONNX Runtime: the graph's types
+    assert report["mixed_precision"]["runs_in_source"] == "graph types"
     import onnx
 
     graph = onnx.load(out / "model.int8.onnx").graph
@@ -183,6 +187,7 @@ def test_sensitivity_command_prints_the_ranking_from_the_cache(mixed_export, cac
 def test_other_recipes_fall_back_through_the_same_exclusions(mixed_export, cache_dir: Path, recipe: str) -> None:  # type: ignore[no-untyped-def]
     """tensorrt quantizes only inputs: the consumer alone carries the outlier tensor. openvino also quantizes
     conv outputs: producer and consumer share it, so neither helps alone and the fallback takes both."""
+    from resnext_deploy.calibration.fp16 import layer_float_types
     from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
     from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
     from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
@@ -209,6 +214,7 @@ def test_other_recipes_fall_back_through_the_same_exclusions(mixed_export, cache
         assert result.ranked()[0].label == CONSUMER and labels[order[0]] == CONSUMER
         assert cosine[1] > 0.999 > cosine[0]  # the consumer alone removes the damage
         assert strongly_typed_placement_problems(model) == []  # still what a strongly typed engine fuses
+        assert layer_float_types(model, order[:1]) == {order[0]: "fp16"}  # the recipe's FP16 regions: TensorRT's fallback
     else:
         assert {layer.label for layer in result.ranked()[:2]} == {PRODUCER, CONSUMER}
         assert {labels[name] for name in order[:2]} == {PRODUCER, CONSUMER}  # taken as one group
@@ -261,3 +267,33 @@ def test_latency_budget_is_measured_on_the_export_backend(  # type: ignore[no-un
     # timings are not asserted (shared machines); only that every step was timed on the backend and kept in budget
     assert all(step["latency_ratio"] > 0 and step["within_budget"] for step in mixed["steps"])
     assert "latency x" in mixed["summary"]
+
+
+@pytest.mark.parametrize("requested", ["bf16", "fp32"])
+def test_openvino_runs_the_kept_layers_at_the_fallback_precision_and_reads_it_back(  # type: ignore[no-untyped-def]
+        mixed_export, sensitive_weights: Path, synthetic_imagenet, cache_dir: Path, tmp_path: Path, requested: str) -> None:
+    """The ONNX Runtime recipe's artifact on OpenVINO (its analysis is the first export's, from the cache)."""
+    pytest.importorskip("openvino", reason="openvino is not installed on this platform")
+    from resnext_deploy.engines.registry import get_spec
+
+    if requested not in get_spec("openvino").fallback_precisions():
+        result = _export(sensitive_weights, synthetic_imagenet.root, tmp_path / "never", cache_dir, "--target-cosine",
+                         0.999, "--backend", "openvino", "--fallback-precision", requested)
+        assert result.exit_code == 2 and "--fallback-precision auto" in _output(result)
+        pytest.skip(f"this CPU has no {requested} kernels for OpenVINO: refused with exit 2 (checked)")
+    out = tmp_path / "ov"
+    result = _invoke("export", "resnext_tiny", "-p", "int8", "--backend", "openvino", "--recipe", "onnxruntime",
+                     "--weights", sensitive_weights, "-o", out, "--calib-data", synthetic_imagenet.root, "--calib-size", 64,
+                     "--tune-size", 64, "--cache-dir", cache_dir, "--target-cosine", 0.999, "--fallback-precision",
+                     requested, "--no-verify")
+    assert result.exit_code == 0, _output(result)
+    report = json.loads((out / "report.json").read_text())
+    mixed = report["mixed_precision"]
+    (kept,) = [layer["name"] for layer in mixed["float_layers"]]
+    assert mixed["fallback_precision"] == requested and mixed["sensitivity"]["cache_hit"]
+    assert read_metadata(out / "model.int8.onnx")["mixed_precision"]["fallback_precision"] == requested
+    sidecar = json.loads((out / "model.int8.openvino.json").read_text())
+    assert sidecar["config"]["INFERENCE_PRECISION_HINT"] == {"bf16": "bf16", "fp32": "f32"}[requested]
+    assert sidecar["float_layers_run_in"] == {kept: requested}  # OpenVINO's runtimePrecision of the kept conv
+    assert mixed["runs_in"] == {kept: requested} and mixed["runs_in_source"].startswith("compiled model")
+    assert f"kept in {requested.upper()}" in mixed["summary"]

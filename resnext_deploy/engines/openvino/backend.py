@@ -150,7 +150,10 @@ class OpenVinoBackend(Backend):
         env = OvEnvironment.current()
         precision = precision_of(source, options)
         reduced = reduced_float_precision(env.capabilities)
-        settings = ovconfig.compile_config(precision, options, reduced)
+        own = model_metadata(source)
+        mixed = own.get("mixed_precision") or {}
+        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), env.capabilities)
+        settings = ovconfig.compile_config(precision, options, reduced, int8_float)
         compiled, seconds, names = compile_onnx(source, settings)
         stream = io.BytesIO()
         compiled.export_model(stream)
@@ -174,8 +177,10 @@ class OpenVinoBackend(Backend):
             "compiled_model": _file_record(blob, out_dir, sha256_bytes(data)),
             "options": options.to_dict(),
             "compile_seconds": round(seconds, 4),
-            "model_metadata": model_metadata(source),
+            "model_metadata": own,
         }
+        if mixed.get("float_layers"):  # read back: what the layers kept out of INT8 really run in
+            metadata["float_layers_run_in"] = ovconfig.runtime_precisions(compiled, list(mixed["float_layers"]))
         write_json(sidecar, metadata)
         return BuiltArtifact(NAME, blob, source, sidecar, metadata)
 
@@ -209,8 +214,11 @@ class OpenVinoBackend(Backend):
                                           start_reason=f"compiled model {blob.name}",
                                           startup_seconds=time.perf_counter() - started, keep_alive=mapped)
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
-        reduced = reduced_float_precision(OvEnvironment.current().capabilities)
-        compiled, _, names = compile_onnx(source, ovconfig.compile_config(precision, options, reduced))
+        capabilities = OvEnvironment.current().capabilities
+        mixed = model_metadata(source).get("mixed_precision") or {}
+        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), capabilities)
+        compiled, _, names = compile_onnx(source, ovconfig.compile_config(precision, options,
+                                                                          reduced_float_precision(capabilities), int8_float))
         return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason,
                               startup_seconds=time.perf_counter() - started)
 

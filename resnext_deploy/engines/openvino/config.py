@@ -25,19 +25,32 @@ RECORDED_PROPERTIES = (
 )
 
 
-def inference_precision(precision: str, reduced: str | None) -> str:
-    """The float type OpenVINO computes in for an artifact of ``precision`` on a device whose best reduced type is ``reduced``."""
+_OUR_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "uint8"}  # OpenVINO element types
+_HINTS = {"bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16")}  # fallback precision -> (hint, device capability)
+
+
+def fallback_hint(fallback: str | None, capabilities: tuple[str, ...]) -> str | None:
+    """The hint for an INT8 artifact whose fallback layers ask for ``fallback`` (its ``mixed_precision`` metadata):
+    bf16/f16 where this device computes in it, else None (f32, as every INT8 artifact)."""
+    hint, capability = _HINTS.get(fallback or "", (None, None))
+    return hint if capability in capabilities else None
+
+
+def inference_precision(precision: str, reduced: str | None, int8_float: str | None = None) -> str:
+    """The float type OpenVINO computes in for an artifact of ``precision`` on a device whose best reduced type is
+    ``reduced``; ``int8_float``: the INT8 artifact's float parts (``fallback_hint``), f32 without one."""
     if precision == "fp16":
         return reduced or "f32"
     if precision == "int8":
-        return INT8_FLOAT_PRECISION
+        return int8_float or INT8_FLOAT_PRECISION
     return "f32"
 
 
-def compile_config(precision: str, options: BuildOptions, reduced: str | None) -> dict[str, str]:
+def compile_config(precision: str, options: BuildOptions, reduced: str | None,
+                   int8_float: str | None = None) -> dict[str, str]:
     """The properties passed to ``compile_model`` (strings, as recorded)."""
     return {
-        "INFERENCE_PRECISION_HINT": inference_precision(precision, reduced),
+        "INFERENCE_PRECISION_HINT": inference_precision(precision, reduced, int8_float),
         "PERFORMANCE_HINT": PERFORMANCE_HINT,
         "NUM_STREAMS": str(NUM_STREAMS),
         "INFERENCE_NUM_THREADS": str(options.intra_op_threads),
@@ -62,6 +75,24 @@ def effective_properties(compiled: Any) -> dict[str, str]:
         except RuntimeError:  # a property this plugin version does not report
             continue
     return values
+
+
+def runtime_precisions(compiled: Any, layers: list[str]) -> dict[str, str | None]:
+    """What each ONNX node of ``layers`` really runs in: the ``runtimePrecision`` of the compiled model's op whose
+    ``originalLayersNames`` holds it (fused ops list every node they absorbed); None when none does."""
+    found: dict[str, str | None] = dict.fromkeys(layers)
+    wanted = set(layers)
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "originalLayersNames" not in info or "runtimePrecision" not in info:
+            continue
+        if info["layerType"].astype(str) in ("Const", "Reorder", "Convert"):  # not the layer's own computation
+            continue
+        for name in set(info["originalLayersNames"].astype(str).split(",")) & wanted:
+            if found[name] is None:
+                value = info["runtimePrecision"].astype(str)
+                found[name] = _OUR_NAMES.get(value, value)
+    return found
 
 
 def _text(value: Any) -> str:

@@ -67,6 +67,13 @@ def describe_target(target: dict[str, Any]) -> str:
     return f"OpenVINO {version} on {cpu.get('model') or cpu.get('machine')} ({device}, computes in {target.get('inference_precision')})"
 
 
+def fallback_precisions() -> tuple[str, ...]:
+    """The CPU's fast float type first (bf16 with AVX-512-BF16/AMX, else f16 where the device computes in it), then f32."""
+    ok, _ = _make().available()
+    caps = OvEnvironment.current().capabilities if ok else ()
+    return tuple(name for name, cap in (("bf16", "BF16"), ("fp16", "FP16")) if cap in caps) + ("fp32",)
+
+
 def triton_parameters(precision: str) -> dict[str, str]:
     """Triton OpenVINO backend parameters: our latency settings; bf16 for the FP16 artifact where the CPU has it."""
     parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
@@ -96,4 +103,5 @@ SPEC = EngineSpec(
     packages=("openvino",),
     module="openvino",
     details=details,
+    fallback_precisions=fallback_precisions,
 )

@@ -107,4 +107,5 @@ SPEC = EngineSpec(
     engine_suffix=".engine",
     read_engine_file=read_engine_file,
     int8_recipes=("tensorrt",),  # symmetric signed INT8, zero points 0, float bias: what onnx-tensorrt parses
+    fallback_precisions=lambda: ("fp16",),  # the recipe's FP16 float regions: a strongly typed network runs them so
 )
