@@ -90,7 +90,7 @@ class Measurement:
     """What ``evaluate`` returns for one set of float layers."""
 
     metrics: dict[str, Any]  # verification's compare_logits on the tuning images
-    latency_ratio: float | None = None  # target / FP32 p50 at batch 1, when a latency budget is set
+    latency_ratio: float | None = None  # target / FP32 p50 at batch 1 on the export's engine (None: not timed)
 
 
 @dataclass
@@ -105,6 +105,7 @@ class Step:
     meets_target: bool
     within_budget: bool
     predicted_cosine: float | None = None
+    predicted_latency: float | None = None  # relative to full INT8, from the cost model (``calibration.cost``)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +134,7 @@ def search_fallback(
     targets: Targets,
     budget: Budget,
     predict_cosine: Callable[[int], float] | None = None,
+    predict_latency: Callable[[int], float] | None = None,
 ) -> FallbackResult:
     """The shortest prefix of ``ranking`` (most sensitive first) whose artifact meets ``targets`` within ``budget``.
 
@@ -157,6 +159,7 @@ def search_fallback(
                 layers_in_float=k, float_layers=layers, metrics=measured.metrics, latency_ratio=measured.latency_ratio,
                 margins=margins, meets_target=all(m is not None and m >= 0 for m in margins.values()), within_budget=within,
                 predicted_cosine=predict_cosine(k) if predict_cosine is not None else None,
+                predicted_latency=predict_latency(k) if predict_latency is not None else None,
                 seconds=round(time.perf_counter() - started, 3),
             )
         return steps[k]

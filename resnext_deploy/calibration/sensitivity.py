@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from resnext_deploy.calibration.cost import CostModel, layer_edges
 from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
 from resnext_deploy.calibration.sensitivity_cache import SensitivityCache, SensitivityKey
 from resnext_deploy.console import progress_bar
@@ -37,6 +38,7 @@ from resnext_deploy.errors import InputError
 from resnext_deploy.numerics import mean_cosine
 
 DEFAULT_PROBE_IMAGES = 32
+MIN_STEP_COST = 1e-6  # a group that removes conversions costs (about) nothing: taken first if it removes noise
 BATCH = 16
 NOISE_BATCH = 4
 
@@ -119,16 +121,30 @@ class SensitivityResult:
         everything = self.noise(()) or 1e-30
         return 1.0 - (1.0 - self.full_int8["cosine"]) * self.noise(in_float) / everything
 
-    def fallback_order(self) -> list[str]:
-        """Layers in the order fallback leaves them out of INT8: most predicted noise removed per cost first.
+    def cost_model(self, precision: str = "fp32") -> CostModel | None:
+        """The latency cost model of these layers at ``precision`` (None for an analysis cached before it existed)."""
+        data = self.extra.get("cost_model")
+        return CostModel.from_dict(data, precision) if data else None
+
+    def fallback_order(self, precision: str = "fp32") -> list[str]:
+        """Layers in the order fallback leaves them out of INT8: most predicted noise removed per latency cost first.
 
         Each step adds the layer, or the group of layers that together remove a shared site, with
-        the best ratio of predicted noise removed to cost (MAC share plus a small per-layer
-        overhead for the Q/DQ work a float layer adds); so sensitivity order, adjusted for sites
-        that several layers share.
+        the best ratio of predicted noise removed to predicted latency added on the engine
+        (``calibration.cost``: the float MACs at ``precision`` and the conversions where the set
+        breaks an INT8 chain, so a layer next to one already in float, or next to the float world,
+        is cheaper than one between INT8 neighbours). Without a cost model: MAC share plus a small
+        per-layer overhead. Equal sensitivity, lower cost first; more noise, first at equal cost.
         """
         by_name = {layer.name: layer for layer in self.layers}
         overhead = 0.1 / max(len(self.layers), 1)
+        model = self.cost_model(precision)
+
+        def added_cost(floating: set[str], group: frozenset[str]) -> float:
+            if model is None:
+                return sum(by_name[name].cost_share + overhead for name in group)
+            return max((model.cost(floating | group) - model.cost(floating)) / model.total_macs, MIN_STEP_COST)
+
         floating: set[str] = set()
         order: list[str] = []
         current = self.noise(floating)
@@ -142,7 +158,7 @@ class SensitivityResult:
                 if not group:
                     continue
                 remaining = self.noise(floating | group)
-                cost = sum(by_name[name].cost_share + overhead for name in group)
+                cost = added_cost(floating, group)
                 key = ((current - remaining) / cost, -cost, -min(by_name[name].position for name in group))
                 if best is None or key > best:
                     best, chosen, after = key, group, remaining
@@ -240,7 +256,9 @@ def analyse_sensitivity(
     return SensitivityResult(
         recipe=setup.recipe.name, method=setup.method, layers=layers, sites=sites, tuning_images=len(tuning),
         probe_images=len(probe), full_int8=full_int8, seconds=round(time.perf_counter() - started, 3),
-        extra={"weights_nsr": weights_nsr, "activations_nsr": float(sum(s.output_nsr for s in sites)) - weights_nsr},
+        extra={"weights_nsr": weights_nsr, "activations_nsr": float(sum(s.output_nsr for s in sites)) - weights_nsr,
+               "cost_model": CostModel({name: int(costs.get(name, 0)) for name in floats.layers},
+                                       layer_edges(prepared, floats.layers)).to_dict()},
     )
 
 

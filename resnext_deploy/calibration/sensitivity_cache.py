@@ -18,7 +18,7 @@ from typing import Any
 from resnext_deploy.calibration.stats_cache import StatsKey, default_cache_dir
 from resnext_deploy.files import write_text
 
-SENSITIVITY_FORMAT = 1
+SENSITIVITY_FORMAT = 2  # 2: the latency cost model (layer edges) is part of the analysis
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,12 @@ class MixedPrecisionArgs:
                                         "the recipe's FP16 regions; ONNX Runtime: fp32). report.json records what each "
                                         "kept layer really runs in.", rich_help_panel=_MIXED)
     ] = FallbackPrecision.auto
+    search_latency: Annotated[
+        bool, typer.Option("--search-latency/--no-search-latency", help="Time every candidate the search measures on "
+                           "the export's engine (batch 1, against FP32 and full INT8) and record it per step; the "
+                           "order is already cost-aware (float MACs and broken INT8 chains, modelled).",
+                           rich_help_panel=_MIXED)
+    ] = True
     tune_size: Annotated[
         int, typer.Option("--tune-size", help="Tuning images: held out from the calibration subset's source, pinned in "
                           "the manifest, never evaluation images.", rich_help_panel=_MIXED)
@@ -385,6 +391,7 @@ class MixedPrecisionArgs:
             budget=Budget(self.max_fallback_layers, self.max_latency_ratio),
             tune_size=self.tune_size,
             fallback_precision=self.fallback_precision.value,
+            time_steps=self.search_latency,
         )
 
 

@@ -24,7 +24,7 @@ from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logit
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import FALLBACK_PRECISIONS, FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
-from resnext_deploy.metadata import get_metadata
+from resnext_deploy.metadata import get_metadata, set_metadata
 from resnext_deploy.sensitivity_report import load_tuning, sensitivity_document, write_outputs
 from resnext_deploy.verification.accuracy import compare_logits
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
@@ -44,6 +44,7 @@ class MixedPrecisionOptions:
     tune_size: int = DEFAULT_TUNE_SIZE  # held-out images pinned in the manifest for every INT8 export
     probe_images: int = 32  # of the tuning images, used per site by the sensitivity analysis
     fallback_precision: str = AUTO  # what layers kept out of INT8 run in on the export's engine (layout.FALLBACK_PRECISIONS)
+    time_steps: bool = True  # time every step of the search on the export's engine (report: latency per step)
 
     def __post_init__(self) -> None:
         if self.fallback_precision not in FALLBACK_CHOICES:
@@ -97,20 +98,27 @@ def run_fallback(
         result = cached_sensitivity(setup, tuning.array, str(manifest.tuning_sha256), probe_images=options.probe_images,
                                     cache_dir=_cache_dir(setup), threads=threads, progress=progress,
                                     reference=reference)
-    order = result.fallback_order()
+    order = result.fallback_order(fallback[0])
+    costs = result.cost_model(fallback[0])
     labels = tuning.labels
-    latency = _LatencyProbe(backend, output / FP32_NAME, engine_options) if budget.max_latency_ratio else None
+    timed = options.time_steps or budget.max_latency_ratio is not None
+    latency = _LatencyProbe(backend, output / FP32_NAME, engine_options) if timed else None
 
     def evaluate(float_layers: list[str]) -> Measurement:
         model, _ = setup.quantize(float_layers)
         metrics = compare_logits(reference, run_logits(model, tuning.array), labels)
-        return Measurement(metrics, latency.ratio(model) if latency is not None else None)
+        if latency is None:
+            return Measurement(metrics)
+        # what the engine reads to run the float layers at the fallback precision, as in the artifact written
+        set_metadata(model, {"mixed_precision": {"fallback_precision": fallback[0], "float_layers": float_layers}})
+        return Measurement(metrics, latency.ratio(model))
 
     search_started = time.perf_counter()
     with console.stage(f"fallback until {_targets_text(options.targets)} on the tuning images"):
         try:
             search = search_fallback(order, evaluate, options.targets, budget,
-                                     predict_cosine=lambda k: result.predicted_cosine(order[:k]))
+                                     predict_cosine=lambda k: result.predicted_cosine(order[:k]),
+                                     predict_latency=(lambda k: costs.predicted_latency(order[:k])) if costs else None)
         finally:
             if latency is not None:
                 latency.close()
@@ -140,7 +148,9 @@ def fallback_section(options: MixedPrecisionOptions, budget: Any, result: Any, s
     """report.json's ``mixed_precision``: targets, budget, every step, the float layers with reasons, the verdict."""
     by_name = {layer.name: layer for layer in result.layers}
     chosen = search.chosen
-    steps = [_step_record(step) for step in sorted(search.steps, key=lambda s: s.layers_in_float)]
+    ordered = sorted(search.steps, key=lambda s: s.layers_in_float)
+    full_int8 = ordered[0].latency_ratio if ordered and ordered[0].layers_in_float == 0 else None
+    steps = [_step_record(step, full_int8) for step in ordered]
     float_layers = [_layer_record(by_name[name], index, len(result.layers))
                     for index, name in enumerate(chosen.float_layers, start=1)]
     cost = sum(by_name[name].cost_share for name in chosen.float_layers)
@@ -158,7 +168,9 @@ def fallback_section(options: MixedPrecisionOptions, budget: Any, result: Any, s
         "float_layers": float_layers,
         "float_layer_count": len(float_layers),
         "float_cost_share": cost,
-        "chosen": _step_record(chosen),
+        "chosen": _step_record(chosen, full_int8),
+        "latency_measured_on": "the export's engine, batch 1, median of alternating rounds against FP32"
+                               if full_int8 is not None else None,
         "reached": search.reached,
         "stopped_by": search.stopped_by,
         "failed": list(search.failing),
@@ -195,6 +207,8 @@ def summary_line(section: dict[str, Any]) -> str:
         kept = "no layer kept in float"
     change = f"tuning cosine {first['cosine']:.5f} -> {chosen['cosine']:.5f}, agreement {first['agreement']:.3f} -> {chosen['agreement']:.3f}"
     latency = f", latency x{chosen['latency_ratio']:.2f} of FP32" if chosen.get("latency_ratio") is not None else ""
+    if chosen.get("latency_x_int8") is not None:
+        latency += f" (x{chosen['latency_x_int8']:.2f} of full INT8)"
     verdict = "target reached" if section["reached"] else f"TARGET MISSED ({section['gate_description']})"
     return f"{kept}: {change}{latency}; {verdict}"
 
@@ -216,8 +230,9 @@ def _gate_description(section: dict[str, Any], search: Any, budget: Any) -> str:
     return f"{text} with {chosen.layers_in_float} layers in float ({limit})" if limit else text
 
 
-def _step_record(step: Any) -> dict[str, Any]:
+def _step_record(step: Any, full_int8: float | None = None) -> dict[str, Any]:
     metrics = step.metrics
+    measured = step.latency_ratio / full_int8 if step.latency_ratio is not None and full_int8 else None
     return {
         "layers_in_float": step.layers_in_float,
         "cosine": metrics.get("mean_cosine"),
@@ -225,7 +240,9 @@ def _step_record(step: Any) -> dict[str, Any]:
         "top1_drop_pp": metrics.get("top1_drop_pp"),
         "sqnr_db": metrics.get("sqnr_db"),
         "latency_ratio": step.latency_ratio,
+        "latency_x_int8": measured,
         "predicted_cosine": step.predicted_cosine,
+        "predicted_latency_x_int8": step.predicted_latency,
         "meets_target": step.meets_target,
         "within_budget": step.within_budget,
         "seconds": step.seconds,

@@ -152,7 +152,7 @@ class OpenVinoBackend(Backend):
         reduced = reduced_float_precision(env.capabilities)
         own = model_metadata(source)
         mixed = own.get("mixed_precision") or {}
-        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), env.capabilities)
+        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), env.capabilities, mixed.get("float_layers"))
         settings = ovconfig.compile_config(precision, options, reduced, int8_float)
         compiled, seconds, names = compile_onnx(source, settings)
         stream = io.BytesIO()
@@ -216,7 +216,7 @@ class OpenVinoBackend(Backend):
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
         capabilities = OvEnvironment.current().capabilities
         mixed = model_metadata(source).get("mixed_precision") or {}
-        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), capabilities)
+        int8_float = ovconfig.fallback_hint(mixed.get("fallback_precision"), capabilities, mixed.get("float_layers"))
         compiled, _, names = compile_onnx(source, ovconfig.compile_config(precision, options,
                                                                           reduced_float_precision(capabilities), int8_float))
         return OpenVinoRunner(compiled, names, start_mode="compiled", start_reason=reason,

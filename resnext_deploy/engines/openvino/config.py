@@ -29,9 +29,11 @@ _OUR_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": 
 _HINTS = {"bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16")}  # fallback precision -> (hint, device capability)
 
 
-def fallback_hint(fallback: str | None, capabilities: tuple[str, ...]) -> str | None:
+def fallback_hint(fallback: str | None, capabilities: tuple[str, ...], float_layers: list[str] | None) -> str | None:
     """The hint for an INT8 artifact whose fallback layers ask for ``fallback`` (its ``mixed_precision`` metadata):
-    bf16/f16 where this device computes in it, else None (f32, as every INT8 artifact)."""
+    bf16/f16 where this device computes in it, else None (f32, as every INT8 artifact, and one with no float layer)."""
+    if not float_layers:
+        return None
     hint, capability = _HINTS.get(fallback or "", (None, None))
     return hint if capability in capabilities else None
 
