@@ -135,6 +135,7 @@ def search_fallback(
     budget: Budget,
     predict_cosine: Callable[[int], float] | None = None,
     predict_latency: Callable[[int], float] | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> FallbackResult:
     """The shortest prefix of ``ranking`` (most sensitive first) whose artifact meets ``targets`` within ``budget``.
 
@@ -162,6 +163,8 @@ def search_fallback(
                 predicted_latency=predict_latency(k) if predict_latency is not None else None,
                 seconds=round(time.perf_counter() - started, 3),
             )
+            if on_step is not None:
+                on_step(steps[k])
         return steps[k]
 
     ceiling = min(budget.max_layers, len(ranking))

@@ -114,11 +114,23 @@ def run_fallback(
         return Measurement(metrics, latency.ratio(model))
 
     search_started = time.perf_counter()
-    with console.stage(f"fallback until {_targets_text(options.targets)} on the tuning images"):
+    with console.stage(f"fallback until {_targets_text(options.targets)} on the tuning images"), \
+            console.progress_bar(progress) as bar:
+        task = bar.add_task("search", total=None)
+
+        def on_step(step: Any) -> None:
+            timed = f", x{step.latency_ratio:.2f} of FP32" if step.latency_ratio is not None else ""
+            cosine = step.metrics.get("mean_cosine")
+            bar.update(task, advance=1, description=f"search: {len(search_steps) + 1} steps, last {step.layers_in_float} "
+                                                     f"in float, cosine {cosine:.5f}{timed}")
+            search_steps.append(step)
+
+        search_steps: list[Any] = []
         try:
             search = search_fallback(order, evaluate, options.targets, budget,
                                      predict_cosine=lambda k: result.predicted_cosine(order[:k]),
-                                     predict_latency=(lambda k: costs.predicted_latency(order[:k])) if costs else None)
+                                     predict_latency=(lambda k: costs.predicted_latency(order[:k])) if costs else None,
+                                     on_step=on_step)
         finally:
             if latency is not None:
                 latency.close()

@@ -75,3 +75,16 @@ def test_targets_and_budgets_are_checked() -> None:
     with pytest.raises(UsageError, match="max-latency-ratio"):
         Budget(max_latency_ratio=0)
     assert Targets(cosine=1.0).thresholds == {"target_cosine": 1.0} and not Targets()
+
+
+def test_each_step_is_reported_as_it_is_measured_with_its_predicted_latency() -> None:
+    evaluate, calls = _evaluator(lambda k: 0.99 + 0.001 * k, latency_at=lambda k: 0.3 + 0.01 * k)
+    seen: list[tuple[int, float | None, float | None]] = []
+    result = search_fallback(RANKING, evaluate, Targets(cosine=0.999), Budget(max_layers=20),
+                             predict_latency=lambda k: 1.0 + 0.05 * k,
+                             on_step=lambda step: seen.append((step.layers_in_float, step.latency_ratio,
+                                                               step.predicted_latency)))
+    assert [k for k, _, _ in seen] == calls  # one report per measured step, in the order measured
+    assert all(ratio == pytest.approx(0.3 + 0.01 * k) and predicted == pytest.approx(1.0 + 0.05 * k)
+               for k, ratio, predicted in seen)
+    assert result.chosen.latency_ratio == pytest.approx(0.39)
