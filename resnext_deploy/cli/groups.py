@@ -374,7 +374,7 @@ class MixedPrecisionArgs:
     ] = FallbackPrecision.auto
     search_latency: Annotated[
         bool, typer.Option("--search-latency/--no-search-latency", help="Time every candidate the search measures on "
-                           "the export's engine (batch 1, against FP32 and full INT8) and record it per step; the "
+                           "the export's engine (its smallest batch, against FP32 and full INT8) and record it per step; the "
                            "order is already cost-aware (float MACs and broken INT8 chains, modelled).",
                            rich_help_panel=_MIXED)
     ] = True

@@ -181,7 +181,7 @@ def fallback_section(options: MixedPrecisionOptions, budget: Any, result: Any, s
         "float_layer_count": len(float_layers),
         "float_cost_share": cost,
         "chosen": _step_record(chosen, full_int8),
-        "latency_measured_on": "the export's engine, batch 1, median of alternating rounds against FP32"
+        "latency_measured_on": "the export's engine at its smallest batch, median of alternating rounds against FP32"
                                if full_int8 is not None else None,
         "reached": search.reached,
         "stopped_by": search.stopped_by,
@@ -319,8 +319,8 @@ class _LatencyProbe:
             for _ in range(LATENCY_ROUNDS):
                 row = measure_latency(self._baseline, target, plan, progress=False)["per_batch"][str(batch)]
                 if "skipped" in row:
-                    raise InputError(f"--max-latency-ratio: the latency could not be measured ({row['skipped']})",
-                                     hint="use --min-batch 1, or drop --max-latency-ratio")
+                    raise InputError(f"the search's latency could not be measured ({row['skipped']})",
+                                     hint="use --min-batch 1, or --no-search-latency without --max-latency-ratio")
                 ratios.append(row["target"]["p50_ms"] / row["baseline"]["p50_ms"])
         return float(np.median(ratios))
 
