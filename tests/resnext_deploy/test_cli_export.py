@@ -19,6 +19,10 @@ from resnext_deploy.zoo import SEED_MODELS
 runner = CliRunner()
 
 
+# latency is measured (two timed runs per side and batch size), not timed for seconds: these tests check the flow
+QUICK_LATENCY = ("--iterations", "2", "--duration", "0", "--warmup-ms", "0")
+
+
 def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
@@ -82,7 +86,7 @@ def test_bad_input_exits_2_without_traceback(args, message):
 
 def test_export_fp32_end_to_end(tiny_spec, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    result = invoke("export", "resnext_tiny", "--weights", tiny_weights, "--output", out)
+    result = invoke("export", "resnext_tiny", "--weights", tiny_weights, "--output", out, *QUICK_LATENCY)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "resnext-deploy/report" and report["schema_version"] == 2
@@ -154,7 +158,7 @@ def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, syn
 
 
 def test_fp16_export(tiny_spec, tiny_weights, tmp_path):
-    result = invoke("export", "resnext_tiny", "-p", "fp16", "-w", tiny_weights, "-o", tmp_path)
+    result = invoke("export", "resnext_tiny", "-p", "fp16", "-w", tiny_weights, "-o", tmp_path, *QUICK_LATENCY)
     assert result.exit_code == 0, result.output
     assert read_metadata(tmp_path / "model.fp16.onnx")["precision"] == "fp16"
 

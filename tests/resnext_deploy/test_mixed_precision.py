@@ -50,7 +50,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _export(weights: Path, data: Path, out: Path, cache: Path, *extra: object):  # type: ignore[no-untyped-def]
     return _invoke("export", "resnext_tiny", "-p", "int8", "--backend", "onnxruntime", "--weights", weights, "-o", out,
-                   "--calib-data", data, "--calib-size", 64, "--tune-size", 64, "--cache-dir", cache, *extra)
+                   "--calib-data", data, "--calib-size", 64, "--tune-size", 64, "--cache-dir", cache,
+                   "--iterations", 2, "--duration", 0, "--warmup-ms", 0, *extra)
 
 
 @pytest.fixture(scope="module")
