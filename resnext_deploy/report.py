@@ -78,6 +78,7 @@ class Artifacts(Section):
     """File names (relative to the export directory) of everything the export wrote."""
 
     fp32: str | None = None
+    reference: str | None = None  # a bare check's FP32 reference (--reference); for an FP32 artifact "fp32" names it
     fp16: str | None = None
     int8: str | None = None
     engine: str | None = None
