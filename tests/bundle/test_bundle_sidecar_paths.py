@@ -37,11 +37,11 @@ def _point_outside(sidecar: Path, key: str, outside: Path) -> None:
 
 def _forged(backend: str, export: Path, tmp_path: Path) -> tuple[Path, Path]:
     """(bundle folder whose sidecar names an engine file in ``outside``, ``outside``)."""
-    from resnext_deploy.engines import BuildOptions, get_backend
+    from resnext_deploy.engines import BuildOptions, get_spec
 
     directory = safe_extract(package_directory(export, tmp_path / "b.tar.gz").path, tmp_path / "bundle")
     outside = tmp_path / "outside"
-    built = get_backend(backend).build(directory / "model.onnx", BuildOptions(threads=1), output_dir=outside)
+    built = get_spec(backend).backend().build(directory / "model.onnx", BuildOptions(threads=1), output_dir=outside)
     sidecar, key = {"onnxruntime": ("model.onnxruntime.json", "optimized_graph"),
                     "openvino": ("model.fp16.openvino.json", "compiled_model")}[backend]
     _point_outside(directory / sidecar, key, built.path)

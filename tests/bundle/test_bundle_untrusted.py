@@ -166,7 +166,10 @@ def test_build_keeps_a_signed_bundle_verifiable(export_dir, keys, tmp_path, imag
     assert built.action == "built"
     with open_bundle(built.directory, policy) as opened:
         assert opened.signature.verified
-        assert opened.signature.unsigned_files == ["model.onnxruntime.json", "model.ort-opt.onnx"]  # rebuilt here
+        # rebuilt here: the sidecar always differs; ONNX Runtime's saved graph differs from build to build most
+        # of the time but not always (its bytes are not deterministic), so it may or may not be listed
+        unsigned = opened.signature.unsigned_files
+        assert "model.onnxruntime.json" in unsigned and set(unsigned) <= {"model.onnxruntime.json", "model.ort-opt.onnx"}
         assert len(predict_images(opened, images[:1]).predictions) == 1
     _edit_json(built.directory / "manifest.json", lambda m: m["model"].update(name="other"))
     with pytest.raises(InputError):

@@ -20,11 +20,11 @@ ENGINES = [("onnxruntime", ".onnxruntime.json", "optimized_graph"), ("openvino",
 
 
 def _backend(name: str):  # noqa: ANN202 - the Backend protocol
-    from resnext_deploy.engines import get_backend
+    from resnext_deploy.engines import get_spec
 
     if name == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed on this platform")
-    return get_backend(name)
+    return get_spec(name).backend()
 
 
 def _point_at(sidecar: Path, key: str, value: object, target: Path) -> None:
