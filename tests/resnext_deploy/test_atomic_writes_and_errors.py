@@ -68,3 +68,23 @@ def test_an_interruption_a_library_turned_into_its_own_error_still_exits_as_inte
     app.command()(command)
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 143 and "interrupted (SIGTERM)" in result.output
+
+
+def test_a_child_forked_from_our_process_gets_the_default_sigterm_disposition() -> None:
+    """A library's forked child must die on SIGTERM even while our handler is installed in the parent."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from resnext_deploy.signals import interruptible
+        with interruptible():
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)  # ours, in the parent
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 1)
+            _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """)
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
