@@ -89,6 +89,10 @@ class Artifacts(Section):
     sensitivity_plot: str | None = None
     recipes: dict[str, str] = Field(default_factory=dict)  # INT8 recipe -> its artifact
 
+    def baseline(self) -> str | None:
+        """The FP32 model the artifact is compared with: a bare check's ``reference``, else ``fp32``."""
+        return self.reference or self.fp32
+
     def named(self, key: str) -> str | None:
         """The file recorded under ``key`` (a precision, ``engine``, ...), None when there is none."""
         value = getattr(self, key, None)

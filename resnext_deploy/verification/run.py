@@ -237,7 +237,7 @@ def _cached_baseline(directory: Path, report: Report, eval_set: Any, cfg: Prepro
     per (FP32 ONNX, evaluation subset, preprocessing); the torch baseline is computed every time."""
     if options.baseline != "onnx":
         return None
-    fp32 = directory / (report.artifacts.fp32 or FP32_NAME)  # a bare file's report names its reference absolutely
+    fp32 = directory / (report.artifacts.baseline() or FP32_NAME)  # a bare file's report names its reference absolutely
     if not fp32.is_file():
         return None
     key = BaselineKey.for_model(fp32, eval_images_sha256(eval_set), len(eval_set), cfg.to_dict())
