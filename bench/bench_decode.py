@@ -1,7 +1,9 @@
-"""Decode + eval-transform throughput of data.preprocess.load_images: threads vs processes.
+"""Decode + eval-transform throughput of data.preprocess.load_images: threads vs processes, and how worker
+processes start (fork, the old default; spawn, the default now; forkserver).
 
 Writes real-size (500x375 / 375x500) photo-like JPEGs to a temp folder, then times each
-executor and worker count side by side in one run. Usage: python bench/bench_decode.py [N]
+executor and worker count side by side in one run (a pool's start-up included, as a calibration
+run pays it). Usage: python bench/bench_decode.py [N]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from resnext_deploy.data import preprocess
 from resnext_deploy.data.datasets import scan_images
 from resnext_deploy.data.preprocess import load_images
 from resnext_deploy.zoo import PreprocessConfig
@@ -36,11 +39,17 @@ def main(count: int = 256) -> None:
         records = scan_images(tmp).records
         load_images(records[:8], cfg, workers=1, progress=False)
         print(f"{count} JPEGs (500x375), 224 bicubic eval transform")
-        print(f"{'executor':<10}{'workers':>8}{'img/s':>10}")
-        for executor, workers in [("thread", 1), ("thread", 2), ("process", 2), ("thread", 4), ("process", 4)]:
+        print(f"{'executor':<22}{'workers':>8}{'img/s':>10}")
+        chosen = preprocess.PROCESS_START_METHOD
+        runs = [("thread", 1, None), ("thread", 2, None), ("thread", 4, None)]
+        runs += [("process", workers, method) for workers in (2, 4) for method in ("fork", "spawn", "forkserver")]
+        for executor, workers, method in runs:
+            preprocess.PROCESS_START_METHOD = method or chosen
             start = time.perf_counter()
             load_images(records, cfg, workers=workers, progress=False, executor=executor)
-            print(f"{executor:<10}{workers:>8}{count / (time.perf_counter() - start):>10.1f}")
+            label = executor if method is None else f"process ({method})"
+            print(f"{label:<22}{workers:>8}{count / (time.perf_counter() - start):>10.1f}")
+        preprocess.PROCESS_START_METHOD = chosen
 
 
 if __name__ == "__main__":

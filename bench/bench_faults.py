@@ -1,4 +1,4 @@
-"""Replay the adversarial cases of issue 11 against the CLI, each in its own process, and print one row per case.
+"""Replay the adversarial cases of issues 11 and 18 against the CLI, each in its own process, one row per case.
 
 Columns: the exit code (and the one expected), whether the message is clear (the expected words, no
 traceback), the bytes left behind (in a private system temp folder and in the output directory's
@@ -107,13 +107,14 @@ class Bench:
         return folder
 
     def cli(self, args: list[object], *, tmp: Path, on_start: Callable[[subprocess.Popen], None] | None = None,
-            limit_file_bytes: int | None = None, timeout: float = 900, tiny: bool = True) -> Run:
+            limit_file_bytes: int | None = None, timeout: float = 900, tiny: bool = True,
+            env_extra: dict[str, str] | None = None) -> Run:
         """Run the CLI in a child process with its own TMPDIR; its exit code, output and peak RSS."""
         command = [sys.executable, str(HERE), "--as-cli" if tiny else "--as-plain-cli", *map(str, args)]
         peak_file = self.work / "peak-kib.txt"
         peak_file.unlink(missing_ok=True)
         env = os.environ | {"TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1", "COLUMNS": "200", PEAK_ENV: str(peak_file),
-                            "RESNEXT_DEPLOY_CACHE": str(self.work / "cache")}
+                            "RESNEXT_DEPLOY_CACHE": str(self.work / "cache")} | (env_extra or {})
 
         def limits() -> None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -639,8 +640,13 @@ def print_table(rows: list[Row]) -> None:
     print(f"\n{green} of {len(rows)} rows green")
 
 
+FORK_LOG_ENV = "RESNEXT_BENCH_FORK_LOG"
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("--as-cli", "--as-plain-cli"):
+        if os.environ.get(FORK_LOG_ENV):  # count forks of this process (issue 18: there must be none)
+            os.register_at_fork(before=lambda: Path(os.environ[FORK_LOG_ENV]).open("a").write("fork\n"))
         record_peak_at_exit()
         if sys.argv[1] == "--as-cli":
             register_tiny()
@@ -652,11 +658,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also the full-scale memory figures (resnext50d_32x4d, ~15 min)")
     parser.add_argument("--work", type=Path, default=None, help="work folder [default: a temporary one, removed]")
-    parser.add_argument("--only", default=None, help="comma-separated groups: bundle,export,disk,signal,data,memory")
+    parser.add_argument("--only", default=None, help="comma-separated groups: bundle,export,disk,signal,data,memory,issue18")
     args = parser.parse_args()
     register_tiny()
+    from bench_faults_issue18 import issue18_cases
+
     groups = {"bundle": bundle_cases, "export": export_dir_cases, "disk": disk_cases, "signal": signal_cases,
-              "data": data_cases, "memory": None}
+              "data": data_cases, "memory": None, "issue18": issue18_cases}
     chosen = args.only.split(",") if args.only else list(groups)
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-faults.")))

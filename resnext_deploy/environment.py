@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,23 @@ CPU_FEATURES: dict[str, tuple[str, ...]] = {
     "Arm i8mm": ("i8mm",),
     "Arm bf16": ("bf16",),
 }
+
+
+def disable_telemetry() -> None:
+    """Turn off the telemetry of the libraries we load, each the way it allows, before it loads; nothing is written.
+
+    ONNX Runtime (1DS SDK on Linux and macOS since 1.2x): ``ORT_DISABLE_TELEMETRY=1`` before it initializes
+    stops the uploader, the events and the device id it keeps in ``~/.cache/Microsoft/DeveloperTools``
+    (its docs/Privacy.md); ``disable_telemetry_events()`` would come after its first event. OpenVINO:
+    ``import openvino`` runs ``openvino_telemetry``, which writes ``~/intel/stats`` and ``openvino_ga_cid``
+    and forks a sender from a worker thread; its off switches write under ``$HOME`` (``opt_in_out
+    --opt_out``) or claim a CI run (``CI=true``), so we take the path OpenVINO itself provides for a missing
+    telemetry package (``openvino.tools.ovc.telemetry_stub``) by making ``openvino_telemetry`` unimportable
+    in this process; too late once something imported openvino first.
+    """
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    # absent from sys.modules unless OpenVINO (or the host program) already loaded it; then it is too late
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # import fails: OpenVINO uses its stub
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:

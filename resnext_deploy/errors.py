@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -17,6 +21,8 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3  # a bug: one-line summary, traceback with -v/--debug
 EXIT_SIGINT = 130  # 128 + SIGINT, as shells report it
 EXIT_SIGTERM = 143  # 128 + SIGTERM (what CI timeouts send first)
+MAX_QUOTED = 200  # characters of a hostile value an error message quotes
+MAX_MESSAGE = 4000  # characters of a message or hint the CLI prints
 
 
 class DeployError(Exception):
@@ -122,3 +128,33 @@ def from_exception(exc: BaseException) -> DeployError | None:
         kind = OutputError if exc.errno in _MACHINE_ERRNOS else InputError
         return kind(message, hint=_OS_HINTS.get(exc.errno, "check the path and the machine's state, then run again"))
     return None
+
+
+def shorten(text: object, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: what an error quotes stays readable."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters in all)"
+
+
+Record = TypeVar("Record", bound="BaseModel")
+
+
+def describe_validation(exc: Any, limit: int = 4) -> str:
+    """A pydantic ``ValidationError`` as one line: each field, what is wrong and (shortened) what was given."""
+    problems = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        given = "" if error["type"] == "missing" else f" (got {shorten(repr(error.get('input')), 80)})"
+        problems.append(f"{where}: {error['msg']}{given}")
+    more = f"; and {len(exc.errors()) - limit} more" if len(exc.errors()) > limit else ""
+    return "; ".join(problems) + more
+
+
+def check_record(model: type[Record], data: Any, where: str, hint: str | None) -> Record:
+    """``data`` validated by the pydantic ``model``; ``InputError`` naming each bad field otherwise."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{where} is malformed: {describe_validation(exc)}", hint=hint) from None

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from resnext_deploy.errors import InputError, shorten
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -121,6 +123,30 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def parse_json(data: bytes | str, where: str, hint: str | None, max_bytes: int) -> Any:
+    """JSON from a file we did not write: its size bounded before parsing, and any nesting too deep to parse
+    (``RecursionError``), bad UTF-8 or bad JSON an ``InputError`` naming ``where``."""
+    if len(data) > max_bytes:
+        raise InputError(f"{where} is {len(data):,} bytes, more than such a record can be ({max_bytes:,})", hint=hint)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise InputError(f"{where} is nested too deeply to be a record of ours", hint=hint) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{where} is not valid JSON ({shorten(exc)})", hint=hint) from None
+
+
+def read_json(path: str | os.PathLike[str], where: str | None, hint: str | None, max_bytes: int) -> Any:
+    """``parse_json`` of a file, refusing one larger than ``max_bytes`` before reading it."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{where or path} is {size:,} bytes, more than such a record can be ({max_bytes:,})", hint=hint)
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return parse_json(data, where or str(path), hint, max_bytes)
 
 
 def sha256_bytes(data: bytes) -> str:

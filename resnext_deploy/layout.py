@@ -23,6 +23,15 @@ STAGING_DIR = ".resnext-staging"  # a run's work in progress; whatever a killed 
 TOP_LEVEL_OWNED = (REPORT_NAME, REPORT_MD_NAME, LATENCY_PLOT_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME)
 
 
+MAX_NAME = 255  # bytes of one file name on the usual file systems
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is one file name (no folder part, no ``..``): what a sidecar may name beside itself."""
+    return (isinstance(name, str) and 0 < len(name) <= MAX_NAME and name not in (".", "..")
+            and not any(ch in name for ch in "/\\\x00"))
+
+
 def artifact_name(precision: str, target: str | None = None) -> str:
     """File name of a precision artifact inside an export directory: ``model.onnx``, ``model.int8.onnx``.
 

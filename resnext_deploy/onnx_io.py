@@ -71,3 +71,14 @@ def _dtype_name(elem_type: int) -> str:
         return helper.tensor_dtype_to_np_dtype(elem_type).name
     except KeyError:  # UNDEFINED and types without a numpy equivalent
         return TensorProto.DataType.Name(elem_type).lower()
+
+
+def graph_precision(model: Any) -> str:
+    """What the graph computes in: ``int8`` with Q/DQ nodes, ``fp16`` with FP16 weights, else ``fp32``."""
+    from onnx import TensorProto
+
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
+        return "int8"
+    if any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"

@@ -57,7 +57,9 @@ def _holder_text(fd: int) -> str:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         holder = json.loads(os.read(fd, 65536).decode("utf-8") or "{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        holder = {}
+    if not isinstance(holder, dict):
         holder = {}
     if not holder:
         return "another resnext-deploy run"
@@ -133,6 +135,21 @@ def remove_leftovers(directory: Path) -> None:
         staging.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     remove_stale_temporaries(directory)
+
+
+def remove_dead_leftovers(directory: Path) -> bool:
+    """Remove what a killed run left when no live run holds the lock (the lock knows: the kernel dropped a dead
+    holder's); True when leftovers were removed. A live holder's staging folder is its own and stays."""
+    directory = Path(directory)
+    staging = staging_dir(directory)
+    if not (staging.exists() or staging.is_symlink()) or directory.resolve() in _held:
+        return False
+    try:
+        with locked(directory):
+            remove_leftovers(directory)
+    except OutputError:  # busy (a live run) or not writable: nothing of ours to remove
+        return False
+    return True
 
 
 def reset_staging(directory: Path) -> Path:
@@ -248,6 +265,7 @@ def check_existing(directory: Path, force: bool) -> None:
     """Refuse to overwrite an earlier export's files without ``--force``."""
     existing = sorted(owned_files(directory))
     if existing and not force:
+        remove_dead_leftovers(directory)  # refused, but a killed run's staging folder does not stay behind
         raise OutputError(
             f"{directory} already holds {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}",
             hint="pass --force to replace that export (only this run's files remain), or choose another --output directory",

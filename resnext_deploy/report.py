@@ -78,6 +78,7 @@ class Artifacts(Section):
     """File names (relative to the export directory) of everything the export wrote."""
 
     fp32: str | None = None
+    reference: str | None = None  # a bare check's FP32 reference (--reference); for an FP32 artifact "fp32" names it
     fp16: str | None = None
     int8: str | None = None
     engine: str | None = None
@@ -87,6 +88,10 @@ class Artifacts(Section):
     sensitivity: str | None = None
     sensitivity_plot: str | None = None
     recipes: dict[str, str] = Field(default_factory=dict)  # INT8 recipe -> its artifact
+
+    def baseline(self) -> str | None:
+        """The FP32 model the artifact is compared with: a bare check's ``reference``, else ``fp32``."""
+        return self.reference or self.fp32
 
     def named(self, key: str) -> str | None:
         """The file recorded under ``key`` (a precision, ``engine``, ...), None when there is none."""

@@ -13,17 +13,15 @@ from typing import Any
 
 from resnext_deploy.bundle.pack import class_names
 from resnext_deploy.bundle.predict import DEFAULT_MAX_BATCH, ModelSource, RunnerChoice
-from resnext_deploy.bundle.schema import check_preprocessing
 from resnext_deploy.engines import DEFAULT_BACKEND, BuildOptions, get_spec, resolve_backend, select_for
 from resnext_deploy.engines.base import model_base
 from resnext_deploy.engines.registry import engine_spec_for_file, read_engine_file
 from resnext_deploy.errors import InputError, NotAvailableError, UsageError
 from resnext_deploy.layout import split_artifact_name
-from resnext_deploy.metadata import read_metadata
+from resnext_deploy.metadata import check_metadata, read_metadata
 from resnext_deploy.onnx_io import read_graph_io
 from resnext_deploy.zoo import PreprocessConfig, get_model_spec
 
-_REEXPORT = "re-export it with `resnext-deploy export`, or pass --model NAME (a zoo model) for a graph without our metadata"
 
 
 def is_bare_model(path: Path) -> bool:
@@ -34,12 +32,12 @@ def is_bare_model(path: Path) -> bool:
 def _model_record(path: Path, metadata: dict[str, Any], model: str | None) -> tuple[PreprocessConfig, int, list[str]]:
     """(preprocessing, class count, notes) from the artifact's metadata, else from the zoo entry ``model``."""
     notes: list[str] = []
-    name = metadata.get("model_name") or model
-    if "preprocess" in metadata and "num_classes" in metadata:
-        if model is not None and metadata.get("model_name") not in (None, model):
-            notes.append(f"--model {model} ignored: {path.name} records model {metadata['model_name']}")
-        checked = check_preprocessing(metadata["preprocess"], f"{path}: metadata 'preprocess'", _REEXPORT)
-        return PreprocessConfig.from_dict(checked.model_dump()), int(metadata["num_classes"]), notes
+    typed = check_metadata(metadata, path.name)  # mistyped, unbounded or NaN fields: exit 2 before any backend loads
+    name = typed.model_name or model
+    if typed.preprocess is not None and typed.num_classes is not None:
+        if model is not None and typed.model_name not in (None, model):
+            notes.append(f"--model {model} ignored: {path.name} records model {typed.model_name}")
+        return PreprocessConfig.from_dict(typed.preprocess.model_dump()), typed.num_classes, notes
     if name is None:
         raise UsageError(f"{path} carries no model metadata (preprocessing, class count)",
                          hint="pass --model NAME (a zoo model, see `resnext-deploy models`) so its preprocessing is used")
@@ -66,7 +64,7 @@ def onnx_source(path: Path, model: str | None = None) -> ModelSource:
     preprocess, num_classes, notes = _model_record(path, metadata, model)
     _check_classes(path, num_classes, outputs[0].dims)
     precision = str(metadata.get("precision") or split_artifact_name(path.name)[1] or "fp32")
-    weights = metadata.get("weights") or {}
+    weights = metadata.get("weights") if isinstance(metadata.get("weights"), dict) else {}
     return ModelSource(
         kind="onnx", path=path, precision=precision, preprocess=preprocess, class_names=class_names(num_classes),
         input_name=inputs[0].name, output_name=outputs[0].name, random_weights=weights.get("kind") == "random",

@@ -8,13 +8,14 @@ edited manifest is refused; only a signature (``bundle.signing``) proves who mad
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.bundle.manifest import REPACK_HINT, onnx_facts
+from resnext_deploy.bundle.manifest import MAX_SIDECAR_BYTES, REPACK_HINT, onnx_facts, target_of
 from resnext_deploy.bundle.schema import check_preprocessing
-from resnext_deploy.errors import InputError
+from resnext_deploy.engines.registry import spec_for_sidecar
+from resnext_deploy.errors import InputError, shorten
+from resnext_deploy.files import read_json
 
 WEIGHT_FIELDS = ("origin", "kind", "sha256")
 
@@ -43,8 +44,8 @@ def check_claims(directory: Path, manifest: dict[str, Any], label: str) -> None:
     ]
     preprocess_path = directory / artifacts["preprocess"]
     try:
-        preprocess = json.loads(preprocess_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        preprocess = read_json(preprocess_path, f"{label}: {artifacts['preprocess']}", REPACK_HINT, MAX_SIDECAR_BYTES)
+    except OSError as exc:
         raise InputError(f"{label}: {artifacts['preprocess']} is unreadable ({exc})", hint=REPACK_HINT) from None
     checked = check_preprocessing(preprocess, f"{label}: {artifacts['preprocess']}", REPACK_HINT)
     problems.append(_mismatch("preprocess.json", preprocess, metadata.get("preprocess"), model_name))
@@ -61,3 +62,31 @@ def check_claims(directory: Path, manifest: dict[str, Any], label: str) -> None:
         raise InputError(f"{label}: manifest.json does not match the model it ships: " + "; ".join(problems[:4])
                          + (f"; and {len(problems) - 4} more" if len(problems) > 4 else ""),
                          hint="do not use this bundle (it was edited); " + REPACK_HINT)
+
+
+def check_engine_files(directory: Path, manifest: dict[str, Any], label: str) -> None:
+    """``InputError`` when an engine record names a file the manifest does not list.
+
+    Every recorded target's engine and sidecar, and every file a listed engine sidecar names, must be a
+    listed (so checksummed) file of the bundle: otherwise loading the engine would open a file the
+    manifest does not vouch for, possibly outside the bundle folder.
+    """
+    listed = {record["path"] for record in manifest["files"]}
+    problems = []
+    for target in manifest.get("targets") or []:
+        for key in ("artifact", "sidecar"):
+            name = target.get(key) if isinstance(target, dict) else None
+            if name is not None and name not in listed:
+                problems.append(f"a {target.get('backend')} target's {key} {shorten(repr(name), 120)} is not a listed file")
+    for name in sorted(listed):
+        if spec_for_sidecar(name) is None:
+            continue
+        target = target_of(Path(directory), name)
+        engine = (target or {}).get("artifact")
+        if target is not None and engine is None:
+            problems.append(f"{name} does not name its engine file (a plain file name is expected)")
+        elif target is not None and engine not in listed:
+            problems.append(f"{name} names the engine file {shorten(repr(engine), 120)}, which is not a listed file")
+    if problems:
+        raise InputError(f"{label}: " + "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else ""),
+                         hint="do not use this bundle (an engine record was edited); " + REPACK_HINT)

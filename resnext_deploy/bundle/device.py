@@ -12,6 +12,8 @@ from typing import Any
 
 from resnext_deploy.bundle.manifest import (
     MANIFEST_NAME,
+    MAX_SIDECAR_BYTES,
+    REPACK_HINT,
     SOURCE_NAME,
     file_record,
     read_manifest,
@@ -31,7 +33,7 @@ from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME, 
 from resnext_deploy.bundle.unpack import safe_extract
 from resnext_deploy.engines import DEFAULT_BACKEND, REGISTRY, BuildOptions, get_spec, resolve_backend, select_for
 from resnext_deploy.errors import InputError, NotAvailableError, OutputError, UsageError
-from resnext_deploy.files import sha256_file, write_bytes, write_json
+from resnext_deploy.files import read_json, sha256_file, write_bytes, write_json
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 
@@ -50,7 +52,7 @@ def _unpacked_from(directory: Path) -> str | None:
     try:
         record = json.loads((directory / SOURCE_NAME).read_text(encoding="utf-8"))
         return str(record["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -124,8 +126,9 @@ def target_mismatch(bundle: OpenedBundle, backend: str, recorded: dict[str, Any]
         return f"the bundle has no {backend} engine for precision {bundle.manifest.get('precision')}"
     sidecar_path = bundle.listed(recorded["sidecar"])
     bundle.listed(recorded["artifact"])
-    sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-    source_sha = (sidecar.get("source_onnx") or {}).get("sha256")
+    sidecar = read_json(sidecar_path, f"{bundle.source}: {recorded['sidecar']}", REPACK_HINT, MAX_SIDECAR_BYTES)
+    record = sidecar.get("source_onnx") if isinstance(sidecar, dict) else None
+    source_sha = record.get("sha256") if isinstance(record, dict) else None
     source = bundle.artifact_for(backend)
     if source_sha != sha256_file(source):
         return f"{recorded['artifact']} was built from another ONNX file than {source.name}"
@@ -218,7 +221,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
             chosen, _ = resolve_backend(name, precision)
             why = f"auto: {name} (the engine this bundle records, built for this machine)"
             recorded = fitting
-            artifact = bundle.artifact_for(name) if get_spec(name).loads_from_onnx else bundle.directory / recorded["artifact"]
+            artifact = bundle.engine_input(name) if get_spec(name).loads_from_onnx else bundle.listed(recorded["artifact"])
             return RunnerChoice(chosen.load(artifact), name, why, _max_batch(recorded))
     chosen, why = resolve_backend(backend, precision)
     if fallback:
@@ -227,7 +230,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
     recorded = _recorded(bundle.manifest, chosen.name)
     mismatch = target_mismatch(bundle, chosen.name, recorded)
     if mismatch is None and recorded is not None:
-        artifact = bundle.artifact_for(chosen.name) if spec.loads_from_onnx else bundle.directory / recorded["artifact"]
+        artifact = bundle.engine_input(chosen.name) if spec.loads_from_onnx else bundle.listed(recorded["artifact"])
         return RunnerChoice(chosen.load(artifact), chosen.name, why, _max_batch(recorded))
     if not spec.loads_from_onnx:
         if backend == chosen.name:
@@ -235,7 +238,7 @@ def _runner(bundle: OpenedBundle, backend: str) -> RunnerChoice:
                                     hint=f"run `{spec.rebuild_hint}` on this machine first")
         why = f"auto: {DEFAULT_BACKEND} ({spec.title} is here but {mismatch}; run `resnext-deploy build` for an engine)"
         chosen = get_spec(DEFAULT_BACKEND).backend()
-    return RunnerChoice(chosen.load(bundle.artifact_for(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH)
+    return RunnerChoice(chosen.load(bundle.engine_input(chosen.name)), chosen.name, why, DEFAULT_MAX_BATCH)
 
 
 def _max_batch(recorded: dict[str, Any]) -> int:

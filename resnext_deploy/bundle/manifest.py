@@ -6,7 +6,6 @@ The manifest is the bundle's single source of truth: readers load only files it 
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from resnext_deploy.bundle.schema import check_manifest_fields
 from resnext_deploy.bundle.signing import SIGNATURE_NAME, SIGNED_MANIFEST_NAME
 from resnext_deploy.engines.registry import sidecar_suffixes, spec_for_sidecar
 from resnext_deploy.errors import InputError
-from resnext_deploy.files import sha256_file
+from resnext_deploy.files import parse_json, read_json, sha256_file
 from resnext_deploy.layout import BUNDLE_MANIFEST_NAME
 from resnext_deploy.metadata import get_metadata
 from resnext_deploy.onnx_io import TensorInfo, graph_inputs, graph_outputs, load_model, read_graph_io
@@ -31,6 +30,7 @@ REPACK_HINT = "re-create the bundle with `resnext-deploy package EXPORT_DIR --ou
 SOURCE_NAME = "unpacked-from.json"  # written by `build`: the sha256 of the tarball a folder was unpacked from
 BOOKKEEPING = (MANIFEST_NAME, SIGNATURE_NAME, SIGNED_MANIFEST_NAME, SOURCE_NAME)  # present but never listed
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # an engine sidecar is a few KB of JSON
 
 
 def check_relative(name: str, where: str) -> str:
@@ -81,14 +81,7 @@ def parse_manifest(data: bytes, path: str) -> dict[str, Any]:
     """The manifest in ``data``, checked: schema and version, ``{path, size, sha256}`` file records with
     paths inside the bundle, and every field readers use present, typed and bounded (``bundle.schema``)."""
 
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise InputError(f"{path} is {len(data):,} bytes, more than a manifest can be ({MAX_MANIFEST_BYTES:,})", hint=REPACK_HINT)
-    try:
-        manifest = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} cannot be read ({exc})", hint=REPACK_HINT) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})", hint=REPACK_HINT) from None
+    manifest = parse_json(data, path, REPACK_HINT, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         schema = manifest.get("schema") if isinstance(manifest, dict) else None
         raise InputError(f"{path} has unknown schema {schema!r}, expected {SCHEMA!r}", hint=REPACK_HINT)
@@ -188,8 +181,8 @@ def target_of(directory: Path, sidecar_name: str) -> dict[str, Any] | None:
     if spec is None:
         return None
     try:
-        sidecar = json.loads((directory / sidecar_name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        sidecar = read_json(directory / sidecar_name, sidecar_name, None, MAX_SIDECAR_BYTES)
+    except (OSError, InputError):
         return None
     if not isinstance(sidecar, dict) or sidecar.get("backend") != spec.name:
         return None

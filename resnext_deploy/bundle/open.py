@@ -8,7 +8,6 @@ ships (``claims``), and the signature satisfies the trust policy (``signing``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.bundle.claims import check_claims
-from resnext_deploy.bundle.manifest import REPACK_HINT, CheckResult, read_manifest, verify_bundle
+from resnext_deploy.bundle.claims import check_claims, check_engine_files
+from resnext_deploy.bundle.manifest import MAX_SIDECAR_BYTES, REPACK_HINT, CheckResult, read_manifest, verify_bundle
 from resnext_deploy.bundle.schema import check_preprocessing
 from resnext_deploy.bundle.signing import SignatureStatus, TrustPolicy, check_signature
 from resnext_deploy.bundle.unpack import safe_extract
-from resnext_deploy.engines import default_recipe
+from resnext_deploy.engines import default_recipe, get_spec
 from resnext_deploy.errors import InputError
+from resnext_deploy.files import read_json
 from resnext_deploy.zoo import PreprocessConfig
 
 
@@ -42,6 +42,17 @@ class OpenedBundle:
         if name not in {f["path"] for f in self.manifest["files"]}:
             raise InputError(f"{self.source}: manifest names {name!r} but does not list it with a checksum", hint=REPACK_HINT)
         return self.directory / name
+
+    def engine_input(self, backend: str) -> Path:
+        """The ONNX artifact ``backend`` loads, once the engine sidecar it would find beside it is a listed file:
+        a backend reads ``<stem><sidecar suffix>`` next to the ONNX, and nothing unlisted may steer what runs."""
+        onnx_path = self.artifact_for(backend)
+        sidecar = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + get_spec(backend).sidecar_suffix)
+        if sidecar.exists() and sidecar.name not in {f["path"] for f in self.manifest["files"]}:
+            raise InputError(f"{self.source}: {sidecar.name} is in the bundle folder but not listed in the manifest, and "
+                             f"{backend} would load the engine it names",
+                             hint=f"remove {sidecar.name}, or run `resnext-deploy build BUNDLE --backend {backend}`")
+        return onnx_path
 
     def artifact(self, key: str) -> Path:
         """Path of an artifact named in the manifest's ``artifacts`` table (``model``, ``fp32``, ``preprocess``...)."""
@@ -62,8 +73,8 @@ class OpenedBundle:
 
         path = self.artifact("preprocess")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data = read_json(path, f"{self.source}: {path.name}", REPACK_HINT, MAX_SIDECAR_BYTES)
+        except OSError as exc:
             raise InputError(f"{path} is not a valid preprocessing config ({exc})", hint=REPACK_HINT) from None
         checked = check_preprocessing(data, f"{self.source}: {path.name}", REPACK_HINT)
         return PreprocessConfig.from_dict(checked.model_dump())
@@ -84,6 +95,7 @@ def check_result(result: CheckResult, source: Path, policy: TrustPolicy | None =
     """The opened bundle once its claims agree with its model and its signature satisfies ``policy``."""
 
     check_claims(result.directory, result.manifest, str(source))
+    check_engine_files(result.directory, result.manifest, str(source))
     signature = check_signature(result.directory, result.manifest, policy or TrustPolicy(), str(source))
     warnings = list(result.warnings)
     if signature.unsigned_files:

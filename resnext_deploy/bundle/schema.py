@@ -7,22 +7,21 @@ before a byte is allocated for it. Unknown extra fields are kept (newer packers 
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from resnext_deploy.errors import InputError
+from resnext_deploy.errors import InputError, describe_validation
+from resnext_deploy.metadata import (  # noqa: F401 - the bounds and the transform are the metadata's, re-exported
+    INTERPOLATIONS,
+    MAX_CLASSES,
+    MAX_INPUT_SIZE,
+    MAX_RESIZE,
+    Name,
+    Preprocessing,
+)
 
-MAX_INPUT_SIZE = 4096  # pixels per side of the network input; ImageNet models use 160..600
-MAX_RESIZE = 8192  # shorter side before the center crop (input_size / crop_pct)
-MAX_CLASSES = 100_000
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 DTYPES = ("float32", "float16", "int8", "uint8")
-
-Name = Annotated[StrictStr, Field(min_length=1, max_length=512)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
@@ -39,26 +38,6 @@ class _Tensor(BaseModel):
     name: Name
     shape: Annotated[list[StrictInt | StrictStr], Field(min_length=1, max_length=8)]
     dtype: Literal[DTYPES]  # type: ignore[valid-type]
-
-
-class Preprocessing(BaseModel):
-    """The eval transform, bounded: the sizes decide how much memory decoding one image takes."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    input_size: Annotated[StrictInt, Field(ge=1, le=MAX_INPUT_SIZE)]
-    crop_pct: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
-    interpolation: Literal[INTERPOLATIONS]  # type: ignore[valid-type]
-    mean: Annotated[list[Finite], Field(min_length=3, max_length=3)]
-    std: Annotated[list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]], Field(min_length=3, max_length=3)]
-
-    @field_validator("crop_pct")
-    @classmethod
-    def _resize_bounded(cls, crop_pct: float, info: Any) -> float:
-        size = info.data.get("input_size")
-        if size is not None and math.floor(size / crop_pct) > MAX_RESIZE:
-            raise ValueError(f"input_size / crop_pct = {size / crop_pct:.0f} exceeds {MAX_RESIZE} pixels")
-        return crop_pct
 
 
 class _Artifacts(BaseModel):
@@ -86,12 +65,7 @@ class BundleManifest(BaseModel):
 
 
 def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:4]:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(f"{where}: {error['msg']}" + (f" (got {error['input']!r})" if error["type"] != "missing" else ""))
-    more = f"; and {len(exc.errors()) - 4} more" if len(exc.errors()) > 4 else ""
-    return "; ".join(problems) + more
+    return describe_validation(exc)
 
 
 def check_manifest_fields(manifest: dict[str, Any], where: str, hint: str) -> None:

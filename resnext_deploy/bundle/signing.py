@@ -19,9 +19,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from resnext_deploy.errors import InputError, UsageError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from resnext_deploy.errors import InputError, UsageError, check_record, shorten
+from resnext_deploy.files import parse_json
 
 SIGNATURE_NAME = "manifest.json.sig"
 SIGNED_MANIFEST_NAME = "manifest.signed.json"
@@ -29,6 +32,18 @@ SIGNATURE_SCHEMA = "resnext-deploy/signature"
 PASSPHRASE_ENV = "RESNEXT_DEPLOY_KEY_PASSPHRASE"
 MAX_SIGNATURE_BYTES = 64 * 1024
 _DEVICE_FIELDS = ("files", "targets")  # what `build` may add to a signed manifest
+MAX_SIGNED_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+class SignatureRecord(BaseModel):
+    """``manifest.json.sig``, typed: a key fingerprint and a signature are strings of bounded length."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    schema_name: Literal["resnext-deploy/signature"] = Field(alias="schema")
+    algorithm: Literal["ed25519"]
+    key: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    signature: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,13 @@ def load_private_key(path: Path) -> Any:
     password = passphrase.encode("utf-8") if passphrase else None
     loader = serialization.load_ssh_private_key if data.lstrip().startswith(b"-----BEGIN OPENSSH") else serialization.load_pem_private_key
     try:
-        key = loader(data, password=password)
+        try:
+            key = loader(data, password=password)
+        except TypeError:
+            if password is None:
+                raise
+            # cryptography refuses a password for an unencrypted key: a passphrase set for every job (CI) is ignored
+            key = loader(data, password=None)
     except TypeError:
         raise UsageError(f"signing key {path} is encrypted", hint=f"set {PASSPHRASE_ENV} to its passphrase") from None
     except ValueError as exc:
@@ -130,14 +151,15 @@ def sign_manifest(manifest_bytes: bytes, key_path: Path) -> bytes:
 
 
 def _parse_signature(data: bytes, label: str) -> dict[str, Any]:
+    hint = "do not use this bundle; re-sign it"
+    record = parse_json(data, f"{label}: {SIGNATURE_NAME}", hint, MAX_SIGNATURE_BYTES)
+    if not isinstance(record, dict) or record.get("schema") != SIGNATURE_SCHEMA or record.get("algorithm") != "ed25519":
+        raise InputError(f"{label}: {SIGNATURE_NAME} is not an ed25519 resnext-deploy signature", hint=hint)
+    check_record(SignatureRecord, record, f"{label}: {SIGNATURE_NAME}", hint)
     try:
-        record = json.loads(data.decode("utf-8"))
-        if record.get("schema") != SIGNATURE_SCHEMA or record.get("algorithm") != "ed25519":
-            raise ValueError("not an ed25519 resnext-deploy signature")
         record["raw"] = base64.b64decode(record["signature"], validate=True)
-        str(record["key"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{label}: {SIGNATURE_NAME} is unreadable ({exc})", hint="do not use this bundle; re-sign it") from None
+    except ValueError as exc:
+        raise InputError(f"{label}: {SIGNATURE_NAME} is unreadable ({shorten(exc)})", hint=hint) from None
     return record
 
 
@@ -176,10 +198,14 @@ def check_signature(directory: Path, manifest: dict[str, Any], policy: TrustPoli
 def _device_additions(manifest: dict[str, Any], signed_bytes: bytes, label: str) -> list[str]:
     """Files `build` added or rebuilt on the device (engines and their sidecars); ``InputError`` when the manifest
     differs from the signed one in anything else (model, preprocessing, classes, other files)."""
+    signed = parse_json(signed_bytes, f"{label}: {SIGNED_MANIFEST_NAME}", "do not use this bundle", MAX_SIGNED_MANIFEST_BYTES)
     try:
-        signed = json.loads(signed_bytes.decode("utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{label}: {SIGNED_MANIFEST_NAME} is unreadable ({exc})", hint="do not use this bundle") from None
+        return _additions(manifest, signed, label)
+    except (AttributeError, KeyError, TypeError):  # a signed manifest of the wrong shape; its signature is checked later
+        raise InputError(f"{label}: {SIGNED_MANIFEST_NAME} is malformed", hint="do not use this bundle") from None
+
+
+def _additions(manifest: dict[str, Any], signed: Any, label: str) -> list[str]:
     if {k: v for k, v in manifest.items() if k not in _DEVICE_FIELDS} != {k: v for k, v in signed.items() if k not in _DEVICE_FIELDS}:
         raise InputError(f"{label}: manifest.json differs from the signed manifest beyond files added by `build`",
                          hint="do not use this bundle; unpack the signed tarball again")

@@ -179,12 +179,13 @@ def prepare_quantization(
     _check_input(fp32_model, input_name, fp32_onnx)
     key = StatsKey(sha256_file(fp32_onnx), config.manifest_sha256, method, params)
     cache = StatsCache(config.cache_dir)
-    if stats_file is not None and cache.load(key) is None:
-        cache.adopt(stats_file, key)
     with tempfile.TemporaryDirectory(prefix="resnext-quant.", dir=config.work_dir) as tmp:
         prepared = _prepare(fp32_model, Path(tmp))
+        tensors = calibrated_tensors(prepared)
+        if stats_file is not None and cache.load(key, tensors) is None:
+            cache.adopt(stats_file, key, tensors)
         started = time.perf_counter()
-        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, config.progress, Path(tmp))
+        stats, stats_source = _statistics(cache, key, prepared, calibration, input_name, config.progress, Path(tmp), tensors)
         seconds = time.perf_counter() - started
         excluded = grouped_conv_nodes(onnx.load(prepared)) if recipe_obj.keep_grouped_float else []
         yield QuantizationSetup(fp32_model, prepared, recipe_obj, method, params, key, stats, stats_source,
@@ -316,6 +317,18 @@ def _prepare(model: Any, folder: Path) -> Path:
     return prepared
 
 
+def calibrated_tensors(model_path: Path) -> frozenset[str]:
+    """The tensors ORT's calibrator measures in ``model_path`` (its own selection rule, all op types)."""
+    import types
+
+    import onnx
+    from onnxruntime.quantization.calibrate import CalibraterBase
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(os.fspath(model_path)))
+    selected, _ = CalibraterBase.select_tensors_to_calibrate(types.SimpleNamespace(op_types_to_calibrate=None), model)
+    return frozenset(selected)
+
+
 def _statistics(
     cache: StatsCache,
     key: StatsKey,
@@ -324,9 +337,11 @@ def _statistics(
     input_name: str,
     progress: bool,
     work_dir: Path | None = None,
+    tensors: frozenset[str] | None = None,
 ) -> tuple[CachedStats, str]:
-    """Cached ranges for ``key``; else recompute from cached histograms; else calibrate and cache."""
-    cached = cache.load(key)
+    """Cached ranges for ``key`` (holding exactly ``tensors``); else recompute from cached histograms; else calibrate
+    and cache (a foreign or malformed entry is overwritten)."""
+    cached = cache.load(key, tensors)
     if cached is not None:
         return cached, "cache"
     if key.method != "minmax":

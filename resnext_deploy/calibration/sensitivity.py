@@ -380,6 +380,16 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _fits_graph(result: SensitivityResult, model: Any) -> bool:
+    """Whether a cached analysis describes this graph: its layers are this graph's nodes, its sites in order."""
+    nodes = {node.name for node in model.graph.node}
+    layers = {layer.name for layer in result.layers}
+    return layers <= nodes and all(
+        site.index == index and set(site.requesters) <= layers and (site.follows is None or site.follows < index)
+        for index, site in enumerate(result.sites)
+    )
+
+
 def cached_sensitivity(
     setup: Any, tuning: np.ndarray, tuning_sha256: str, *, probe_images: int = DEFAULT_PROBE_IMAGES,
     cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None, progress: bool = True,
@@ -398,7 +408,7 @@ def cached_sensitivity(
             result = SensitivityResult.from_dict(cached)
         except (TypeError, KeyError, ValueError):
             result = None
-        if result is not None:
+        if result is not None and _fits_graph(result, setup.prepared_model()):
             result.cache_hit, result.key = True, key.digest()
             return result
     result = analyse_sensitivity(setup, tuning, probe_images=probe, threads=threads, progress=progress,

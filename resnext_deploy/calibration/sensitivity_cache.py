@@ -13,12 +13,63 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from resnext_deploy.calibration.stats_cache import StatsKey, default_cache_dir
-from resnext_deploy.files import write_text
+from resnext_deploy.errors import DeployError
+from resnext_deploy.files import read_json, write_text
 
 SENSITIVITY_FORMAT = 2  # 2: the latency cost model (layer edges) is part of the analysis
+MAX_ENTRY_BYTES = 16 * 1024 * 1024  # ~300 bytes per layer and per site: room for tens of thousands of each
+MAX_ITEMS = 100_000
+Name = Annotated[StrictStr, Field(max_length=4096)]
+Number = StrictFloat | StrictInt
+
+
+class _Layer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Name
+    label: Name
+    op_type: Name
+    position: Annotated[StrictInt, Field(ge=0)]
+    cost_share: Number
+    output_nsr: Number
+    local_sqnr_db: Number | None
+    weight_sqnr_db: Number | None
+    rank: Annotated[StrictInt, Field(ge=0)] = 0
+    cosine_drop: Number | None = None
+
+
+class _Site(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    index: Annotated[StrictInt, Field(ge=0)]
+    kind: Literal["activation", "weight"]
+    tensor: Name
+    requesters: Annotated[list[Name], Field(max_length=MAX_ITEMS)]
+    follows: Annotated[StrictInt, Field(ge=0)] | None
+    output_nsr: Number
+
+
+class SensitivityRecord(BaseModel):
+    """The ``result`` of an entry, typed and bounded as ``SensitivityResult.to_dict`` writes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recipe: Name
+    method: Name
+    layers: Annotated[list[_Layer], Field(max_length=MAX_ITEMS)]
+    sites: Annotated[list[_Site], Field(max_length=MAX_ITEMS)]
+    tuning_images: Annotated[StrictInt, Field(ge=0)]
+    probe_images: Annotated[StrictInt, Field(ge=0)]
+    full_int8: dict[Name, Number]
+    seconds: Number
+    key: Name = ""
+    cache_hit: StrictBool = False
+    extra: dict[Name, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,13 +107,15 @@ class SensitivityCache:
         return self.folder / f"{key.recipe.get('name', 'recipe')}-{key.digest()[:24]}.json"
 
     def load(self, key: SensitivityKey) -> dict[str, Any] | None:
-        """The cached analysis (as written by :meth:`save`) or None; a damaged or foreign file is a miss."""
+        """The cached analysis (as written by :meth:`save`) or None: an entry larger than any analysis, not for this
+        key, or whose result is not typed as ``SensitivityResult.to_dict`` writes it is a miss (and is rewritten)."""
         try:
-            payload = json.loads(self.path(key).read_text(encoding="utf-8"))
-            if payload["key"] != key.to_dict():
+            payload = read_json(self.path(key), None, None, MAX_ENTRY_BYTES)
+            if not isinstance(payload, dict) or payload.get("key") != key.to_dict():
                 return None
+            SensitivityRecord.model_validate(payload.get("result"))
             return dict(payload["result"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, DeployError, ValidationError):
             return None
 
     def save(self, key: SensitivityKey, result: dict[str, Any]) -> Path:

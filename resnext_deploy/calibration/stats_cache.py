@@ -16,15 +16,65 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from resnext_deploy.files import atomic_path, write_text
+from resnext_deploy.errors import DeployError
+from resnext_deploy.files import atomic_path, read_json, write_text
 
 CACHE_ENV = "RESNEXT_DEPLOY_CACHE"
 STATS_FORMAT = 1
 THRESHOLD_PARAMS = frozenset({"percentile", "num_quantized_bins"})
+MAX_RECORD_BYTES = 1024 * 1024  # the .record.json beside an entry: an image count and a key
+MAX_RANGES_BYTES = 32 * 1024 * 1024  # ~300 bytes per tensor: room for 100k tensors
+MAX_TENSORS = 100_000
+Number = StrictFloat | StrictInt
+
+
+class _Float32(BaseModel):
+    """One range bound as ORT's ``CalibrationCacheEncoder`` writes a numpy value: a float32 scalar, nothing else."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    CLS: Literal["numpy.array"]
+    dtype: Literal["float32"]
+    data: Number | Annotated[list[Number], Field(min_length=1, max_length=1)]
+
+
+class _Range(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    CLS: Literal["TensorData"] = "TensorData"
+    lowest: Number | _Float32
+    highest: Number | _Float32
+
+
+class _Method(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    CLS: Literal["CalibrationMethod"]
+    value: Annotated[StrictStr, Field(max_length=64)]
+
+
+class RangesFile(BaseModel):
+    """A ranges file as our ``save`` writes it through ORT's ``save_tensors_data``: every bound a float32 scalar."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    CLS: Literal["TensorsData"] = "TensorsData"
+    calibration_method: _Method
+    data: Annotated[dict[Annotated[StrictStr, Field(max_length=4096)], _Range], Field(min_length=1, max_length=MAX_TENSORS)]
+
+
+class StatsRecord(BaseModel):
+    """The ``.record.json`` beside an entry."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    image_count: Annotated[StrictInt, Field(ge=1)]
+    key: dict[str, Any]
 
 
 def default_cache_dir() -> Path:
@@ -95,15 +145,27 @@ class StatsCache:
     def histogram_path(self, key: StatsKey) -> Path:
         return self.folder / f"{key.method}-hist-{key.histogram_digest()[:24]}.npz"
 
-    def load(self, key: StatsKey) -> CachedStats | None:
-        """The cached ranges for ``key``, or None on a miss (a damaged or partial entry is a miss)."""
-        from onnxruntime.quantization import load_tensors_data
+    def load(self, key: StatsKey, tensors: frozenset[str] | None = None) -> CachedStats | None:
+        """The cached ranges for ``key``, or None on a miss.
+
+        A cache is a hint: an entry is used only when its record names this very key, its sizes are
+        bounded, every bound is a float32 scalar and (given ``tensors``, the tensors the calibrator
+        measures in this graph) it holds exactly those tensors. Anything else (damaged, partial, another
+        model's entry copied here, a hostile dtype) is a miss, which the caller recalibrates and rewrites.
+        """
+        from onnxruntime.quantization.calibrate import TensorsData
 
         path = self.stats_path(key)
         try:
-            record = json.loads(self.record_path(key).read_text(encoding="utf-8"))
-            return CachedStats(load_tensors_data(path), path, int(record["image_count"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            record = StatsRecord.model_validate(read_json(self.record_path(key), None, None, MAX_RECORD_BYTES))
+            if record.key != key.to_dict():
+                return None
+            data = read_json(path, None, None, MAX_RANGES_BYTES)
+            RangesFile.model_validate(data)
+            if tensors is not None and set(data["data"]) != tensors:
+                return None
+            return CachedStats(TensorsData.from_dict(data), path, record.image_count)
+        except (OSError, ValueError, KeyError, TypeError, DeployError, ValidationError):
             return None
 
     def save(self, key: StatsKey, tensors: Any, image_count: int) -> CachedStats:
@@ -120,16 +182,16 @@ class StatsCache:
         write_text(self.record_path(key), json.dumps(record, indent=1, sort_keys=True) + "\n")
         return CachedStats(ranges, path, int(image_count))
 
-    def adopt(self, path: str | os.PathLike[str], key: StatsKey) -> CachedStats | None:
+    def adopt(self, path: str | os.PathLike[str], key: StatsKey, tensors: frozenset[str] | None = None) -> CachedStats | None:
         """Copy a ranges file written by :meth:`save` (an export directory keeps one) into the cache if it is ``key``'s."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8") if Path(path).stat().st_size <= MAX_RANGES_BYTES else "{}"
             if json.loads(text)["resnext_deploy"]["key"] != key.to_dict():
                 return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
         write_text(self.stats_path(key), text)
-        return self.load(key)
+        return self.load(key, tensors)
 
     def load_histograms(self, key: StatsKey) -> tuple[dict[str, tuple[np.ndarray, ...]], int] | None:
         """Raw histograms collected for ``key`` (any threshold parameter) and their image count, or None."""

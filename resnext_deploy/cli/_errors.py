@@ -15,21 +15,22 @@ import typer
 from rich.markup import escape
 
 from resnext_deploy import console
-from resnext_deploy.errors import EXIT_INTERNAL, EXIT_SIGINT, DeployError, Interrupted, from_exception
-from resnext_deploy.signals import interruptible
+from resnext_deploy.errors import EXIT_INTERNAL, EXIT_SIGINT, MAX_MESSAGE, DeployError, Interrupted, from_exception, shorten
+from resnext_deploy.signals import interruptible, received
 
 F = TypeVar("F", bound=Callable[..., Any])
 _CLICK_FLOW = (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException)
 
 
 def _print_error(exc: DeployError) -> None:
-    console.err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    """The message and hint, each cut to ``MAX_MESSAGE`` characters: a hostile value quoted whole is no message."""
+    console.err.print(f"[bold red]error:[/] {escape(shorten(exc.message, MAX_MESSAGE))}")
     if exc.hint:
-        console.err.print(f"[bold]hint:[/] {escape(exc.hint)}")
+        console.err.print(f"[bold]hint:[/] {escape(shorten(exc.hint, MAX_MESSAGE))}")
 
 
 def _internal_error(exc: BaseException) -> int:
-    summary = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    summary = shorten(f"{type(exc).__name__}: {exc}".strip().splitlines()[0], MAX_MESSAGE) if str(exc).strip() else type(exc).__name__
     console.err.print(f"[bold red]internal error:[/] {escape(summary)}")
     if console.show_tracebacks():
         console.err.print_exception(show_locals=False)
@@ -55,6 +56,11 @@ def handles_errors(command: F) -> F:
             console.err.print("[bold yellow]interrupted[/] (SIGINT): stopped; partial work was removed")
             raise typer.Exit(EXIT_SIGINT) from None
         except Exception as exc:  # noqa: BLE001 - the one place that classifies every failure
+            signum = received()
+            if signum is not None:  # a library turned our Interrupted into its own error: still an interruption
+                interrupted = Interrupted(signum)
+                console.err.print(f"[bold yellow]interrupted[/] ({interrupted}): stopped; partial work was removed")
+                raise typer.Exit(interrupted.exit_code) from None
             known = from_exception(exc)
             if known is None:
                 raise typer.Exit(_internal_error(exc)) from None

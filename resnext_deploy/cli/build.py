@@ -8,8 +8,8 @@ from resnext_deploy.bundle import build_bundle
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import Backend, BackendOpt, BundleArg, UnpackDirOpt
 from resnext_deploy.cli.groups import EngineArgs, TrustArgs, uses
-from resnext_deploy.engines.base import model_metadata
 from resnext_deploy.engines.select import select_for
+from resnext_deploy.metadata import claimed_precision, read_metadata
 
 
 @handles_errors
@@ -39,9 +39,7 @@ def build(bundle: BundleArg, engine: EngineArgs, trust: TrustArgs, backend: Back
 
 def _build_bare(onnx_path, engine: EngineArgs, backend: str, output) -> None:  # type: ignore[no-untyped-def]
     """Engine + sidecar for a bare ONNX file (precision from its metadata or name), beside it or in --output."""
-
-
-    precision = model_metadata(onnx_path).get("precision")
+    precision = claimed_precision(read_metadata(onnx_path), onnx_path.name)  # hostile metadata: exit 2
     chosen, why = select_for(backend, onnx_path, precision)  # an artifact it cannot take: exit 2 before anything else
     console.err.print(f"[dim]{why}[/]")
     with console.stage(f"build the {chosen.name} engine for {onnx_path.name}"):

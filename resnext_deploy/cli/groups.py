@@ -316,7 +316,8 @@ class GateArgs:
     compare_to: Annotated[
         Path | None,
         typer.Option("--compare-to", help="An earlier sweep.json or report.json: gate on regressions against it "
-                     "(--max-top1-regression, --max-latency-growth).", rich_help_panel=_GATES, show_default=False),
+                     "(--max-top1-regression, --max-latency-growth); checked before any work.", rich_help_panel=_GATES,
+                     show_default=False),
     ] = None
     max_top1_regression: Annotated[
         float | None, typer.Option("--max-top1-regression", help="Largest top-1 loss since the --compare-to run, percentage "

@@ -56,7 +56,8 @@ def predict(
     """Classify IMAGES with MODEL_FILE and print the top classes with softmax probabilities.
 
     A bundle's checksums (and signature, with --trusted-key) are verified first; `auto` runs the engine
-    the bundle records when it fits this machine.
+    the bundle records when it fits this machine. Only files a bundle's manifest lists are opened: an engine
+    sidecar naming any other file is refused (exit 2).
     """
     check_images(images, top)
     with _source(model_file, model, trust) as (source, signature):

@@ -24,8 +24,9 @@ def verify(
     gates: GateArgs,
     backend: VerifyBackendOpt = None,
     threads: VerifyThreadsOpt = None,
-    reference: Annotated[Path | None, typer.Option("--reference", help="Bare .onnx: the FP32 model to compare with "
-                                                   "[default: model.onnx beside it].", show_default=False)] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Bare .onnx: the FP32 model to compare with, "
+                                                   "an FP32 file included [default: model.onnx beside it; an FP32 file is "
+                                                   "then compared with itself].", show_default=False)] = None,
     model: Annotated[str | None, typer.Option("--model", help="Bare .onnx without metadata: the zoo model whose "
                                               "preprocessing to use.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Bare .onnx: where the reports go "

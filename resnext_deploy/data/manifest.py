@@ -20,10 +20,11 @@ from typing import Any
 
 from resnext_deploy.data.datasets import ImageRecord
 from resnext_deploy.errors import InputError, UsageError
-from resnext_deploy.files import sha256_file, write_json
+from resnext_deploy.files import read_json, sha256_file, write_json
 
 MANIFEST_SCHEMA = "resnext-deploy/calibration-manifest"
 MANIFEST_VERSION = 1
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # a subset of a few hundred thousand images; a larger file is refused unread
 
 
 def select_subset(
@@ -151,11 +152,11 @@ class Manifest:
         path = Path(path)
         hint = "pass a manifest written by resnext-deploy (calibration_manifest.json)"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path, f"manifest {path}", hint, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise InputError(f"manifest {path} does not exist", hint=hint) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"manifest {path} is not readable JSON: {exc}", hint=hint) from None
+        except OSError as exc:
+            raise InputError(f"manifest {path} is not readable: {exc}", hint=hint) from None
         if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
             raise InputError(f"{path} is not a calibration manifest", hint=hint)
         if data.get("version") != MANIFEST_VERSION:

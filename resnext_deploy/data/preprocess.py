@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from PIL import Image
 
 EXECUTORS = ("thread", "process")
+# Worker processes start from a fresh interpreter, never by fork: the parent may hold ONNX Runtime, OpenMP and
+# library threads, and a forked child can deadlock on a lock one of them held. Spawn, as the sweep's pool: on the
+# shared 2-core Xeon, 2 workers decoded 211 img/s spawned, 181 forkserver, 202 forked and threads 246
+# (bench/bench_decode.py, one run, loaded machine); threads (PIL releases the GIL) stay the default executor.
+PROCESS_START_METHOD = "spawn"
 
 
 def _resample(interpolation: str) -> int:
@@ -170,7 +175,7 @@ def _make_executor(kind: str, workers: int) -> Executor:
     if kind not in EXECUTORS:
         raise UsageError(f"unknown executor '{kind}'", hint=f"use one of {', '.join(EXECUTORS)}")
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=workers)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(PROCESS_START_METHOD))
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
 
 

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from resnext_deploy.environment import usable_cores
-from resnext_deploy.errors import InputError, UsageError
-from resnext_deploy.layout import PRECISIONS, split_artifact_name
+from resnext_deploy.errors import InputError, UsageError, shorten
+from resnext_deploy.layout import PRECISIONS, is_plain_name, split_artifact_name
 from resnext_deploy.metadata import read_metadata
 
 
@@ -320,6 +320,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, artifact_or_path: BuiltArtifact | Path, options: BuildOptions | None = None) -> Runner:
         """A runner (not yet active) for a built artifact or a path to one."""
+
+
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # an engine sidecar is a few KB of JSON
+
+
+def file_beside(sidecar: Path, recorded: object, expected: str, what: str, hint: str) -> Path:
+    """The file a sidecar names, which must be the plain name ``expected`` in the sidecar's own folder.
+
+    A sidecar only describes the files built with it, so anything else (a path elsewhere, a folder part,
+    another artifact's name, not a string) is refused: loading it would run a file the sidecar's own
+    checksums cannot vouch for (e.g. the FP32 engine reported as INT8).
+    """
+    if not is_plain_name(recorded) or recorded != expected:
+        raise InputError(f"{sidecar} names {what} {shorten(repr(recorded), 120)}; an engine sidecar may only name "
+                         f"{expected!r} beside it", hint=hint)
+    return sidecar.parent / expected
 
 
 def require_onnx_file(onnx_path: str | os.PathLike[str]) -> Path:

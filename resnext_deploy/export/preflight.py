@@ -25,10 +25,12 @@ from resnext_deploy.engines.registry import AUTO, default_recipe
 from resnext_deploy.engines.select import check_engine_recipe, resolve_backend, resolve_fallback_precision
 from resnext_deploy.errors import InputError, UsageError, WeightsError
 from resnext_deploy.export.options import CalibrationOptions, ExportOptions
+from resnext_deploy.exporters.models import checkpoint_problem
 from resnext_deploy.exporters.onnx_export import resolve_opset
 from resnext_deploy.layout import artifact_name
 from resnext_deploy.metadata import read_metadata
 from resnext_deploy.verification.accuracy import load_eval_set
+from resnext_deploy.verification.compare import load_earlier_run
 from resnext_deploy.verification.gates import load_gates
 from resnext_deploy.zoo import ModelSpec, get_model_spec
 
@@ -155,10 +157,19 @@ def default_eval_data(calib: CalibrationOptions) -> Path | None:
 
 
 def check_weights(weights: str) -> None:
-    """A weights path must exist (the zoo names and ``random`` are checked when the model is built)."""
-    if weights not in ("pretrained", "random") and not Path(weights).expanduser().is_file():
+    """A weights path must exist and look like a checkpoint from its first bytes (the zoo names and ``random``
+    are checked when the model is built)."""
+    if weights in ("pretrained", "random"):
+        return
+    path = Path(weights).expanduser()
+    if not path.is_file():
         raise WeightsError(f"checkpoint not found: {weights}",
                            hint="check the path passed to --weights, or use --weights pretrained / random")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise WeightsError(f"{weights} is not a checkpoint: {problem}",
+                           hint="pass a state dict saved with torch.save(model.state_dict(), path) or safetensors, "
+                                "or --weights pretrained / random")
 
 
 def check_writable_dir(path: Path, flag: str) -> None:
@@ -238,7 +249,9 @@ def check_verification(spec: ModelSpec, options: ExportOptions, eval_data: Path 
     """Gates file, JUnit path and the evaluation subset (labels coverage, readable, disjoint from calibration)."""
     verify = options.verify
     assert verify is not None
-    load_gates(spec.name, options.precision, verify.thresholds, verify.gates_file)
+    load_gates(spec.name, options.precision, verify.thresholds, verify.gates_file, comparing=verify.compare_to is not None)
+    if verify.compare_to is not None:  # typed up front: a bad file is exit 2 before the export, not after it
+        load_earlier_run(verify.compare_to)
     if verify.junit is not None and Path(verify.junit).is_dir():
         raise UsageError(f"--junit {verify.junit} is a folder", hint="pass a file name, e.g. --junit out/junit.xml")
     if eval_data is None:

@@ -24,6 +24,24 @@ DEFAULT_SEED = 0
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a checkpoint we load, from its suffix and first bytes alone (no torch, no parsing):
+    torch.save writes a zip archive (a pickle before torch 1.6), safetensors a length-prefixed JSON header."""
+    suffix = path.suffix.lower()
+    if suffix not in CHECKPOINT_SUFFIXES:
+        return f"unsupported checkpoint type '{path.suffix}' (use {', '.join(CHECKPOINT_SUFFIXES)})"
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if suffix == ".safetensors":
+        length = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+        if not 2 <= length <= path.stat().st_size - 8 or head[8:9] != b"{":
+            return "not a safetensors file (no JSON header)"
+        return None
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None
+    return "neither a torch.save archive nor a pickled state dict"
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     """Where the weights came from, and a hash that identifies them."""

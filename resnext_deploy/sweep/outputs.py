@@ -9,7 +9,7 @@ from typing import Any
 
 from resnext_deploy.console import out
 from resnext_deploy.files import atomic_path, write_bytes, write_text
-from resnext_deploy.layout import FP32_NAME, PARETO_PNG_NAME, SWEEP_MD_NAME
+from resnext_deploy.layout import FP32_NAME, PARETO_PNG_NAME, SWEEP_JSON_NAME, SWEEP_MD_NAME
 from resnext_deploy.report import Report
 from resnext_deploy.verification.compare import comparison_record
 
@@ -190,4 +190,5 @@ def print_summary(sweep: dict[str, Any], directory: Path) -> None:
                       _fmt(row["top1_delta_pp"], "+.2f"), _fmt(row["agreement"], ".4f"), _fmt(row["p50_ms_b1"], ".2f"),
                       _fmt(row["images_per_s_b8"], ".1f"), _fmt(size, ".1f"), verdict, "★" if row["cell"] in front else "")
     out.print(table)
-    out.print(f"reports: {directory / SWEEP_MD_NAME}, {directory / 'sweep.json'}, {directory / PARETO_PNG_NAME}")
+    written = [directory / name for name in (SWEEP_MD_NAME, SWEEP_JSON_NAME, PARETO_PNG_NAME) if (directory / name).is_file()]
+    out.print("reports: " + ", ".join(map(str, written)))  # no pareto.png line when none was written (untimed)

@@ -24,11 +24,12 @@ from resnext_deploy.engines import BuildOptions
 from resnext_deploy.environment import toolchain_version
 from resnext_deploy.errors import CellError, DeployError, GateFailed, UsageError
 from resnext_deploy.export import CalibrationOptions, ExportOptions, Fp32Options
-from resnext_deploy.export.preflight import check_values, default_eval_data
+from resnext_deploy.export.preflight import check_values, check_weights, default_eval_data
 from resnext_deploy.files import sha256_file, write_json
 from resnext_deploy.layout import (
     CALIBRATION_MANIFEST,
     FP32_NAME,
+    PARETO_PNG_NAME,
     SWEEP_CACHE_DIR,
     SWEEP_FP32_DIR,
     SWEEP_JSON_NAME,
@@ -117,13 +118,14 @@ def _weights_identity(weights: str) -> Any:
 
 def _validate(options: SweepOptions) -> None:
     """Every check that needs no heavy work: counts, each cell's export options, the gates and --compare-to files."""
-
     for name, value in (("--workers", options.workers), ("--shards", options.shards), ("--timeout", options.timeout_s)):
         if value is not None and value <= 0:
             raise UsageError(f"{name} must be positive, got {value}")
     if options.timeout_s is not None and options.ray is None:
         raise UsageError("--timeout applies to --ray sweeps", hint="leave it out, or add --ray auto|ADDRESS")
     comparing = options.verify.compare_to is not None
+    for model in options.plan.models:  # a checkpoint that is no checkpoint: exit 2 now, not inside the first cell
+        check_weights(options.plan.weights_for(model))
     for model, precision, backend in options.plan.cells():
         check_values(ExportOptions(model=model, precision=precision, backend=backend, recipe=options.recipe,
                                    calibration=options.calibration, verify=options.verify, fp32=options.fp32))
@@ -345,7 +347,8 @@ def _write(output: Path, sweep: dict[str, Any], junit: Path | None) -> SweepOutc
     if junit is not None:
         outputs.write_junit(junit, sweep)
     try:
-        outputs.write_pareto_plot(output, [r for r in sweep["cells"] if r["status"] != "error"])
+        if outputs.write_pareto_plot(output, [r for r in sweep["cells"] if r["status"] != "error"]) is None:
+            (output / PARETO_PNG_NAME).unlink(missing_ok=True)  # untimed (--no-latency): an earlier plot would mislead
     except ImportError:
         console.warn("matplotlib is not installed; pareto.png was not written (pip install matplotlib)")
     return SweepOutcome(output, sweep)

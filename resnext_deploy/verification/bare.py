@@ -15,8 +15,9 @@ from typing import Any
 from resnext_deploy import machine
 from resnext_deploy.engines.registry import read_engine_file
 from resnext_deploy.errors import InputError, UsageError
-from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS, REPORT_NAME
-from resnext_deploy.metadata import read_metadata
+from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, REPORT_NAME
+from resnext_deploy.metadata import check_metadata, get_metadata
+from resnext_deploy.onnx_io import graph_precision, load_model
 from resnext_deploy.report import Report, new_report
 from resnext_deploy.zoo import get_model_spec
 
@@ -26,28 +27,30 @@ def default_output(path: Path) -> Path:
     return path.with_name((path.stem if path.suffix == ".onnx" else path.name) + ".verify")
 
 
-def _precision(onnx_path: Path, metadata: dict[str, Any]) -> str:
-    precision = metadata.get("precision")
-    if precision in PRECISIONS:
-        return str(precision)
-    suffix = Path(onnx_path.stem).suffix.lstrip(".")
-    return suffix if suffix in PRECISIONS else "fp32"
+def _precision(onnx_path: Path, claimed: str | None, graph: str) -> str:
+    """The graph's own precision; a ``precision`` metadata claim that contradicts it is refused."""
+    if claimed is not None and claimed != graph:
+        raise InputError(f"{onnx_path.name}'s metadata says precision {claimed}, but its graph is {graph}"
+                         + (" (it holds Q/DQ nodes)" if graph == "int8" else ""),
+                         hint="the metadata was edited or belongs to another file; re-export it with `resnext-deploy export`")
+    return graph
 
 
 def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> tuple[Report, list[str]]:
     """An in-memory report for ``onnx_path`` (absolute artifact paths) and the notes saying what was assumed."""
-
     onnx_path = onnx_path.resolve()
-    metadata = read_metadata(onnx_path)
+    graph = load_model(onnx_path)
+    metadata = get_metadata(graph)
+    typed = check_metadata(metadata, onnx_path.name)  # exit 2 for mistyped, unbounded or NaN fields, before any work
     notes: list[str] = [f"bare ONNX file {onnx_path.name}: model and precision from its metadata_props"]
-    name = metadata.get("model_name") or model
+    name = typed.model_name or model
     if name is None:
         raise UsageError(f"{onnx_path} carries no model metadata",
                          hint="pass --model NAME (a zoo model) so its preprocessing can be used")
     spec = get_model_spec(str(name))
-    if "preprocess" not in metadata:
+    if typed.preprocess is None:
         notes.append(f"preprocessing from the zoo entry {spec.name} (the graph carries none)")
-    precision = _precision(onnx_path, metadata)
+    precision = _precision(onnx_path, typed.precision, graph_precision(graph))
     if reference is None:
         reference = onnx_path if precision == "fp32" else onnx_path.with_name(FP32_NAME)
         if precision != "fp32":
@@ -58,8 +61,10 @@ def bare_report(onnx_path: Path, reference: Path | None, model: str | None) -> t
     report = new_report([], machine.describe())
     report.model = spec.to_dict() | {"name": spec.name}
     report.precision = precision
-    report.weights = metadata.get("weights") or {}
-    report.artifacts = {"fp32": str(Path(reference).resolve()), precision: str(onnx_path)}
+    report.weights = typed.weights or {}
+    # the reference has a key of its own: for an FP32 artifact "fp32" names the artifact, not the reference
+    report.artifacts = {"fp32": str(Path(reference).resolve()), precision: str(onnx_path),
+                        "reference": str(Path(reference).resolve())}
     report.source = {"kind": "onnx", "path": str(onnx_path), "reference": str(Path(reference).resolve())}
     manifest = onnx_path.parent / CALIBRATION_MANIFEST
     if manifest.is_file():

@@ -7,17 +7,38 @@ regression gates (``max_top1_regression``, ``max_latency_growth`` in ``gates.py`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from resnext_deploy.errors import InputError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from resnext_deploy.errors import InputError, check_record, shorten
+from resnext_deploy.files import read_json
 from resnext_deploy.report import SCHEMA as REPORT_SCHEMA
 from resnext_deploy.report import Report, parse_report
 
 EVAL_IDENTITY = ("kind", "layout", "split", "available", "requested", "seed", "count")
 SWEEP_SCHEMA = "resnext-deploy/sweep"
+MAX_EARLIER_BYTES = 256 * 1024 * 1024  # a sweep.json of thousands of cells
+HINT = "pass an earlier sweep.json or report.json written by resnext-deploy"
+Text = Annotated[StrictStr, Field(max_length=1024)]
+Number = StrictFloat | StrictInt
+Scalar = Text | Number | None
+
+
+class CompareRecord(BaseModel):
+    """One earlier (model, precision, backend) record, typed before any gate reads it."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: Text
+    precision: Text
+    backend: Text | None = None
+    target_top1: Number | None = None
+    p50_ms: Annotated[dict[Text, Number], Field(max_length=1024)] = {}
+    eval: dict[Text, Scalar]
+    cpu: Text | None = None
 
 
 def comparison_record(report: Report) -> dict[str, Any] | None:
@@ -82,23 +103,32 @@ class EarlierRun:
 
 
 def load_earlier_run(path: Path) -> EarlierRun:
-    """Read ``--compare-to``: a sweep.json (every cell) or a verified report.json (one record)."""
+    """Read ``--compare-to``: a sweep.json (every cell) or a verified report.json (one record).
+
+    Every record is typed (pydantic) here, before any evaluation, so a file with missing keys, wrong types
+    or nesting too deep to parse is exit 2 up front rather than a crash after the whole run.
+    """
     path = Path(path)
+    where = f"--compare-to {path}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, where, HINT, MAX_EARLIER_BYTES)
     except FileNotFoundError:
-        raise InputError(f"--compare-to {path} does not exist", hint="pass an earlier sweep.json or report.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--compare-to {path} is not readable JSON: {exc}", hint="pass an earlier sweep.json or report.json") from None
+        raise InputError(f"{where} does not exist", hint=HINT) from None
+    except OSError as exc:
+        raise InputError(f"{where} is not readable ({exc.strerror or exc})", hint=HINT) from None
     schema = data.get("schema") if isinstance(data, dict) else None
-    if schema == SWEEP_SCHEMA:
-        records = [cell["compare"] for cell in data.get("cells", []) if cell.get("compare")]
-    elif schema == REPORT_SCHEMA:
-        record = comparison_record(parse_report(data, f"--compare-to {path}"))
-        if record is None:
-            raise InputError(f"--compare-to {path} was never verified", hint="run `resnext-deploy verify` on that export first")
-        records = [record]
-    else:
-        raise InputError(f"--compare-to {path} is neither a sweep.json nor a report.json (schema {schema!r})",
-                         hint="pass the sweep.json of an earlier sweep or the report.json of an earlier export")
+    try:
+        if schema == SWEEP_SCHEMA:
+            raw = [cell["compare"] for cell in data.get("cells", []) if cell.get("compare")]
+        elif schema == REPORT_SCHEMA:
+            record = comparison_record(parse_report(data, where))
+            if record is None:
+                raise InputError(f"{where} was never verified", hint="run `resnext-deploy verify` on that export first")
+            raw = [record]
+        else:
+            raise InputError(f"{where} is neither a sweep.json nor a report.json (schema {shorten(repr(schema), 80)})",
+                             hint="pass the sweep.json of an earlier sweep or the report.json of an earlier export")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{where} is malformed ({type(exc).__name__}: {shorten(exc, 120)})", hint=HINT) from None
+    records = [check_record(CompareRecord, record, where, HINT).model_dump() for record in raw]
     return EarlierRun(path, records)

@@ -25,6 +25,13 @@ GATE_KINDS: dict[str, tuple[str, str, str]] = {
     "max_top1_regression": ("max", "top1_regression_pp", "top-1 lost since the --compare-to run, percentage points"),
     "max_latency_growth": ("max", "latency_growth", "target p50 growth since the --compare-to run, fraction, per batch size"),
 }
+# Mixed-precision targets (export --target-*): gates measured by the fallback search on the tuning images.
+# name -> (direction, key of report.json mixed_precision.chosen)
+TARGET_GATES: dict[str, tuple[str, str]] = {
+    "target_cosine": ("min", "cosine"),
+    "target_agreement": ("min", "agreement"),
+    "target_top1_drop": ("max", "top1_drop_pp"),
+}
 DEFAULT_THRESHOLDS: dict[str, float] = {"max_top1_drop": 0.5}
 # Applied only with --compare-to. The same images give the same top-1 for the same artifact, so 0.5 pp
 # (the max_top1_drop default) is a real change; CPU latency drifts 10-20% run to run on shared runners.
@@ -76,7 +83,8 @@ class GateResult:
         """``min_agreement: 0.9712 < 0.98 (short by 0.0088)`` style line."""
         if self.status == "skipped" or self.measured is None:
             return f"{self.name}: {self.status} ({self.reason})"
-        op = "<=" if GATE_KINDS[_kind(self.name)][0] == "max" else ">="
+        direction = GATE_KINDS[_kind(self.name)][0] if _kind(self.name) in GATE_KINDS else TARGET_GATES[self.name][0]
+        op = "<=" if direction == "max" else ">="
         if self.failed:
             return f"{self.name}: {self.measured:.4g} does not satisfy {op} {self.threshold:g} (off by {abs(self.margin or 0):.4g})"
         return f"{self.name}: {self.measured:.4g} {op} {self.threshold:g} (margin {self.margin:.4g})"
@@ -249,6 +257,27 @@ def evaluate_gates(
                     results.append(_check(gate, threshold, row.get("speedup")))
                 else:
                     results.append(_check(gate, threshold, row["target"]["p99_ms"]))
+    return results
+
+
+def target_gates(section: Mapping[str, Any] | None) -> list[GateResult]:
+    """The mixed-precision targets of an export (report.json ``mixed_precision``) as gates: each target set with
+    ``--target-*``, measured on the tuning images by the fallback search, failed when the search ran out of budget."""
+    if not isinstance(section, Mapping) or not isinstance(section.get("targets"), Mapping):
+        return []
+    chosen = section.get("chosen") if isinstance(section.get("chosen"), Mapping) else {}
+    missed = set(section.get("failed") or [])
+    results = []
+    for name, threshold in section["targets"].items():
+        if name not in TARGET_GATES or not isinstance(threshold, (int, float)):
+            continue
+        direction, key = TARGET_GATES[name]
+        measured = chosen.get(key)
+        margin = None if not isinstance(measured, (int, float)) else (
+            threshold - measured if direction == "max" else measured - threshold)
+        status = "failed" if name in missed else "passed" if margin is not None else "skipped"
+        results.append(GateResult(name, f"{key} (tuning images)", float(threshold), measured, margin, status,
+                                  "mixed-precision target, measured on the tuning images during export"))
     return results
 
 

@@ -55,6 +55,7 @@ def render_markdown(report: Report) -> str:
         f"### resnext-deploy verify: {_name(report)} {report.precision} "
         f"{'✅ passed' if gates.passed else '❌ failed'}",
         "",
+        *([f"**Failed gates:** {', '.join(f'`{name}`' for name in gates.failed)}", ""] if gates.failed else []),
         "| | |", "|---|---|",
         f"| model | `{_name(report)}` |",
         f"| precision | {report.precision} |",

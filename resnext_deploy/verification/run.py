@@ -12,7 +12,7 @@ from resnext_deploy.calibration.baseline_cache import BaselineKey, BaselineLogit
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import CALIBRATION_MANIFEST, FP32_NAME, PRECISIONS
-from resnext_deploy.metadata import read_metadata
+from resnext_deploy.metadata import check_metadata, read_metadata
 from resnext_deploy.outdir import artifact_path, check_artifacts
 from resnext_deploy.report import Report, read_report, write_report
 from resnext_deploy.verification import outputs
@@ -26,8 +26,8 @@ from resnext_deploy.verification.accuracy import (
 )
 from resnext_deploy.verification.bare import bare_engine_report, bare_report, default_output, prepare_output
 from resnext_deploy.verification.compare import load_earlier_run
+from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates, target_gates
 from resnext_deploy.verification.held_out import held_out_check
-from resnext_deploy.verification.gates import GateResult, evaluate_gates, gates_record, load_gates
 from resnext_deploy.verification.latency import LatencyPlan, measure_latency
 from resnext_deploy.verification.options import VerifyOptions
 from resnext_deploy.verification.runners import onnx_baseline, target_side, torch_baseline
@@ -71,10 +71,9 @@ class VerifyOutcome:
 
 def _preprocess(path: Path, report: Report) -> PreprocessConfig:
     """The artifact's own preprocessing; for a bare graph without one, the zoo entry's."""
-
-    meta = read_metadata(path)
-    if "preprocess" in meta:
-        return PreprocessConfig.from_dict(meta["preprocess"])
+    typed = check_metadata(read_metadata(path), path.name)
+    if typed.preprocess is not None:
+        return PreprocessConfig.from_dict(typed.preprocess.model_dump())
     if (report.source or {}).get("kind") == "onnx" and report.model is not None and report.model.preprocess:
         return PreprocessConfig.from_dict(report.model.preprocess)
     raise InputError(f"{path} carries no preprocess metadata", hint="re-export it with `resnext-deploy export`")
@@ -192,7 +191,7 @@ def _verify(directory: Path, options: VerifyOptions, logits: EvalLogits | None) 
 
     earlier = None if earlier_run is None else earlier_run.against(
         model, precision, target.description["backend"], eval_set.source, environment.cpu_model())
-    results = evaluate_gates(gates, accuracy, latency, earlier)
+    results = evaluate_gates(gates, accuracy, latency, earlier) + target_gates(report.mixed_precision)
     for gate in results:
         if gate.status == "skipped" and (options.require_gates or gates.sources.get(gate.name.split("@")[0]) != "default"):
             message = f"gate {gate.name} was SKIPPED, not checked: {gate.reason}" + (
@@ -238,7 +237,7 @@ def _cached_baseline(directory: Path, report: Report, eval_set: Any, cfg: Prepro
     per (FP32 ONNX, evaluation subset, preprocessing); the torch baseline is computed every time."""
     if options.baseline != "onnx":
         return None
-    fp32 = directory / (report.artifacts.fp32 or FP32_NAME)  # a bare file's report names its reference absolutely
+    fp32 = directory / (report.artifacts.baseline() or FP32_NAME)  # a bare file's report names its reference absolutely
     if not fp32.is_file():
         return None
     key = BaselineKey.for_model(fp32, eval_images_sha256(eval_set), len(eval_set), cfg.to_dict())
@@ -268,7 +267,7 @@ def regate_directory(directory: Path, options: VerifyOptions) -> VerifyOutcome:
     if options.compare_to is not None:
         earlier = load_earlier_run(options.compare_to).against(
             model, precision, ver.backend, ver.eval_data, ver.environment.get("cpu"))
-    results = evaluate_gates(gates, ver.accuracy, ver.latency, earlier)
+    results = evaluate_gates(gates, ver.accuracy, ver.latency, earlier) + target_gates(report.mixed_precision)
     report.gates = gates_record(gates, results, earlier)
     outcome = VerifyOutcome(directory, report, results)
     outcome.outputs["report_json"] = write_report(directory, report)

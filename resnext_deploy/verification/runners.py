@@ -93,7 +93,7 @@ def onnx_baseline(directory: Path, report: Report, threads: int | None,
                   providers: tuple[str, ...] | None = ("CPUExecutionProvider",)) -> Side:
     """``model.onnx`` on the default backend (ONNX Runtime) with ``providers`` (default: CPU only; None: every
     working one, GPU first); the description records those asked for, the runner the ones that really ran."""
-    name = report.artifacts.fp32 or FP32_NAME
+    name = report.artifacts.baseline() or FP32_NAME
     path = _existing(directory / name)
     runner = get_spec(DEFAULT_BACKEND).backend().load(
         path, BuildOptions(precision="fp32", threads=threads, providers=providers))

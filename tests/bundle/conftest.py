@@ -30,6 +30,21 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
+    pytest.importorskip("openvino", reason="openvino is not installed on this platform")
+    from resnext_deploy.engines import BuildOptions
+    from resnext_deploy.export import ExportOptions, run_export
+
+    register_model(TINY_SPEC)
+    out = tmp_path_factory.mktemp("ov-export") / "tiny"
+    directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
+                                                 backend="openvino", output=out, engine=BuildOptions(threads=1)))
+    assert report.engine is not None and report.engine.backend == "openvino"
+    return directory
+
+
+@pytest.fixture(scope="session")
 def bundle_file(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from resnext_deploy.bundle import package_directory
 

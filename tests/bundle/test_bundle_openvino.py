@@ -18,22 +18,6 @@ pytest.importorskip("openvino", reason="openvino is not installed on this platfo
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
-    from resnext_deploy.engines import BuildOptions
-    from resnext_deploy.export import ExportOptions, run_export
-    from resnext_deploy.zoo import register_model
-    from tests.support.tiny import TINY_SPEC
-
-    register_model(TINY_SPEC)
-    out = tmp_path_factory.mktemp("ov-export") / "tiny"
-    directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
-                                                 backend="openvino", output=out, engine=BuildOptions(threads=1)))
-    assert report.engine is not None and report.engine.backend == "openvino"
-    return directory
-
-
 @pytest.fixture
 def ov_bundle(ov_export: Path, tmp_path: Path) -> Path:
     return package_directory(ov_export, tmp_path / "tiny-ov.tar.gz").path

@@ -166,7 +166,10 @@ def test_build_keeps_a_signed_bundle_verifiable(export_dir, keys, tmp_path, imag
     assert built.action == "built"
     with open_bundle(built.directory, policy) as opened:
         assert opened.signature.verified
-        assert opened.signature.unsigned_files == ["model.onnxruntime.json", "model.ort-opt.onnx"]  # rebuilt here
+        # rebuilt here: the sidecar always differs; ONNX Runtime's saved graph differs from build to build most
+        # of the time but not always (its bytes are not deterministic), so it may or may not be listed
+        unsigned = opened.signature.unsigned_files
+        assert "model.onnxruntime.json" in unsigned and set(unsigned) <= {"model.onnxruntime.json", "model.ort-opt.onnx"}
         assert len(predict_images(opened, images[:1]).predictions) == 1
     _edit_json(built.directory / "manifest.json", lambda m: m["model"].update(name="other"))
     with pytest.raises(InputError):
@@ -295,3 +298,35 @@ def test_predict_decodes_and_runs_one_batch_at_a_time(bundle_file, tmp_path, mon
     predicted = [p["image"] for p in json.loads(result.stdout)["predictions"]]
     assert predicted == [str(p) for p in paths]
     assert batches == [32, 32, 6]
+
+
+def test_a_global_passphrase_is_ignored_for_an_unencrypted_key(export_dir, keys, tmp_path, cli, monkeypatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from resnext_deploy.bundle.signing import PASSPHRASE_ENV, load_private_key
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "set-for-every-ci-job")
+    result = runner.invoke(cli, ["package", str(export_dir), "-o", str(tmp_path / "b.tar.gz"), "--sign", str(keys["ours"])])
+    assert result.exit_code == 0, _text(result)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(load_private_key(keys["ours"]).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"right")))
+    wrong = runner.invoke(cli, ["package", str(export_dir), "-o", str(tmp_path / "c.tar.gz"), "--sign", str(encrypted)])
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output  # a wrong passphrase is still a clear refusal
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    missing = runner.invoke(cli, ["package", str(export_dir), "-o", str(tmp_path / "d.tar.gz"), "--sign", str(encrypted)])
+    assert missing.exit_code == 2 and "is encrypted" in _text(missing)
+    monkeypatch.setenv(PASSPHRASE_ENV, "right")
+    right = runner.invoke(cli, ["package", str(export_dir), "-o", str(tmp_path / "e.tar.gz"), "--sign", str(encrypted)])
+    assert right.exit_code == 0, _text(right)
+
+
+@pytest.mark.parametrize("edit", [
+    {"key": {"an": "object"}}, {"key": ["SHA256:x"]}, {"signature": 12}, {"key": "SHA256:" + "x" * 100_000},
+])
+def test_a_signature_record_of_the_wrong_types_exits_2(signed_bundle, keys, tmp_path, cli, edit) -> None:
+    folder = safe_extract(signed_bundle, tmp_path / "unpacked")
+    _edit_json(folder / "manifest.json.sig", lambda record: record.update(edit))
+    result = runner.invoke(cli, ["inspect", str(folder), "--trusted-key", str(keys["ours.pub"])])
+    assert result.exit_code == 2 and "manifest.json.sig" in _text(result), _text(result)
+    assert len(result.output) < 4000  # what the error quotes is shortened

@@ -27,6 +27,9 @@ def test_fp16_runs_on_cpu_and_matches_fp32(tiny_fp32: Path) -> None:
     weights = [i for i in model.graph.initializer if len(i.dims) == 4]
     assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
     assert result.float16_initializers >= len(weights)
+    from resnext_deploy.onnx_io import graph_precision
+
+    assert graph_precision(model) == "fp16" and graph_precision(onnx.load(str(tiny_fp32))) == "fp32"
     images = smooth_images(8, seed=5)
     reference, half = run(tiny_fp32, images), run(result.path, images)
     assert half.dtype == np.float32 and half.shape == reference.shape

@@ -64,7 +64,9 @@ def test_build_into_another_folder(onnx_copy: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "engines"
     artifact = BACKEND.build(onnx_copy, BuildOptions(), output_dir=out_dir)
     assert artifact.path.parent == out_dir
-    assert BACKEND.load(artifact.sidecar).start_mode == "saved-optimized"
+    assert BACKEND.load(artifact).start_mode == "saved-optimized"
+    with pytest.raises(InputError, match="may only name 'model.onnx' beside it"):  # a sidecar alone names only its folder
+        BACKEND.load(artifact.sidecar)
 
 
 def _edit_manifest(path: Path, edit: dict[str, object]) -> None:

@@ -141,7 +141,7 @@ def test_sidecar_of_another_model_is_an_error_naming_the_rebuild(onnx_copy: Path
     with pytest.raises(InputError, match="is not an OpenVINO engine sidecar"):
         BACKEND.load(onnx_copy, OPTIONS)
     artifact.sidecar.write_text("{truncated")
-    with pytest.raises(InputError, match="unreadable"):
+    with pytest.raises(InputError, match="not valid JSON"):
         BACKEND.load(onnx_copy, OPTIONS)
 
 
@@ -199,5 +199,7 @@ def test_build_into_another_folder_keeps_the_source_relative(onnx_copy: Path, tm
     out = tmp_path / "engines"
     artifact = BACKEND.build(onnx_copy, OPTIONS, output_dir=out)
     assert artifact.path.parent == out and artifact.metadata["source_onnx"]["path"] == "../model.onnx"
-    assert BACKEND.load(artifact.sidecar, OPTIONS).start_mode == "cached"
+    assert BACKEND.load(artifact, OPTIONS).start_mode == "cached"
+    with pytest.raises(InputError, match="may only name 'model.onnx' beside it"):  # a sidecar alone names only its folder
+        BACKEND.load(artifact.sidecar, OPTIONS)
     shutil.rmtree(out)

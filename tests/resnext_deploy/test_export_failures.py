@@ -192,6 +192,31 @@ def test_leftovers_of_a_killed_run_are_removed_at_the_next_start(tiny_spec, tiny
     assert list(private_tmp.iterdir()) == []
 
 
+def test_a_refused_start_removes_a_killed_runs_staging_but_not_a_live_ones(int8_export_dir, tiny_weights, tmp_path):
+    out = Path(shutil.copytree(int8_export_dir, tmp_path / "export"))
+    holder = subprocess.Popen(  # a `--force` run that holds the lock and has half-built files in its staging folder
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from resnext_deploy.outdir import locked, reset_staging
+            with locked(Path({str(out)!r}), ["resnext-deploy", "export", "--force"]):
+                (reset_staging(Path({str(out)!r})) / "model.int8.onnx").write_bytes(b"x" * 100_000)
+                print("staged", flush=True)
+                time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "staged"
+        live = invoke("export", "resnext_tiny", "-w", tiny_weights, "-o", out, "--no-engine")
+        assert live.exit_code == 2 and (out / ".resnext-staging" / "model.int8.onnx").is_file()  # the live run's own
+    finally:
+        holder.kill()  # SIGKILL: no clean-up of its own
+        holder.wait()
+    refused = invoke("export", "resnext_tiny", "-w", tiny_weights, "-o", out, "--no-engine")
+    assert refused.exit_code == 2 and "already holds" in _clean(refused) and "--force" in _clean(refused)
+    assert not (out / ".resnext-staging").exists() and not (out / ".resnext.lock").exists()
+    assert (out / "model.int8.onnx").is_file()  # the earlier export itself is untouched
+
+
 # --- item 12: lock -----------------------------------------------------------------------------------------
 
 def test_a_second_run_on_a_busy_output_directory_is_refused_naming_the_holder(tiny_spec, tiny_weights, tmp_path):

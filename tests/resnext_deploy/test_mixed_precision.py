@@ -176,6 +176,17 @@ def test_unreachable_target_writes_the_best_artifact_and_exits_1(  # type: ignor
     best = read_metadata(out / "model.int8.onnx")["mixed_precision"]
     assert best["float_layer_labels"] == [PRODUCER] and not best["reached"]  # the best step: the outlier in float
     assert best["tuning_metrics"]["cosine"] == max(step["cosine"] for step in mixed["steps"])
+    assert report["gates"]["passed"] is False and report["gates"]["failed"] == ["target_cosine"]  # a gate, not a footnote
+    # verified later, the missed target stays a failed gate in report.json and at the top of report.md (exit 1)
+    verified = _invoke("verify", out, "--eval-data", synthetic_imagenet.val, "--eval-size", 40, "--no-latency",
+                       "--max-top1-drop", 10)
+    assert verified.exit_code == 1, verified.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["gates"]["passed"] is False and report["gates"]["failed"] == ["target_cosine"]
+    (gate,) = [g for g in report["gates"]["results"] if g["name"] == "target_cosine"]
+    assert gate["status"] == "failed" and gate["threshold"] == 0.99999999 and gate["measured"] < 0.99999999
+    head = (out / "report.md").read_text().splitlines()[:3]
+    assert "❌ failed" in head[0] and "`target_cosine`" in head[2]
 
 
 def test_sensitivity_command_prints_the_ranking_from_the_cache(mixed_export, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]

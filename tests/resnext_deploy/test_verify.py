@@ -238,3 +238,25 @@ def test_bare_onnx_without_reference_or_model_metadata_is_bad_input(app, export_
     onnx.save(proto, str(lonely / "foreign.onnx"))
     result = _invoke(app, lonely / "foreign.onnx", "--no-latency")
     assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_bare_fp32_onnx_is_compared_with_its_reference_not_itself(app, export_dir: Path, synthetic_imagenet,
+                                                                  tmp_path: Path) -> None:
+    """An FP32 artifact X with `--reference REF`: the baseline runs REF (a perturbed copy of REF differs from it)."""
+    proto = onnx.load(str(export_dir / "model.onnx"))
+    weights = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(weights)
+    noisy = values + np.random.default_rng(0).normal(0, float(values.std()), values.shape).astype(values.dtype)
+    weights.CopyFrom(numpy_helper.from_array(noisy, weights.name))
+    artifact = tmp_path / "perturbed" / "model.onnx"
+    artifact.parent.mkdir()
+    onnx.save(proto, str(artifact))
+    out = tmp_path / "bare"
+    result = _invoke(app, artifact, "--reference", export_dir / "model.onnx", "--eval-data", synthetic_imagenet.val,
+                     "--no-latency", "--eval-size", 40, "--min-cosine", 0.5, "--output", out)
+    assert result.exit_code in (0, 1), result.output
+    report = _report(out)
+    assert report["source"]["reference"] == str((export_dir / "model.onnx").resolve())
+    accuracy = report["verification"]["accuracy"]
+    assert accuracy["mean_cosine"] < 0.999  # X against itself would give 1.0 (the bug)
+    assert report["verification"]["baseline"]["artifact"] == str((export_dir / "model.onnx").resolve())

@@ -8,25 +8,28 @@ sidecar matches this ORT version, providers, CPU and source file; otherwise it s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from resnext_deploy.engines.base import (
+    MAX_SIDECAR_BYTES,
     Backend,
     BuildOptions,
     BuiltArtifact,
+    file_beside,
     model_metadata,
     precision_of,
     require_onnx_file,
 )
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
-from resnext_deploy.errors import InputError, OutputError
-from resnext_deploy.files import atomic_path, sha256_file, write_json
+from resnext_deploy.errors import DeployError, InputError, OutputError, check_record
+from resnext_deploy.files import atomic_path, read_json, sha256_file, write_json
 
 LOG = logging.getLogger(__name__)
 SIDECAR_FORMAT = "resnext-deploy/onnxruntime-engine/1"
@@ -37,14 +40,43 @@ SESSION_SETTINGS = {
 }
 
 
+SIDECAR_SUFFIX = ".onnxruntime.json"
+OPTIMIZED_SUFFIX = ".ort-opt.onnx"
+Text = Annotated[StrictStr, Field(max_length=1024)]
+
+
+class FileRecord(BaseModel):
+    """A file the manifest vouches for: its name beside the manifest, sha256, size and mtime."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    path: Text
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[StrictInt, Field(ge=0)]
+    mtime_ns: StrictInt | None = None
+
+
+class Sidecar(BaseModel):
+    """The fields of ``model.<p>.onnxruntime.json`` a load relies on, typed and bounded before any is used."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: Literal["resnext-deploy/onnxruntime-engine/1"]
+    onnxruntime_version: Text
+    providers: Annotated[list[Text], Field(max_length=16)]
+    cpu: dict[Text, Text]
+    source_onnx: FileRecord
+    optimized_graph: FileRecord
+
+
 def optimized_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
     """``dir/model.int8.onnx`` -> ``output_dir/model.int8.ort-opt.onnx``."""
-    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}.ort-opt.onnx"
+    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}{OPTIMIZED_SUFFIX}"
 
 
 def sidecar_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
     """``dir/model.int8.onnx`` -> ``output_dir/model.int8.onnxruntime.json``."""
-    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}.onnxruntime.json"
+    return (output_dir or onnx_path.parent) / f"{onnx_path.stem}{SIDECAR_SUFFIX}"
 
 
 def session_options(options: BuildOptions, *, optimize: bool, save_to: Path | None = None) -> Any:
@@ -170,9 +202,13 @@ class OnnxRuntimeBackend(Backend):
         manifest, reason = _read_manifest(manifest_path)
         opt_path: Path | None = None
         if manifest is not None:
-            opt_path = manifest_path.parent / manifest["optimized_graph"]["path"]
+            stem = manifest_path.name.removesuffix(SIDECAR_SUFFIX)
+            hint = f"rebuild it: `resnext-deploy build {source or stem + '.onnx'} --backend {self.name}`, or delete {manifest_path.name}"
+            opt_path = file_beside(manifest_path, manifest["optimized_graph"]["path"], stem + OPTIMIZED_SUFFIX,
+                                   "its optimized graph", hint)
             if source is None:
-                source = manifest_path.parent / manifest["source_onnx"]["path"]
+                source = file_beside(manifest_path, manifest["source_onnx"]["path"], stem + ".onnx", "its source ONNX",
+                                     "load the ONNX file itself, with its engine beside it")
             reason = _manifest_mismatch(manifest, env, source, opt_path)
         if source is None or not source.is_file():
             raise InputError(f"ONNX file not found: {source or manifest_path}", hint="run `resnext-deploy export` first")
@@ -203,25 +239,27 @@ class OnnxRuntimeBackend(Backend):
         if isinstance(artifact_or_path, BuiltArtifact):
             return artifact_or_path.source_onnx, artifact_or_path.sidecar
         path = Path(artifact_or_path)
-        if path.name.endswith(".onnxruntime.json"):
+        if path.name.endswith(SIDECAR_SUFFIX):
             return None, path
-        if path.name.endswith(".ort-opt.onnx"):
-            stem = path.name[: -len(".ort-opt.onnx")]
-            return None, path.with_name(f"{stem}.onnxruntime.json")
+        if path.name.endswith(OPTIMIZED_SUFFIX):
+            stem = path.name[: -len(OPTIMIZED_SUFFIX)]
+            return None, path.with_name(f"{stem}{SIDECAR_SUFFIX}")
         return path, sidecar_path(path)
 
 
 def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest, or None and why it cannot be used."""
+    """The manifest, or None and why it cannot be used (missing, not ours, a field missing, mistyped or unbounded)."""
     if not path.is_file():
         return None, f"no engine manifest {path.name}; run `resnext-deploy build --backend onnxruntime` to save one"
     try:
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != SIDECAR_FORMAT:
+        manifest = read_json(path, f"engine manifest {path.name}", None, MAX_SIDECAR_BYTES)
+        if not isinstance(manifest, dict) or manifest.get("format") != SIDECAR_FORMAT:
             return None, f"{path.name} is not an onnxruntime engine manifest"
-        manifest["optimized_graph"]["path"], manifest["source_onnx"]["path"]  # noqa: B018
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, f"engine manifest {path.name} is unreadable or incomplete"
+        check_record(Sidecar, manifest, f"engine manifest {path.name}", None)
+    except OSError:
+        return None, f"engine manifest {path.name} is unreadable"
+    except DeployError as exc:
+        return None, exc.message
     return manifest, None
 
 

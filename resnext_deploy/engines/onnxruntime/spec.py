@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import EngineSpec, TritonEntry
-from resnext_deploy.engines.onnxruntime.backend import OnnxRuntimeBackend
+from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry
+from resnext_deploy.engines.onnxruntime.backend import SIDECAR_SUFFIX, OnnxRuntimeBackend
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, checked_providers, session_providers
+from resnext_deploy.files import read_json
 from resnext_deploy.layout import PRECISIONS
 
 NAME = "onnxruntime"
-SIDECAR_SUFFIX = ".onnxruntime.json"
 
 
 def _make() -> Any:
@@ -22,9 +22,11 @@ def _make() -> Any:
 
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of a saved optimized graph: ORT version, providers and CPU it was optimized for."""
+    record = sidecar.get("optimized_graph")
+    graph = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
     return {
         "backend": NAME,
-        "artifact": (sidecar.get("optimized_graph") or {}).get("path"),
+        "artifact": posixpath.join(posixpath.dirname(sidecar_name), graph) if graph else None,
         "sidecar": sidecar_name,
         "precision": sidecar.get("precision"),
         "onnxruntime_version": sidecar.get("onnxruntime_version"),
@@ -36,7 +38,9 @@ def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
 def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     """Why the recorded optimized graph cannot be used on this machine, or None."""
 
-    sidecar = json.loads((directory / target["sidecar"]).read_text(encoding="utf-8"))
+    sidecar = read_json(directory / target["sidecar"], target["sidecar"], None, MAX_SIDECAR_BYTES)
+    if not isinstance(sidecar, dict):
+        return f"{target['sidecar']} is not an engine record"
     return OrtEnvironment.current().mismatch(sidecar)
 
 

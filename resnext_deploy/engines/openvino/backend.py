@@ -12,17 +12,20 @@ rebuild command. Load never writes: a bundle's files stay as its manifest lists 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from resnext_deploy.engines.base import (
+    MAX_SIDECAR_BYTES,
     Backend,
     BuildOptions,
     BuiltArtifact,
+    file_beside,
     model_metadata,
     precision_of,
     require_onnx_file,
@@ -30,8 +33,8 @@ from resnext_deploy.engines.base import (
 from resnext_deploy.engines.openvino import config as ovconfig
 from resnext_deploy.engines.openvino.environment import DEVICE, OvEnvironment, core, reduced_float_precision
 from resnext_deploy.engines.openvino.runner import OpenVinoRunner
-from resnext_deploy.errors import InputError, NotAvailableError
-from resnext_deploy.files import atomic_open, sha256_bytes, sha256_file, write_json
+from resnext_deploy.errors import InputError, NotAvailableError, check_record
+from resnext_deploy.files import atomic_open, read_json, sha256_bytes, sha256_file, write_json
 
 LOG = logging.getLogger(__name__)
 NAME = "openvino"
@@ -42,6 +45,37 @@ INSTALL_HINT = (
     "pip install openvino (resnext-deploy installs it on x86-64 Linux and Windows and on Apple-silicon macOS), "
     "or use --backend onnxruntime"
 )
+
+
+Text = Annotated[StrictStr, Field(max_length=1024)]
+
+
+class FileRecord(BaseModel):
+    """A file the sidecar vouches for: its name beside the sidecar, sha256, size and mtime."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    path: Text
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[StrictInt, Field(ge=0)]
+    mtime_ns: StrictInt | None = None
+
+
+class Sidecar(BaseModel):
+    """The fields of ``model.<p>.openvino.json`` a load relies on, typed and bounded before any is used."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: Literal["resnext-deploy/openvino-engine/1"]
+    precision: Text
+    openvino_version: Text
+    device: dict[Text, Any]
+    cpu: dict[Text, Text]
+    config: Annotated[dict[Text, Text], Field(max_length=64)]
+    inputs: Annotated[list[Text], Field(min_length=1, max_length=64)]
+    outputs: Annotated[list[Text], Field(min_length=1, max_length=64)]
+    source_onnx: FileRecord
+    compiled_model: FileRecord
 
 
 def blob_path(onnx_path: Path, output_dir: Path | None = None) -> Path:
@@ -194,7 +228,8 @@ class OpenVinoBackend(Backend):
         if source is None:
             if sidecar is None:
                 raise InputError(f"OpenVINO sidecar not found: {sidecar_file}", hint="run `resnext-deploy export` first")
-            source = sidecar_file.parent / sidecar["source_onnx"]["path"]
+            source = file_beside(sidecar_file, sidecar["source_onnx"]["path"], _stem(sidecar_file) + ".onnx",
+                                 "its source ONNX", "load the ONNX file itself, with its engine beside it")
         require_onnx_file(source)
         precision = precision_of(source, options)
         if sidecar is None:
@@ -202,17 +237,20 @@ class OpenVinoBackend(Backend):
             LOG.debug("openvino: compiling %s (%s)", source.name, reason)  # the summary says it once
         else:
             _check_belongs(sidecar, sidecar_file, source, precision)
-            reason = OvEnvironment.current().mismatch(sidecar) or _blob_problem(sidecar, sidecar_file)
+            blob = _blob_of(sidecar, sidecar_file, source)
+            reason = OvEnvironment.current().mismatch(sidecar) or _blob_problem(sidecar, blob)
             if reason is None:
-                blob = sidecar_file.parent / sidecar["compiled_model"]["path"]
                 try:
                     compiled, mapped = _import(blob, ovconfig.import_config(sidecar["config"], options))
                 except Exception as exc:  # a foreign or damaged blob that still matched its sidecar
                     reason = f"OpenVINO cannot import {blob.name} ({_first_line(exc)})"
                 else:
-                    return OpenVinoRunner(compiled, (sidecar["inputs"], sidecar["outputs"]), start_mode="cached",
-                                          start_reason=f"compiled model {blob.name}",
-                                          startup_seconds=time.perf_counter() - started, keep_alive=mapped)
+                    names = (sidecar["inputs"], sidecar["outputs"])
+                    reason = _io_problem(compiled, names, blob)
+                    if reason is None:
+                        return OpenVinoRunner(compiled, names, start_mode="cached",
+                                              start_reason=f"compiled model {blob.name}",
+                                              startup_seconds=time.perf_counter() - started, keep_alive=mapped)
             LOG.warning("openvino: recompiling %s: %s", source.name, reason)
         capabilities = OvEnvironment.current().capabilities
         mixed = model_metadata(source).get("mixed_precision") or {}
@@ -234,25 +272,39 @@ class OpenVinoBackend(Backend):
         return path, sidecar_path(path)
 
 
+def _stem(sidecar_file: Path) -> str:
+    """``model.int8.openvino.json`` -> ``model.int8``."""
+    return sidecar_file.name.removesuffix(SIDECAR_SUFFIX)
+
+
 def _read_sidecar(path: Path, source: Path | None) -> dict[str, Any] | None:
-    """The sidecar, None when there is none, or ``InputError`` when it is not an OpenVINO engine record."""
+    """The sidecar, None when there is none, or ``InputError`` when it is not an OpenVINO engine record
+    (wrong format, a field missing, mistyped or unbounded)."""
     if not path.is_file():
         return None
-    hint = rebuild_hint(source or path.with_name(path.name.removesuffix(SIDECAR_SUFFIX) + ".onnx"))
+    hint = rebuild_hint(source or path.with_name(_stem(path) + ".onnx"))
     try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        sidecar = read_json(path, f"OpenVINO sidecar {path}", hint, MAX_SIDECAR_BYTES)
+    except OSError as exc:
         raise InputError(f"OpenVINO sidecar {path} is unreadable ({exc})", hint=hint) from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise InputError(f"{path} is not an OpenVINO engine sidecar (format {sidecar.get('format') if isinstance(sidecar, dict) else None!r})",
                          hint=hint)
-    try:
-        sidecar["compiled_model"]["path"], sidecar["compiled_model"]["sha256"], sidecar["source_onnx"]["sha256"]  # noqa: B018
-        if not (isinstance(sidecar["config"], dict) and isinstance(sidecar["inputs"], list) and isinstance(sidecar["outputs"], list)):
-            raise TypeError("config, inputs, outputs")
-    except (KeyError, TypeError):
-        raise InputError(f"OpenVINO sidecar {path} is incomplete", hint=hint) from None
+    check_record(Sidecar, sidecar, f"OpenVINO sidecar {path}", hint)
     return sidecar
+
+
+def _blob_of(sidecar: dict[str, Any], sidecar_file: Path, source: Path) -> Path:
+    """The compiled model the sidecar names: only ``<stem>.openvino.blob`` beside it, else ``InputError``."""
+    return file_beside(sidecar_file, sidecar["compiled_model"]["path"], _stem(sidecar_file) + BLOB_SUFFIX,
+                       "its compiled model", rebuild_hint(source))
+
+
+def _io_problem(compiled: Any, names: tuple[list[str], list[str]], blob: Path) -> str | None:
+    """Why the recorded input/output names do not fit the imported model, or None."""
+    have = ({n for p in compiled.inputs for n in p.get_names()}, {n for p in compiled.outputs for n in p.get_names()})
+    missing = [n for want, got in zip(names, have) for n in want if n not in got]
+    return f"{blob.name} has no input or output named {', '.join(map(repr, missing[:4]))} as its sidecar records" if missing else None
 
 
 def _check_belongs(sidecar: dict[str, Any], sidecar_file: Path, source: Path, precision: str) -> None:
@@ -265,10 +317,9 @@ def _check_belongs(sidecar: dict[str, Any], sidecar_file: Path, source: Path, pr
                          hint=rebuild_hint(source))
 
 
-def _blob_problem(sidecar: dict[str, Any], sidecar_file: Path) -> str | None:
+def _blob_problem(sidecar: dict[str, Any], blob: Path) -> str | None:
     """Why the exported compiled model cannot be imported as recorded (missing, truncated, changed), or None."""
     record = sidecar["compiled_model"]
-    blob = sidecar_file.parent / record["path"]
     if not blob.is_file():
         return f"compiled model {blob.name} is missing"
     if blob.stat().st_size != record.get("size"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import EngineSpec, TritonEntry
+from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry
 from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX, OpenVinoBackend
 from resnext_deploy.engines.openvino.environment import OvEnvironment, reduced_float_precision
+from resnext_deploy.files import read_json
 
 # `auto` on CPU (bench/bench_all.py; docs/DESIGN.md): OpenVINO for the FP16 artifact (bf16 kernels, 0.40x
 # ORT FP32 on an AVX-512-BF16 EPYC, 0.49x on the issue's AMX Xeon) and the INT8 Q/DQ artifact (int8 grouped
@@ -27,7 +27,8 @@ def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of a compiled model: OpenVINO build, device, CPU and the precision it computes in."""
     import posixpath
 
-    blob = (sidecar.get("compiled_model") or {}).get("path")
+    record = sidecar.get("compiled_model")
+    blob = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
     return {
         "backend": NAME,
         "artifact": posixpath.join(posixpath.dirname(sidecar_name), blob) if blob else None,
@@ -47,7 +48,9 @@ def target_mismatch(directory: Path, target: dict[str, Any]) -> str | None:
     ok, why = _make().available()
     if not ok:
         return why
-    sidecar = json.loads((directory / target["sidecar"]).read_text(encoding="utf-8"))
+    sidecar = read_json(directory / target["sidecar"], target["sidecar"], None, MAX_SIDECAR_BYTES)
+    if not isinstance(sidecar, dict):
+        return f"{target['sidecar']} is not an engine record"
     return OvEnvironment.current().mismatch(sidecar)
 
 

@@ -112,7 +112,7 @@ def _calibration_data(export_dir: Path) -> tuple[str, Path | None]:
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
         root, split = Path(str(record["root"])), record.get("split")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return "DATA", None
     if split and root.name == split:
         root = root.parent

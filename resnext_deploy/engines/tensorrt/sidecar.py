@@ -9,18 +9,59 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, file_beside
 from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
-from resnext_deploy.errors import InputError, NotAvailableError
-from resnext_deploy.files import atomic_open, write_json
+from resnext_deploy.errors import DeployError, InputError, NotAvailableError, check_record
+from resnext_deploy.files import atomic_open, read_json, write_json
 from resnext_deploy.layout import BUNDLE_MANIFEST_NAME as MANIFEST_NAME
+from resnext_deploy.layout import is_plain_name
 
 SIDECAR_FORMAT = "resnext-deploy/tensorrt-engine/1"
+Text = Annotated[StrictStr, Field(max_length=1024)]
+
+
+class _Engine(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    path: Text
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[StrictInt, Field(ge=1)]
+
+
+class _Gpu(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: Text | None = None
+    compute_capability: Text
+
+
+class _Tensor(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: Text
+    shape: Annotated[list[StrictInt], Field(max_length=8)] = []
+    dtype: Text = "float32"
+
+
+class Sidecar(BaseModel):
+    """The fields of ``model.<p>.engine.json`` a load relies on, typed and bounded before any is used."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: Literal["resnext-deploy/tensorrt-engine/1"]
+    tensorrt_version: Text
+    gpu: _Gpu
+    engine: _Engine
+    inputs: Annotated[list[_Tensor], Field(min_length=1, max_length=64)]
+    outputs: Annotated[list[_Tensor], Field(min_length=1, max_length=64)]
+    profile: dict[Text, Any] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +96,8 @@ def sidecar_path_for(engine_path: Path) -> Path:
 def source_onnx_for(engine_path: Path, sidecar: dict[str, Any] | None = None) -> Path:
     """The ONNX an engine was built from: its sidecar's record, else ``model.int8.engine`` -> ``model.int8.onnx``."""
     recorded = ((sidecar or {}).get("source_onnx") or {}).get("path")
-    if recorded:
-        return engine_path.parent / recorded
+    if is_plain_name(recorded):  # a sidecar names only files beside it
+        return engine_path.parent / str(recorded)
     stem = engine_path.name.removesuffix(".engine")
     return engine_path.parent / (stem.removesuffix(".fp32") + ".onnx")
 
@@ -101,13 +142,17 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
             f"engine {engine_path.name} has no sidecar {sidecar_path.name}, so it cannot be checked against this machine",
             hint=rebuild_hint(engine_path),
         )
+    where = f"engine sidecar {sidecar_path}"
     try:
-        sidecar = json.loads(sidecar_path.read_text())
-        if sidecar.get("format") != SIDECAR_FORMAT:
-            raise ValueError("wrong format")
-        sidecar["engine"]["sha256"], sidecar["gpu"]["compute_capability"], sidecar["tensorrt_version"]  # noqa: B018
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"engine sidecar {sidecar_path} is unreadable or incomplete", hint=rebuild_hint(engine_path)) from None
+        sidecar = read_json(sidecar_path, where, rebuild_hint(engine_path), MAX_SIDECAR_BYTES)
+        if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+            raise InputError(f"{where} is not a TensorRT engine sidecar", hint=rebuild_hint(engine_path))
+        check_record(Sidecar, sidecar, where, rebuild_hint(engine_path))
+    except OSError:
+        raise InputError(f"{where} is unreadable", hint=rebuild_hint(engine_path)) from None
+    except DeployError as exc:
+        raise InputError(exc.message, hint=rebuild_hint(engine_path)) from None
+    file_beside(sidecar_path, sidecar["engine"]["path"], engine_path.name, "its engine", rebuild_hint(engine_path))
     return sidecar
 
 

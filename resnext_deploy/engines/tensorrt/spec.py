@@ -33,7 +33,8 @@ def check_artifact(onnx_path: Path) -> None:
 
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of an engine: TensorRT version, GPU, profile and compatibility flags."""
-    engine = (sidecar.get("engine") or {}).get("path")
+    record = sidecar.get("engine")
+    engine = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
     return {
         "backend": NAME,
         "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,

@@ -93,3 +93,35 @@ def test_regression_gates_skip_with_the_reason_when_runs_are_not_comparable() ->
     assert "holds no m/fp16-onnxruntime" in evaluate_gates(gates, {"target_top1": 70.0}, latency, absent)[-1].reason
     unset = {r.name: r for r in evaluate_gates(load_gates("m", "int8", {"max_top1_regression": 1.0}), {}, None)}
     assert unset["max_top1_regression"].reason == "no --compare-to run given"
+
+
+def test_the_summary_names_pareto_png_only_when_one_was_written(tmp_path: Path, capsys) -> None:
+    from resnext_deploy import console
+    from resnext_deploy.sweep.outputs import print_summary, write_pareto_plot
+
+    row = {"cell": "m/fp32-onnxruntime", "status": "passed", "top1": 70.0, "top1_delta_pp": 0.0, "agreement": 1.0,
+           "p50_ms_b1": None, "images_per_s_b8": None, "size_bytes": 1000, "failed_gates": []}
+    sweep = {"cells": [row], "pareto_front": [], "scheduler": {"kind": "local"}}
+    (tmp_path / "sweep.json").write_text("{}")
+    (tmp_path / "sweep.md").write_text("")
+    assert write_pareto_plot(tmp_path, [row]) is None  # untimed (--no-latency): nothing to plot
+    with console.out.capture() as captured:
+        print_summary(sweep, tmp_path)
+    text = captured.get()
+    assert "sweep.md" in text and "sweep.json" in text and "pareto.png" not in text
+
+
+@pytest.mark.parametrize(("content", "problem"), [(b"not a checkpoint at all", "neither a torch.save archive"),
+                                                  (b"", "neither a torch.save archive")])
+def test_a_sweep_checkpoint_that_is_no_checkpoint_exits_2_before_any_cell(tmp_path: Path, content: bytes,
+                                                                          problem: str) -> None:
+    from typer.testing import CliRunner
+
+    from resnext_deploy.cli import app
+
+    weights = tmp_path / "garbage.pth"
+    weights.write_bytes(content)
+    result = CliRunner().invoke(app, ["sweep", "--models", "resnext50d_32x4d", "--precisions", "fp32", "--backends",
+                                      "onnxruntime", "--weights", str(weights), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2 and problem in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "out").exists()
