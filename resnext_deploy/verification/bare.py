@@ -10,7 +10,6 @@ so a bare check never overwrites an export directory's report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from resnext_deploy import machine
 from resnext_deploy.engines.registry import read_engine_file

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from resnext_deploy.engines.base import (
     MAX_SIDECAR_BYTES,
@@ -28,6 +28,7 @@ from resnext_deploy.engines.base import (
 )
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment
 from resnext_deploy.engines.onnxruntime.runner import OnnxRuntimeRunner
+from resnext_deploy.engines.records import FileRecord, Text
 from resnext_deploy.errors import DeployError, InputError, OutputError, check_record
 from resnext_deploy.files import atomic_path, read_json, sha256_file, write_json
 
@@ -42,18 +43,6 @@ SESSION_SETTINGS = {
 
 SIDECAR_SUFFIX = ".onnxruntime.json"
 OPTIMIZED_SUFFIX = ".ort-opt.onnx"
-Text = Annotated[StrictStr, Field(max_length=1024)]
-
-
-class FileRecord(BaseModel):
-    """A file the manifest vouches for: its name beside the manifest, sha256, size and mtime."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    path: Text
-    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
-    size: Annotated[StrictInt, Field(ge=0)]
-    mtime_ns: StrictInt | None = None
 
 
 class Sidecar(BaseModel):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from resnext_deploy.engines.base import (
     MAX_SIDECAR_BYTES,
@@ -33,6 +33,7 @@ from resnext_deploy.engines.base import (
 from resnext_deploy.engines.openvino import config as ovconfig
 from resnext_deploy.engines.openvino.environment import DEVICE, OvEnvironment, core, reduced_float_precision
 from resnext_deploy.engines.openvino.runner import OpenVinoRunner
+from resnext_deploy.engines.records import FileRecord, Text
 from resnext_deploy.errors import InputError, NotAvailableError, check_record
 from resnext_deploy.files import atomic_open, read_json, sha256_bytes, sha256_file, write_json
 
@@ -47,18 +48,6 @@ INSTALL_HINT = (
 )
 
 
-Text = Annotated[StrictStr, Field(max_length=1024)]
-
-
-class FileRecord(BaseModel):
-    """A file the sidecar vouches for: its name beside the sidecar, sha256, size and mtime."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    path: Text
-    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
-    size: Annotated[StrictInt, Field(ge=0)]
-    mtime_ns: StrictInt | None = None
 
 
 class Sidecar(BaseModel):

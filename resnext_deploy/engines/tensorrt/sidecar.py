@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, file_beside
 from resnext_deploy.engines.cuda import cuda_devices
+from resnext_deploy.engines.records import Sha256, Text
 from resnext_deploy.engines.tensorrt.plan import MIN_HARDWARE_COMPATIBLE_CC
 from resnext_deploy.errors import DeployError, InputError, NotAvailableError, check_record
 from resnext_deploy.files import atomic_open, read_json, write_json
@@ -24,14 +25,13 @@ from resnext_deploy.layout import BUNDLE_MANIFEST_NAME as MANIFEST_NAME
 from resnext_deploy.layout import is_plain_name
 
 SIDECAR_FORMAT = "resnext-deploy/tensorrt-engine/1"
-Text = Annotated[StrictStr, Field(max_length=1024)]
 
 
 class _Engine(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     path: Text
-    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Sha256
     size: Annotated[StrictInt, Field(ge=1)]
 
 
