@@ -35,7 +35,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e.") as tmp:
         root = Path(tmp) / "imagenet"
-        write_sample_images(root / "train", classes=64, per_class=-(-args.calib_size // 64), seed=0)
+        tuning = 128 if args.target_cosine is not None else 0  # --tune-size's default: held out beside the subset
+        write_sample_images(root / "train", classes=64, per_class=-(-(args.calib_size + tuning) // 64), seed=0)
         write_sample_images(root / "val", classes=50, per_class=-(-args.eval_size // 50), seed=1)
         out = Path(tmp) / "out"
         command = [sys.executable, "-m", "resnext_deploy", "export", args.model, "--weights", "random",
