@@ -12,7 +12,7 @@ import pytest
 from resnext_deploy.errors import InputError
 from resnext_deploy.report import REPORT_NAME, SCHEMA_VERSION, Report, json_schema, parse_report, read_report
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = ROOT / "docs" / "report.schema.json"
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.resnext_deploy.sweep.conftest import BACKEND, FLAGS, MODELS, PRECISIONS, copy_fp32_exports, sweep_options
+from tests.sweep.conftest import BACKEND, FLAGS, MODELS, PRECISIONS, copy_fp32_exports, sweep_options
 
 CELLS = [f"{m}/{p}-{BACKEND}" for m in MODELS for p in PRECISIONS]
 ACCURACY_KEYS = ("baseline_top1", "top1", "top1_delta_pp", "agreement", "cosine")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.resnext_deploy.sweep.conftest import BACKEND, MODELS, PRECISIONS, copy_fp32_exports, sweep_options
-from tests.resnext_deploy.sweep.test_sweep import ACCURACY_KEYS, _cells, _sweep
+from tests.sweep.conftest import BACKEND, MODELS, PRECISIONS, copy_fp32_exports, sweep_options
+from tests.sweep.test_sweep import ACCURACY_KEYS, _cells, _sweep
 
 ray = pytest.importorskip("ray")
 
