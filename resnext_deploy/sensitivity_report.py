@@ -181,7 +181,6 @@ def write_plot(path: Path, document: dict[str, Any], result: Any) -> Path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-
     layers = sorted(result.layers, key=lambda layer: layer.position)
     floating = set(document.get("float_layers") or [])
     colours = {"Conv": "tab:blue", "Gemm": "tab:purple", "MatMul": "tab:purple", "Add": "tab:orange"}

@@ -23,7 +23,6 @@ from resnext_deploy.onnx_io import read_graph_io
 from resnext_deploy.zoo import PreprocessConfig, get_model_spec
 
 
-
 def is_bare_model(path: Path) -> bool:
     """Whether ``path`` names a bare model file (an ``.onnx`` or an engine file) rather than a bundle."""
     return Path(path).suffix == ".onnx" or engine_spec_for_file(Path(path)) is not None

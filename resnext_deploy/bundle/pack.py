@@ -83,7 +83,6 @@ def class_names(num_classes: int) -> list[str]:
 
 
 def _artifact_metadata(directory: Path, artifact: str) -> dict[str, Any]:
-
     metadata = read_metadata(directory / artifact)
     for key in ("preprocess", "num_classes"):
         if key not in metadata:
@@ -154,7 +153,6 @@ def _weights(directory: Path, artifact: str, report: Report, metadata: dict[str,
 
 
 def _warnings(report: Report, weights: dict[str, Any]) -> list[str]:
-
     warnings = [w for w in report.warnings if w != RANDOM_WEIGHTS_WARNING]
     return ([RANDOM_WEIGHTS_WARNING] if weights["random"] else []) + warnings
 

@@ -157,7 +157,6 @@ def _quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, method: str, total: int | None) -> Iterator[Any]:
-
     with progress_bar(enabled) as bar:
         task = bar.add_task(f"calibrating ({method})", total=total)
         yield lambda n: bar.advance(task, n)

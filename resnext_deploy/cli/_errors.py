@@ -15,7 +15,15 @@ import typer
 from rich.markup import escape
 
 from resnext_deploy import console
-from resnext_deploy.errors import EXIT_INTERNAL, EXIT_SIGINT, MAX_MESSAGE, DeployError, Interrupted, from_exception, shorten
+from resnext_deploy.errors import (
+    EXIT_INTERNAL,
+    EXIT_SIGINT,
+    MAX_MESSAGE,
+    DeployError,
+    Interrupted,
+    from_exception,
+    shorten,
+)
 from resnext_deploy.signals import interruptible, received
 
 F = TypeVar("F", bound=Callable[..., Any])

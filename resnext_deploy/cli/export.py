@@ -64,7 +64,6 @@ def export(
     """
     import dataclasses
 
-
     verify = None if no_verify or no_engine else verify_options(evaluation, latency, gates, engine.threads)
     calibration_options = calibration.to_options()
     if evaluation.allow_partial_labels:

@@ -14,7 +14,6 @@ from resnext_deploy.engines.registry import REGISTRY
 
 
 def _target_line(target: dict[str, Any]) -> str:
-
     spec = REGISTRY.get(str(target.get("backend")))
     return spec.describe_target(target) if spec else f"{target.get('backend')} (unknown to this resnext-deploy)"
 

@@ -63,7 +63,6 @@ def print_table(result: Any, document: dict[str, Any], top: int) -> None:
     from rich import box
     from rich.table import Table
 
-
     full = result.full_int8
     out.print(f"[bold]{document['model']}[/] INT8 ({result.recipe} recipe, {result.method}): full INT8 on "
               f"{result.tuning_images} tuning images: cosine {full['cosine']:.5f}, agreement {full['agreement']:.3f}")

@@ -36,7 +36,6 @@ def write_sample_images(root: Path, classes: int = 8, per_class: int = 8, seed: 
     """Write ``root/<wnid>/<wnid>_<i>.JPEG`` for the first ``classes`` ImageNet classes; return ``root``."""
     from PIL import Image
 
-
     root = Path(root)
     wnids = imagenet_wnids()
     for cls in range(classes):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import posixpath
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -336,6 +337,19 @@ def file_beside(sidecar: Path, recorded: object, expected: str, what: str, hint:
         raise InputError(f"{sidecar} names {what} {shorten(repr(recorded), 120)}; an engine sidecar may only name "
                          f"{expected!r} beside it", hint=hint)
     return sidecar.parent / expected
+
+
+def target_header(name: str, sidecar: dict[str, Any], sidecar_name: str, file_key: str) -> dict[str, Any]:
+    """What every bundle target record starts with: the backend, its engine file (the ``path`` the sidecar's
+    ``file_key`` record names, beside the sidecar), the sidecar and the precision."""
+    record = sidecar.get(file_key)
+    engine = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
+    return {
+        "backend": name,
+        "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,
+        "sidecar": sidecar_name,
+        "precision": sidecar.get("precision"),
+    }
 
 
 def require_onnx_file(onnx_path: str | os.PathLike[str]) -> Path:

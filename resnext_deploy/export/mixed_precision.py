@@ -87,7 +87,6 @@ def run_fallback(
     """Analyse, search, write the chosen INT8 artifact and sensitivity outputs; returns (outcome, QuantizationResult)."""
     import time
 
-
     started = time.perf_counter()
     budget = options.budget or Budget()
     tuning = load_tuning(manifest, cfg, progress=progress)
@@ -271,7 +270,6 @@ def _layer_record(layer: Any, order: int, total: int) -> dict[str, Any]:
 
 
 def _targets_text(targets: Any) -> str:
-
     return ", ".join(f"{name.removeprefix('target_')} {'>=' if TARGETS[name][0] == 'min' else '<='} {value:g}"
                      for name, value in targets.thresholds.items())
 
@@ -282,7 +280,6 @@ def _cache_dir(setup: Any) -> Path:
 
 
 def _model_name(setup: Any) -> str:
-
     return str(get_metadata(setup.fp32_model).get("model_name", "model"))
 
 
@@ -292,7 +289,6 @@ class _LatencyProbe:
 
     def __init__(self, backend: Any, fp32: Path, engine_options: Any) -> None:
         import dataclasses
-
 
         self._backend = backend
         self._folder = tempfile.TemporaryDirectory(prefix="resnext-mp-latency.")
@@ -307,7 +303,6 @@ class _LatencyProbe:
         import os
 
         import onnx
-
 
         path = Path(self._folder.name) / "candidate.int8.onnx"
         onnx.save(model, os.fspath(path))

@@ -150,7 +150,6 @@ def write_junit(path: Path, sweep: dict[str, Any]) -> Path:
     """JUnit XML: one ``<testsuite>`` per cell, one ``<testcase>`` per gate; a cell that could not run is an error."""
     import xml.etree.ElementTree as ET
 
-
     root = ET.Element("testsuites", name="resnext-deploy sweep")
     for row in sweep["cells"]:
         gates = row.get("gates") or []
@@ -174,7 +173,6 @@ def write_junit(path: Path, sweep: dict[str, Any]) -> Path:
 def print_summary(sweep: dict[str, Any], directory: Path) -> None:
     """The cells as a rich table on stdout, and where the reports are."""
     from rich.table import Table
-
 
     front = set(sweep["pareto_front"])
     table = Table(title=f"sweep: {len(sweep['cells'])} cell(s) on {sweep['scheduler']['kind']}")

@@ -106,7 +106,6 @@ class RayCluster:
         """Every node sees ``paths`` and runs this toolchain version, or an ``InputError`` before any work."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-
         check = self.ray.remote(cells.node_facts)
         names = [str(p) for p in paths]
         # keyed by node id: several nodes may share a host name (containers, `ray.cluster_utils.Cluster`)

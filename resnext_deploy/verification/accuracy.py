@@ -70,7 +70,6 @@ def load_eval_set(
         source = {"kind": "random", "count": count, "seed": seed, "note": RANDOM_INPUTS_NOTE}
         return EvalSet(source, cfg, random_images=images)
 
-
     coverage = MIN_LABEL_COVERAGE if min_label_coverage is None else min_label_coverage
     scan = scan_images(eval_data, labels_file=labels_file, min_label_coverage=coverage)
     subset = select_subset(scan.records, size, seed)

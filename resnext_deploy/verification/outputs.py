@@ -204,7 +204,6 @@ def print_summary(report: Report) -> None:
     """A rich table of the gates plus the headline numbers, on stdout."""
     from rich.table import Table
 
-
     ver, gates = _sections(report)
     acc = ver.accuracy
     out.print(f"[bold]{_name(report)}[/] {report.precision} on {ver.target['backend']} "

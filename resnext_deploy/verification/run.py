@@ -80,7 +80,6 @@ def _preprocess(path: Path, report: Report) -> PreprocessConfig:
 
 
 def _open_directory(directory: Path) -> Report:
-
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory, an .onnx or an engine file",
@@ -118,7 +117,6 @@ def verify_directory(directory: Path, options: VerifyOptions, logits: EvalLogits
     (``lock=False``: the caller holds it).
     """
     import contextlib
-
 
     directory = Path(directory)
     lock = lock and directory.is_dir()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import posixpath
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry
+from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry, target_header
 from resnext_deploy.engines.onnxruntime.backend import SIDECAR_SUFFIX, OnnxRuntimeBackend
 from resnext_deploy.engines.onnxruntime.environment import OrtEnvironment, checked_providers, session_providers
 from resnext_deploy.files import read_json
@@ -16,19 +15,12 @@ NAME = "onnxruntime"
 
 
 def _make() -> Any:
-
     return OnnxRuntimeBackend()
 
 
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of a saved optimized graph: ORT version, providers and CPU it was optimized for."""
-    record = sidecar.get("optimized_graph")
-    graph = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
-    return {
-        "backend": NAME,
-        "artifact": posixpath.join(posixpath.dirname(sidecar_name), graph) if graph else None,
-        "sidecar": sidecar_name,
-        "precision": sidecar.get("precision"),
+    return target_header(NAME, sidecar, sidecar_name, "optimized_graph") | {
         "onnxruntime_version": sidecar.get("onnxruntime_version"),
         "providers": sidecar.get("providers"),
         "cpu": sidecar.get("cpu"),

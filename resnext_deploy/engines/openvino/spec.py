@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry
+from resnext_deploy.engines.base import MAX_SIDECAR_BYTES, EngineSpec, TritonEntry, target_header
 from resnext_deploy.engines.openvino.backend import INSTALL_HINT, NAME, SIDECAR_SUFFIX, OpenVinoBackend
 from resnext_deploy.engines.openvino.environment import OvEnvironment, reduced_float_precision
 from resnext_deploy.files import read_json
@@ -19,21 +19,12 @@ AUTO_MACHINES = ("x86_64", "AMD64")
 
 
 def _make() -> Any:
-
     return OpenVinoBackend()
 
 
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of a compiled model: OpenVINO build, device, CPU and the precision it computes in."""
-    import posixpath
-
-    record = sidecar.get("compiled_model")
-    blob = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
-    return {
-        "backend": NAME,
-        "artifact": posixpath.join(posixpath.dirname(sidecar_name), blob) if blob else None,
-        "sidecar": sidecar_name,
-        "precision": sidecar.get("precision"),
+    return target_header(NAME, sidecar, sidecar_name, "compiled_model") | {
         "openvino_version": sidecar.get("openvino_version"),
         "device": sidecar.get("device"),
         "cpu": sidecar.get("cpu"),

@@ -136,7 +136,6 @@ def check_tensorrt_artifact(onnx_path: Path) -> QdqFindings:
     """Raise ``InputError`` (exit 2) when TensorRT's parser would refuse the Q/DQ in ``onnx_path``; else the findings."""
     import onnx
 
-
     try:
         model = onnx.load(os.fspath(onnx_path), load_external_data=False)
     except Exception as exc:  # DecodeError and friends for damaged files

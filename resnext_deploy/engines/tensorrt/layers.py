@@ -107,7 +107,6 @@ def inspect_engine(engine_path: Path, allow_host_code: bool = False) -> list[Lay
     """Deserialize ``engine_path`` (on a GPU with TensorRT) and read every layer from its inspector."""
     import tensorrt as trt
 
-
     engine = EngineDeserializer(Path(engine_path).read_bytes(), allow_host_code, Path(engine_path).name)()
     inspector = engine.create_engine_inspector()
     return parse_engine_information(inspector.get_engine_information(trt.LayerInformationFormat.JSON))

@@ -73,7 +73,6 @@ class TensorRTRunner(Runner):
         """Polygraphy's ``TrtRunner`` (not yet active) over our own deserializer (see ``runtime.py``)."""
         from polygraphy.backend.trt import TrtRunner
 
-
         allow_host_code = bool(self.sidecar.get("options", {}).get("version_compatible"))
         return TrtRunner(EngineDeserializer(self._engine_bytes, allow_host_code, self.engine_path.name), name=self.engine_path.name)
 

@@ -77,7 +77,6 @@ class TrtEnvironment:
         """This process's TensorRT and first visible CUDA device."""
         import tensorrt as trt
 
-
         devices = cuda_devices()
         if not devices:
             raise NotAvailableError("no CUDA device", hint="run TensorRT engines on a machine with an NVIDIA GPU")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import posixpath
 from pathlib import Path
 from typing import Any
 
-from resnext_deploy.engines.base import EngineFile, EngineSpec, TritonEntry
+from resnext_deploy.engines.base import EngineFile, EngineSpec, TritonEntry, target_header
 from resnext_deploy.engines.cuda import cuda_devices
 from resnext_deploy.engines.tensorrt.artifact import check_tensorrt_artifact
 from resnext_deploy.engines.tensorrt.backend import INSTALL_HINT, TensorRTBackend
@@ -21,7 +20,6 @@ SIDECAR_SUFFIX = ".engine.json"
 
 
 def _make() -> Any:
-
     return TensorRTBackend()
 
 
@@ -33,13 +31,7 @@ def check_artifact(onnx_path: Path) -> None:
 
 def target_record(sidecar: dict[str, Any], sidecar_name: str) -> dict[str, Any]:
     """The bundle's record of an engine: TensorRT version, GPU, profile and compatibility flags."""
-    record = sidecar.get("engine")
-    engine = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else None
-    return {
-        "backend": NAME,
-        "artifact": posixpath.join(posixpath.dirname(sidecar_name), engine) if engine else None,
-        "sidecar": sidecar_name,
-        "precision": sidecar.get("precision"),
+    return target_header(NAME, sidecar, sidecar_name, "engine") | {
         "tensorrt_version": sidecar.get("tensorrt_version"),
         "gpu": sidecar.get("gpu"),
         "profile": sidecar.get("profile"),
