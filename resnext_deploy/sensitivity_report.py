@@ -16,7 +16,7 @@ from typing import Any
 from resnext_deploy import console
 from resnext_deploy.calibration.baseline_cache import tuning_baseline
 from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
-from resnext_deploy.calibration.sensitivity import cached_sensitivity
+from resnext_deploy.calibration.sensitivity import DEFAULT_PROBE_IMAGES, cached_sensitivity
 from resnext_deploy.data.manifest import Manifest
 from resnext_deploy.data.preprocess import iter_batches, load_images
 from resnext_deploy.errors import InputError, UsageError
@@ -42,14 +42,14 @@ class SensitivityOptions:
     """What `resnext-deploy sensitivity` takes."""
 
     calib_data: Path | None = None  # where the manifest's images are now [default: the manifest's root]
-    probe_images: int = 32
+    probe_images: int = DEFAULT_PROBE_IMAGES
     cache_dir: Path | None = None
     threads: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.probe_images <= 0:
-            raise UsageError(f"--probe-images must be positive, got {self.probe_images}", hint="for example --probe-images 32")
+            raise UsageError(f"--probe-images must be positive, got {self.probe_images}", hint=f"for example --probe-images {DEFAULT_PROBE_IMAGES}")
 
 
 @dataclass

@@ -248,6 +248,39 @@ def build_switchable(
     return SwitchableModel(model, sites, layers, op_types)
 
 
+def freeze_sites(model: Any, live: Iterable[int]) -> Any:
+    """``model`` (a branched switchable graph, or a part of one), changed in place: every site not in ``live`` fixed
+    off, its ``If`` replaced by the float branch's nodes, so ONNX Runtime optimizes those regions as it does the FP32
+    graph (fused activations, its blocked layouts) instead of stopping at each ``If``. Returns ``model``."""
+    import onnx
+
+    keep = {f"{MASK_INPUT}_{index}" for index in live}
+    graph = model.graph
+    nodes: list[Any] = []
+    for node in graph.node:
+        if node.op_type != "If" or not node.input[0].startswith(f"{MASK_INPUT}_") or node.input[0] in keep:
+            nodes.append(node)
+            continue
+        branch = next(attribute.g for attribute in node.attribute if attribute.name == "else_branch")
+        result = branch.output[0].name
+        for inner in branch.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(inner)
+            copy.output[:] = [node.output[0] if name == result else name for name in copy.output]
+            nodes.append(copy)
+        graph.initializer.extend(branch.initializer)
+    read = {name for node in nodes for name in _outer_inputs(node) + list(node.input)}
+    nodes = [node for node in nodes if not (node.op_type == "Gather" and node.output[0] not in read
+                                            and node.output[0].startswith(f"{MASK_INPUT}_"))]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(MASK_INPUT in node.input for node in nodes):  # every site fixed: the part no longer takes a mask
+        inputs = [value for value in graph.input if value.name != MASK_INPUT]
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return model
+
+
 def _flag(index: int, graph: Any, new_nodes: list[Any]) -> str:
     """The scalar bool ``mask[index]`` (one Gather per site)."""
     from onnx import helper, numpy_helper

@@ -12,11 +12,14 @@ when every layer that puts it there is in float. A layer's sensitivity is the su
 sites (independent quantization noises add up in power), and the same sums predict the noise
 left for any set of float layers, which orders the fallback (``fallback_order``).
 
-Cost: one ONNX Runtime session of a switchable Q/DQ graph (``qdq_switch``, every site an ``If``
-whose untaken branch costs nothing); every site is one batch of probe images through it, nothing
-is re-quantized. Two passes over all tuning images add FP32 and full-INT8 logits and each
-activation's own quantization noise (ORT's activation matching, computed in the graph); weights
-are compared with ORT's ``create_weight_matching`` and ``compute_weight_error``.
+Cost: a switchable Q/DQ graph on ONNX Runtime (``qdq_switch``, every site an ``If`` whose untaken
+branch costs nothing); every site is one pass of the probe images, nothing is re-quantized, and
+each pass starts at the last block boundary before its site from the FP32 tensor there, computed
+once (``run_masks``): half the network per site on average. One FP32 pass over the probe images
+adds each activation's own quantization noise (ORT's activation matching, computed in the graph);
+weights are compared with ORT's ``create_weight_matching`` and ``compute_weight_error``. Every
+number is measured on the probe images (the first ``probe_images`` tuning images); the search
+then measures its candidates on all tuning images.
 """
 
 from __future__ import annotations
@@ -31,16 +34,20 @@ from typing import Any
 import numpy as np
 
 from resnext_deploy.calibration.cost import CostModel, layer_edges
-from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
+from resnext_deploy.calibration.graph_cuts import Cut, data_nodes, extract, node_inputs, single_tensor_cuts
+from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable, freeze_sites
 from resnext_deploy.calibration.sensitivity_cache import SensitivityCache, SensitivityKey
 from resnext_deploy.console import progress_bar
 from resnext_deploy.errors import InputError
 from resnext_deploy.numerics import mean_cosine
 
-DEFAULT_PROBE_IMAGES = 32
+DEFAULT_PROBE_IMAGES = 16  # bench: the same fallback order as 32 on the proxies, site noise within ~10%
 MIN_STEP_COST = 1e-6  # a group that removes conversions costs (about) nothing: taken first if it removes noise
 BATCH = 16
 NOISE_BATCH = 4
+FULL_INT8 = "full_int8"  # run_masks key of every site on
+MAX_CUTS = 8  # a cut costs two sessions and a pass to reach it: a few, each with many masks after it
+WIDE_MASK = 8  # a mask with more sites on than this (the full INT8 one) runs in a part of its own
 
 
 @dataclass
@@ -186,11 +193,12 @@ def analyse_sensitivity(
     setup: Any, tuning: np.ndarray, *, probe_images: int = DEFAULT_PROBE_IMAGES, threads: int | None = None,
     progress: bool = True, reference: np.ndarray | None = None,
 ) -> SensitivityResult:
-    """Measure every site and layer of ``setup`` (a ``calibration.quantize.QuantizationSetup``) on the tuning images.
+    """Measure every site and layer of ``setup`` (a ``calibration.quantize.QuantizationSetup``) on the probe images
+    (the first ``probe_images`` of ``tuning``).
 
-    Two sessions: the FP32 pass over all tuning images (reference logits and each activation's own
-    noise, computed in the graph) and the branched graph, where each site is an ``If`` holding
-    constant weights, for one probe batch per site and the full-INT8 reference. ``reference``: the FP32
+    The FP32 pass (reference logits and each activation's own noise, computed in the graph), then the
+    branched graph, where each site is an ``If`` holding constant weights, once per site and once with
+    every site on (the full-INT8 reference), each from its cut (``run_masks``). ``reference``: the FP32
     logits of ``tuning`` from the baseline cache (``calibration.baseline_cache``), the same reference the
     search and ``verify`` compare with; without it, the FP32 pass's own logits.
     """
@@ -209,26 +217,18 @@ def analyse_sensitivity(
     measured = [s for s in floats.sites if s.follows is None or s.requesters]
 
     with progress_bar(progress) as bar:
-        task = bar.add_task("sensitivity", total=2 * len(tuning) + len(measured) * len(probe))
-        reference_all, signal, noise = _fp32_pass(floats, tuning, input_name, threads, lambda n: bar.advance(task, n))
-        if reference is not None and reference.shape == reference_all.shape:
-            reference_all = reference
-        probe_reference = reference_all[: len(probe)]
+        task = bar.add_task("sensitivity", total=(len(measured) + 2) * len(probe))
+        probe_reference, signal, noise = _fp32_pass(floats, probe, input_name, threads, lambda n: bar.advance(task, n))
+        if reference is not None and len(reference) >= len(probe):
+            probe_reference = np.asarray(reference[: len(probe)])
         branched = build_switchable(qdq, prepared, excluded_out, excluded, weights="branch")
-        session = _session(branched.model, threads)
-
-        def logits(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            name = session.get_outputs()[0].name
-            return np.concatenate([session.run([name], {input_name: images[s : s + BATCH], MASK_INPUT: mask})[0]
-                                   for s in range(0, len(images), BATCH)])
-
-        site_nsr = np.zeros(len(floats.sites))
-        for site in measured:
-            site_nsr[site.index] = nsr(probe_reference, logits(probe, branched.site_mask([site.index])))
-            bar.advance(task, len(probe))
-        full_all = logits(np.ascontiguousarray(tuning, dtype=np.float32), branched.mask(floats.layers))
-        bar.advance(task, len(tuning))
-        del session
+        masks: dict[Any, np.ndarray] = {site.index: branched.site_mask([site.index]) for site in measured}
+        masks[FULL_INT8] = branched.mask(floats.layers)
+        logits = run_masks(branched.model, input_name, probe, masks, threads, lambda n: bar.advance(task, n))
+    site_nsr = np.zeros(len(floats.sites))
+    for site in measured:
+        site_nsr[site.index] = nsr(probe_reference, logits[site.index])
+    full_probe = logits[FULL_INT8]
 
     weight_sqnr = _weight_sqnr(prepared, qdq)
     costs = layer_costs(prepared)
@@ -247,10 +247,10 @@ def analyse_sensitivity(
         ))
     for rank, layer in enumerate(sorted(layers, key=lambda item: (-item.output_nsr, item.position)), start=1):
         layer.rank = rank
-    full_int8 = {
-        "cosine": mean_cosine(reference_all, full_all),
-        "agreement": float(np.mean(reference_all.argmax(1) == full_all.argmax(1))),
-        "nsr": nsr(reference_all, full_all),
+    full_int8 = {  # on the probe images: the search measures the full INT8 artifact on every tuning image
+        "cosine": mean_cosine(probe_reference, full_probe),
+        "agreement": float(np.mean(probe_reference.argmax(1) == full_probe.argmax(1))),
+        "nsr": nsr(probe_reference, full_probe),
     }
     weights_nsr = float(sum(s.output_nsr for s in sites if s.kind == "weight"))
     return SensitivityResult(
@@ -262,10 +262,74 @@ def analyse_sensitivity(
     )
 
 
+def run_masks(
+    model: Any, input_name: str, images: np.ndarray, masks: dict[Any, np.ndarray], threads: int | None = None,
+    advance: Any = None,
+) -> dict[Any, np.ndarray]:
+    """Logits of the branched switchable graph ``model`` on ``images`` for every site mask, each run from the last cut
+    before the first site it switches on, with only its own sites switchable.
+
+    The graph is cut where one tensor carries everything forward (``calibration.graph_cuts``: between
+    blocks); the FP32 value of that tensor is computed once, by the segment up to it, and each mask runs
+    only the part after its cut: on average half the network instead of all of it. In that part every
+    site the cut's masks leave off is fixed off (``qdq_switch.freeze_sites``), so ONNX Runtime runs it
+    as fast as the FP32 graph.
+    """
+    output = model.graph.output[0].name
+    plan = plan_cuts(model, input_name, masks)
+    state, results = np.ascontiguousarray(images, dtype=np.float32), {}
+    for index, (cut, keys) in enumerate(plan):
+        if index:  # reach this cut: the FP32 segment from the previous one
+            segment = freeze_sites(extract(model, [plan[index - 1][0].tensor], [cut.tensor]), ())
+            state = _run_batches(_session(segment, threads, optimize=True), state, None)
+        narrow = [key for key in keys if np.count_nonzero(masks[key]) <= WIDE_MASK]
+        runs = [(narrow, set().union(*(np.flatnonzero(masks[key]).tolist() for key in narrow)))] if narrow else []
+        runs += [([key], set(np.flatnonzero(masks[key]).tolist())) for key in keys if key not in narrow]
+        for group, live in runs:
+            session = _session(freeze_sites(extract(model, [cut.tensor], [output]), live), threads, optimize=True)
+            for key in group:
+                results[key] = _run_batches(session, state, masks[key])
+                if advance is not None:
+                    advance(len(images))
+            del session
+    return results
+
+
+def plan_cuts(model: Any, input_name: str, masks: dict[Any, np.ndarray]) -> list[tuple[Cut, list[Any]]]:
+    """The cuts ``run_masks`` starts from, in graph order, each with the masks it runs: a mask belongs to the last
+    cut before the first node that reads a site it switches on; a cut with fewer than 1/``MAX_CUTS`` of the masks
+    gives them to the one before it."""
+    first_use: dict[str, int] = {}
+    for position, node in enumerate(data_nodes(model, input_name)):
+        for name in node_inputs(node):
+            first_use.setdefault(name, position)
+    cuts = single_tensor_cuts(model, input_name)
+    groups: dict[Cut, list[Any]] = {}
+    for key, mask in masks.items():
+        start = min((first_use.get(f"{MASK_INPUT}_{i}", 0) for i in np.flatnonzero(mask)), default=0)
+        groups.setdefault(max((c for c in cuts if c.position <= start), key=lambda c: c.position), []).append(key)
+    plan: list[tuple[Cut, list[Any]]] = []
+    for cut in sorted(groups, key=lambda c: c.position):
+        if plan and len(groups[cut]) < len(masks) / MAX_CUTS:
+            plan[-1][1].extend(groups[cut])
+        else:
+            plan.append((cut, groups[cut]))
+    return plan
+
+
+def _run_batches(session: Any, inputs: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The one output of a graph part fed ``inputs`` in batches (and the site mask where the part reads it)."""
+    names = [i.name for i in session.get_inputs()]
+    data = next(name for name in names if name != MASK_INPUT)
+    extra = {MASK_INPUT: mask} if MASK_INPUT in names else {}
+    return np.concatenate([session.run(None, {data: inputs[s : s + BATCH], **extra})[0]
+                           for s in range(0, len(inputs), BATCH)])
+
+
 def _fp32_pass(
-    floats: Any, tuning: np.ndarray, input_name: str, threads: int | None, advance: Any
+    floats: Any, images: np.ndarray, input_name: str, threads: int | None, advance: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FP32 logits and, per activation site, sum(x^2) and sum((fake_quant(x) - x)^2) over all tuning images.
+    """FP32 logits and, per activation site, sum(x^2) and sum((fake_quant(x) - x)^2) over ``images``.
 
     Small batches: the graph materializes every site's difference tensor.
     """
@@ -276,8 +340,8 @@ def _fp32_pass(
     signal, noise = np.zeros(len(floats.sites)), np.zeros(len(floats.sites))
     reference = []
     off = floats.mask([])
-    for start in range(0, len(tuning), NOISE_BATCH):
-        batch = np.ascontiguousarray(tuning[start : start + NOISE_BATCH], dtype=np.float32)
+    for start in range(0, len(images), NOISE_BATCH):
+        batch = np.ascontiguousarray(images[start : start + NOISE_BATCH], dtype=np.float32)
         values = dict(zip(names, session.run(None, {input_name: batch, MASK_INPUT: off})))
         reference.append(values[names[0]])
         for index, s_name, n_name in outputs:

@@ -21,7 +21,7 @@ from resnext_deploy.calibration.stats_cache import StatsKey, default_cache_dir
 from resnext_deploy.errors import DeployError
 from resnext_deploy.files import read_json, write_text
 
-SENSITIVITY_FORMAT = 2  # 2: the latency cost model (layer edges) is part of the analysis
+SENSITIVITY_FORMAT = 3  # 2: the latency cost model (layer edges); 3: every number on the probe images, sites from cuts
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # ~300 bytes per layer and per site: room for tens of thousands of each
 MAX_ITEMS = 100_000
 Name = Annotated[StrictStr, Field(max_length=4096)]

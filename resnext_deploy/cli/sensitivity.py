@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from resnext_deploy.calibration.sensitivity import DEFAULT_PROBE_IMAGES
 from resnext_deploy.cli._errors import handles_errors
 from resnext_deploy.cli._options import ExportDirArg, JsonOpt
 from resnext_deploy.console import out
@@ -30,9 +31,9 @@ def sensitivity(
                      "~/.cache/resnext-deploy].", show_default=False),
     ] = None,
     probe_images: Annotated[
-        int, typer.Option("--probe-images", help="Tuning images each site is measured on (the rest only for the "
-                          "full-INT8 reference).")
-    ] = 32,
+        int, typer.Option("--probe-images", help="Tuning images (the first ones) each site is measured on; "
+                          "export's search then measures its candidates on every tuning image.")
+    ] = DEFAULT_PROBE_IMAGES,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads [default: every usable core].", show_default=False)
     ] = None,

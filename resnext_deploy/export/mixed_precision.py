@@ -20,7 +20,7 @@ from resnext_deploy.calibration.baseline_cache import tuning_baseline
 from resnext_deploy.calibration.fallback import TARGETS, Budget, Measurement, Targets, search_fallback
 from resnext_deploy.calibration.qdq_placement import strongly_typed_placement_problems
 from resnext_deploy.calibration.quantize import describe_int8, write_int8
-from resnext_deploy.calibration.sensitivity import cached_sensitivity, run_logits
+from resnext_deploy.calibration.sensitivity import DEFAULT_PROBE_IMAGES, cached_sensitivity, run_logits
 from resnext_deploy.engines import BuildOptions
 from resnext_deploy.errors import GateFailed, InputError, UsageError
 from resnext_deploy.layout import FALLBACK_PRECISIONS, FP32_NAME, SENSITIVITY_NAME, SENSITIVITY_PLOT_NAME, artifact_name
@@ -42,7 +42,7 @@ class MixedPrecisionOptions:
     targets: Targets | None = None
     budget: Budget | None = None  # None: the defaults
     tune_size: int = DEFAULT_TUNE_SIZE  # held-out images pinned in the manifest for every INT8 export
-    probe_images: int = 32  # of the tuning images, used per site by the sensitivity analysis
+    probe_images: int = DEFAULT_PROBE_IMAGES  # of the tuning images, used per site by the sensitivity analysis
     fallback_precision: str = AUTO  # what layers kept out of INT8 run in on the export's engine (layout.FALLBACK_PRECISIONS)
     time_steps: bool = True  # time every step of the search on the export's engine (report: latency per step)
 
