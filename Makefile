@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 GPU_CHECK_OUT ?= out/gpu-check
 GPU_CHECK_CPU_OUT ?= out/gpu-check-cpu
 
-.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-engines bench-sweep bench-faults clean
+.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-mixed bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,10 @@ bench-e2e: install
 
 bench-quant: install
 	$(PY) bench/bench_quant.py
+
+# mixed precision as the export builds it: held-out cosine vs OpenVINO latency per fallback precision, export walls
+bench-mixed: install
+	$(PY) bench/bench_mixed.py
 
 bench-engines: install
 	$(PY) bench/bench_engines.py

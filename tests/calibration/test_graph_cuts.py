@@ -61,7 +61,10 @@ def test_every_site_from_its_cut_equals_the_whole_switchable_graph(random_tiny: 
     masks = {site.index: branched.site_mask([site.index]) for site in branched.sites}
     masks[FULL_INT8] = branched.mask(branched.layers)
     masks["none"] = branched.mask([])
-    cut_logits = run_masks(branched.model, "input", images, masks, threads=1)
+    cut_logits = run_masks(branched.model, "input", images, masks, threads=2)
+    one_at_a_time = run_masks(branched.model, "input", images, masks, threads=2, parallel=False)
+    for key in masks:  # side by side on one core each, or one after another on both: the same kernels, bitwise
+        np.testing.assert_array_equal(cut_logits[key], one_at_a_time[key])
     session = _session(branched.model, 1)
     assert cut_logits.keys() == masks.keys()
     reference = session.run(None, {"input": images, MASK_INPUT: masks["none"]})[0]
