@@ -159,11 +159,42 @@ def main() -> None:
         print_proxy(args, proxy, walls, reports, timed, batches)
     print(f"machine: {cpu_model()}, {args.threads} threads; command: .venv/bin/python bench/bench_mixed.py "
           + " ".join(sys.argv[1:]))
+    if not args.quick:
+        plot(results, batches, args.target_cosine, ROOT / "bench" / "mixed_fallback.png")
     (args.work / "results.json").write_text(json.dumps(
         {p: {"walls": r["walls"], "latency": {k: {str(b): v for b, v in d.items()} for k, d in r["latency"].items()},
              "held_out": {k: held_out(v) for k, v in r["reports"].items()},
              "mixed": {k: _mixed(v) for k, v in r["reports"].items() if v.get("mixed_precision")},
              "stages": {k: v.get("stages") for k, v in r["reports"].items()}} for p, r in results.items()}, indent=1))
+
+
+def plot(results: dict, batches: list[int], target: float, path: Path) -> None:
+    """Held-out cosine vs latency (x full INT8) of every artifact, one panel per batch size, a marker per proxy."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no picture")
+        return
+    names = {"fp32": "int8", "int8": "int8", "fp16": "fp16", "mixed auto": "mixed auto", "mixed fp32": "mixed fp32"}
+    figure, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    for axis, batch in zip(axes[0], batches):
+        for marker, (proxy, result) in zip("os^", results.items()):
+            timed = result["latency"]
+            for name, row in timed.items():
+                cosine = 1.0 if name == "fp32" else held_out(result["reports"][names[name]])["cosine"]
+                axis.scatter(row[batch] / timed["int8"][batch], 1.0 - cosine, marker=marker)
+                axis.annotate(f"{name} ({proxy}, {row['computes_in']})", (row[batch] / timed["int8"][batch], 1.0 - cosine),
+                              fontsize=7)
+        axis.axhline(1.0 - target, linestyle="--", linewidth=0.8)
+        axis.set_xlabel(f"latency, x full INT8 (OpenVINO, batch {batch})")
+        axis.set_ylabel("1 - held-out logits cosine vs FP32")
+        axis.set_yscale("symlog", linthresh=1e-5)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 def _mixed(report: dict) -> dict:
