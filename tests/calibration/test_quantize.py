@@ -19,8 +19,8 @@ from tests.calibration.quant_support import SIZE, export_random_tiny, min_cosine
 
 
 @pytest.fixture(scope="module")
-def tiny_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_tiny(tmp_path_factory.mktemp("tiny") / "model.onnx")
+def tiny_fp32(tmp_path_factory: pytest.TempPathFactory, copy_random_tiny) -> Path:  # type: ignore[no-untyped-def]
+    return copy_random_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
