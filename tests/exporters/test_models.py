@@ -169,3 +169,18 @@ def test_random_weights_are_seeded(tiny_spec, tmp_path) -> None:  # type: ignore
     assert first == second and other != first
     assert report.weights.seed == DEFAULT_SEED and other_report.weights.seed == 7
     assert read_metadata(tmp_path / "c" / "model.onnx")["weights"]["seed"] == 7
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_non_finite_weights_are_found_in_every_float_dtype(dtype) -> None:  # type: ignore[no-untyped-def]
+    from resnext_deploy.exporters.models import check_finite
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).to(dtype)
+    check_finite(model, "ok")  # finite: nothing raised
+    with torch.no_grad():
+        model[0].weight[1, 2, 0, 1] = float("nan")
+        model[1].running_var[3] = float("-inf")
+    with pytest.raises(WeightsError) as err:
+        check_finite(model, "damaged")
+    assert "NaN and infinity in 2 tensor(s)" in err.value.message
+    assert "0.weight" in err.value.message and "1.running_var" in err.value.message
