@@ -16,17 +16,9 @@ from tests.support.tiny import TINY_SPEC
 
 
 @pytest.fixture(scope="session")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it."""
-    import resnext_deploy.engines as engines
-    from resnext_deploy.export import ExportOptions, run_export
-
-    register_model(TINY_SPEC)
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    directory, _ = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp32", output=out))
-    if not (directory / "model.onnxruntime.json").is_file():
-        engines.get_spec("onnxruntime").backend().build(directory / "model.onnx", engines.BuildOptions())
-    return directory
+def export_dir(random_fp32_export_dir: Path) -> Path:
+    """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it (read-only)."""
+    return random_fp32_export_dir
 
 
 @pytest.fixture(scope="session")
