@@ -11,9 +11,6 @@ import pytest
 import typer
 from PIL import Image
 
-from resnext_deploy.zoo import register_model
-from tests.support.tiny import TINY_SPEC
-
 
 @pytest.fixture(scope="session")
 def export_dir(random_fp32_export_dir: Path) -> Path:
@@ -22,16 +19,17 @@ def export_dir(random_fp32_export_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
+def ov_export(random_fp32_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it
+    (from the session's FP32 export)."""
     pytest.importorskip("openvino", reason="openvino is not installed on this platform")
     from resnext_deploy.engines import BuildOptions
     from resnext_deploy.export import ExportOptions, run_export
 
-    register_model(TINY_SPEC)
     out = tmp_path_factory.mktemp("ov-export") / "tiny"
     directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
-                                                 backend="openvino", output=out, engine=BuildOptions(threads=1)))
+                                                 backend="openvino", output=out, engine=BuildOptions(threads=1),
+                                                 fp32_from=random_fp32_export_dir / "model.onnx"))
     assert report.engine is not None and report.engine.backend == "openvino"
     return directory
 
