@@ -144,6 +144,12 @@ def unlabelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_flat_val(tmp_path_factory.mktemp("unlabelled"), n_per_class=3, seed=5, labels=None).folder
 
 
+@pytest.fixture
+def random_export_dir(random_int8_export_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the random-weight INT8 export directory for one test to modify."""
+    return Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
+
+
 @pytest.fixture(scope="session")
 def int8_export_dir(synthetic_imagenet, tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """An INT8 export directory of the tiny trained model, calibrated on ``train`` (read-only: copy it)."""

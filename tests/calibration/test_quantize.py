@@ -131,6 +131,7 @@ def test_tensorrt_recipe_graph(trt_int8) -> None:  # type: ignore[no-untyped-def
                 assert feeds <= {"Conv", "Add", "Gemm", "AveragePool", "MaxPool"}, feeds
 
 
+@pytest.mark.slow
 def test_both_exporters_graphs_get_the_same_tensorrt_placement(tmp_path: Path, calib: np.ndarray, trt_int8) -> None:  # type: ignore[no-untyped-def]
     # the dynamo graph (trt_int8) and the TorchScript graph differ in node names and the pooling head
     # (ReduceMean+Reshape vs GlobalAveragePool+Flatten); the TensorRT recipe must treat both alike

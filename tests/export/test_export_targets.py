@@ -87,6 +87,7 @@ def test_tensorrt_refuses_the_cpu_recipe_before_tensorrt_is_called(cpu_only: Pat
     assert command in (info.value.hint or "")
 
 
+@pytest.mark.slow
 def test_verify_on_tensorrt_exits_2_with_the_command_and_the_command_works(cpu_only: Path, tmp_path: Path) -> None:
     from resnext_deploy.report import read_report
     from resnext_deploy.verification.runners import target_side
