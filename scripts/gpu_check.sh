@@ -14,8 +14,8 @@
 # with ONNX Runtime in TensorRT's place; the TensorRT-only steps (engine inspector, trtexec) are listed as skipped.
 # env: PYTHON (python3), MODEL (resnext50d_32x4d), WEIGHTS (proxy: written by the weights step; random; or a
 #      checkpoint), CALIB_SIZE (64), EVAL_SIZE (64), PER_CLASS (8 images per class, 8 classes, in each split),
-#      DURATION (1 s of timed runs per latency batch), ITERATIONS (10), TIME_LIMIT (the whole script: 900 s,
-#      1800 s with --engine onnxruntime),
+#      DURATION (1 s of timed runs per latency batch), ITERATIONS (10), WARMUP_MS (200 ms of untimed warm-up per
+#      latency batch and side), TIME_LIMIT (the whole script: 900 s, 1800 s with --engine onnxruntime),
 #      STEPS (all: a space-separated subset of environment samples weights fp32 fp16 int8 layers bundle trtexec
 #      gpu-tests)
 # Exit: 0 every step passed or was skipped, 1 a step failed or timed out, 2 bad usage, or TensorRT is
@@ -48,6 +48,7 @@ EVAL_SIZE=${EVAL_SIZE:-64}
 PER_CLASS=${PER_CLASS:-8}
 DURATION=${DURATION:-1}
 ITERATIONS=${ITERATIONS:-10}
+WARMUP_MS=${WARMUP_MS:-200}
 [[ $ENGINE == tensorrt ]] && DEFAULT_LIMIT=900 || DEFAULT_LIMIT=1800  # CPU exports of the full model take longer
 TIME_LIMIT=${TIME_LIMIT:-$DEFAULT_LIMIT}
 STEPS=${STEPS:-environment samples weights fp32 fp16 int8 layers bundle trtexec gpu-tests}
@@ -161,7 +162,7 @@ export_engine() {  # PRECISION MIN_COSINE [extra export options...]; FP16 and IN
     "$PY" -m resnext_deploy export "$MODEL" "${source[@]}" --precision "$precision" --backend "$ENGINE" \
         --output "$OUT/$precision" --force --min-batch 1 --opt-batch 8 --max-batch 8 --timing-cache "$OUT/timing.cache" \
         --eval-data "$OUT/samples" --eval-size "$EVAL_SIZE" --batch-sizes 1,8 --duration "$DURATION" \
-        --iterations "$ITERATIONS" --warmup-ms 200 --max-top1-drop 100 --min-cosine "$cosine" "$@"
+        --iterations "$ITERATIONS" --warmup-ms "$WARMUP_MS" --max-top1-drop 100 --min-cosine "$cosine" "$@"
 }
 
 int8_artifact_on_cpu() {  # the CPU half of the edge flow; TensorRT then refuses cleanly (exit 2: not available)
@@ -217,7 +218,7 @@ gpu_tests() {  # the `gpu` tests; when every one of them skipped, the step says 
     "$PY" "$HELPER" pytest-outcome "$OUT/gpu-tests.xml" --skipped-file "$OUT/gpu-tests.skipped"
 }
 
-export OUT PY MODEL WEIGHTS ENGINE CALIB_SIZE EVAL_SIZE PER_CLASS DURATION ITERATIONS HELPER HERE ENGINE_STATUS
+export OUT PY MODEL WEIGHTS ENGINE CALIB_SIZE EVAL_SIZE PER_CLASS DURATION ITERATIONS WARMUP_MS HELPER HERE ENGINE_STATUS
 export -f env_info write_samples weights_arg write_weights export_engine int8_artifact_on_cpu inspect_engines \
     bundle_flow trtexec_runs gpu_tests
 

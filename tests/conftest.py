@@ -41,6 +41,18 @@ class SyntheticImageNet:
     val_per_class: int = VAL_PER_CLASS
 
 
+TRAINED = "tiny_checkpoint"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the model trained in-session (``tiny_checkpoint``, itself or through another fixture) is
+    ``slow``: the training alone takes longer than ``-m "not slow"`` may spend. Such tests run in ``make test``."""
+    for item in items:
+        if TRAINED in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Caches a test does not name (the FP32 baseline logits of `verify`) go to a temporary folder, never $HOME."""
@@ -94,11 +106,48 @@ def tiny_checkpoint(
     return train_tiny(synthetic_imagenet.root, out, seed=SEED)
 
 
-# Export-directory fixtures (verification, bundles, CLI): an INT8 export of the shared tiny trained model.
+# Export-directory fixtures. Where accuracy is not the point (bundles, reports, hostile inputs, --force and the lock),
+# the tiny model with random weights: FP32 and INT8 made from it in a few seconds. Where it is (verify's gates), an
+# INT8 export of the tiny model trained in-session.
+@pytest.fixture(scope="session")
+def random_fp32_export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_spec: ModelSpec) -> Path:
+    """resnext_tiny (random weights, FP32) exported with its ONNX Runtime engine, as `export` writes it (read-only:
+    copy it)."""
+    import resnext_deploy.engines as engines
+    from resnext_deploy.export import ExportOptions, run_export
+
+    out = tmp_path_factory.mktemp("random-fp32") / "tiny"
+    directory, _ = run_export(ExportOptions(model=tiny_spec.name, weights="random", precision="fp32", output=out))
+    if not (directory / "model.onnxruntime.json").is_file():  # `auto` chose another engine on this machine
+        engines.get_spec("onnxruntime").backend().build(directory / "model.onnx", engines.BuildOptions())
+    return directory
+
+
+@pytest.fixture(scope="session")
+def random_int8_export_dir(random_fp32_export_dir: Path, synthetic_imagenet: SyntheticImageNet,
+                           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An INT8 export (onnxruntime recipe and engine, minmax on 20 images of the train split, no verification) made
+    from ``random_fp32_export_dir``'s FP32 model (read-only: copy it)."""
+    from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
+
+    root = tmp_path_factory.mktemp("random-int8")
+    calibration = CalibrationOptions(data=synthetic_imagenet.root, size=20, method="minmax", cache_dir=root / "cache")
+    options = ExportOptions(model="resnext_tiny", precision="int8", backend="onnxruntime", weights="random",
+                            output=root / "int8", fp32_from=random_fp32_export_dir / "model.onnx",
+                            calibration=calibration)
+    return run_export(options, command=["test"])[0]
+
+
 @pytest.fixture(scope="session")
 def unlabelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A flat folder of 30 JPEGs with no labels file."""
     return write_flat_val(tmp_path_factory.mktemp("unlabelled"), n_per_class=3, seed=5, labels=None).folder
+
+
+@pytest.fixture
+def random_export_dir(random_int8_export_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the random-weight INT8 export directory for one test to modify."""
+    return Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
 
 
 @pytest.fixture(scope="session")

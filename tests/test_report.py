@@ -21,10 +21,10 @@ def test_the_published_schema_is_generated_from_the_models() -> None:
         "docs/report.schema.json is stale: run `python -m resnext_deploy.report > docs/report.schema.json`")
 
 
-def test_an_export_report_validates_against_the_published_schema(int8_export_dir: Path) -> None:
-    document = json.loads((int8_export_dir / REPORT_NAME).read_text())
+def test_an_export_report_validates_against_the_published_schema(random_int8_export_dir: Path) -> None:
+    document = json.loads((random_int8_export_dir / REPORT_NAME).read_text())
     jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text()))
-    report = read_report(int8_export_dir)
+    report = read_report(random_int8_export_dir)
     assert report.schema_version == SCHEMA_VERSION
     assert report.model is not None and report.model.name == "resnext_tiny"
     assert report.quantization is not None and report.quantization.recipe == "onnxruntime"
@@ -32,8 +32,8 @@ def test_an_export_report_validates_against_the_published_schema(int8_export_dir
     assert report.to_json() == document  # what is read is what was written, key for key
 
 
-def test_a_version_1_report_is_still_read(int8_export_dir: Path, tmp_path: Path) -> None:
-    directory = Path(shutil.copytree(int8_export_dir, tmp_path / "v1"))
+def test_a_version_1_report_is_still_read(random_int8_export_dir: Path, tmp_path: Path) -> None:
+    directory = Path(shutil.copytree(random_int8_export_dir, tmp_path / "v1"))
     document = json.loads((directory / REPORT_NAME).read_text())
     document["schema_version"] = 1
     (directory / REPORT_NAME).write_text(json.dumps(document))
@@ -46,8 +46,8 @@ def test_a_version_1_report_is_still_read(int8_export_dir: Path, tmp_path: Path)
     (lambda d: d["artifacts"].update(int8=7), "artifacts.int8"),
     (lambda d: d.update(warnings="none"), "warnings"),
 ])
-def test_a_malformed_report_is_refused_naming_the_field(int8_export_dir: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
-    document = json.loads((int8_export_dir / REPORT_NAME).read_text())
+def test_a_malformed_report_is_refused_naming_the_field(random_int8_export_dir: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads((random_int8_export_dir / REPORT_NAME).read_text())
     edit(document)
     with pytest.raises(InputError, match=message):
         parse_report(document, "report.json")

@@ -11,35 +11,25 @@ import pytest
 import typer
 from PIL import Image
 
-from resnext_deploy.zoo import register_model
-from tests.support.tiny import TINY_SPEC
+
+@pytest.fixture(scope="session")
+def export_dir(random_fp32_export_dir: Path) -> Path:
+    """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it (read-only)."""
+    return random_fp32_export_dir
 
 
 @pytest.fixture(scope="session")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """resnext_tiny (random weights, fp32) exported with its ONNX Runtime engine, as `export` writes it."""
-    import resnext_deploy.engines as engines
-    from resnext_deploy.export import ExportOptions, run_export
-
-    register_model(TINY_SPEC)
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    directory, _ = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp32", output=out))
-    if not (directory / "model.onnxruntime.json").is_file():
-        engines.get_spec("onnxruntime").backend().build(directory / "model.onnx", engines.BuildOptions())
-    return directory
-
-
-@pytest.fixture(scope="session")
-def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it."""
+def ov_export(random_fp32_export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnext_tiny (random weights) at FP16 with its OpenVINO engine, as `export --backend openvino` writes it
+    (from the session's FP32 export)."""
     pytest.importorskip("openvino", reason="openvino is not installed on this platform")
     from resnext_deploy.engines import BuildOptions
     from resnext_deploy.export import ExportOptions, run_export
 
-    register_model(TINY_SPEC)
     out = tmp_path_factory.mktemp("ov-export") / "tiny"
     directory, report = run_export(ExportOptions(model="resnext_tiny", weights="random", precision="fp16",
-                                                 backend="openvino", output=out, engine=BuildOptions(threads=1)))
+                                                 backend="openvino", output=out, engine=BuildOptions(threads=1),
+                                                 fp32_from=random_fp32_export_dir / "model.onnx"))
     assert report.engine is not None and report.engine.backend == "openvino"
     return directory
 

@@ -18,9 +18,10 @@ pytest.importorskip("openvino", reason="openvino is not installed on this platfo
 runner = CliRunner()
 
 
-@pytest.fixture
-def ov_bundle(ov_export: Path, tmp_path: Path) -> Path:
-    return package_directory(ov_export, tmp_path / "tiny-ov.tar.gz").path
+@pytest.fixture(scope="module")
+def ov_bundle(ov_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The OpenVINO export packed once for this module (read-only: the tests unpack it)."""
+    return package_directory(ov_export, tmp_path_factory.mktemp("ov-bundle") / "tiny-ov.tar.gz").path
 
 
 def _as_if_compiled_elsewhere(directory: Path) -> None:

@@ -16,8 +16,6 @@ from resnext_deploy.verification.accuracy import eval_images_sha256, load_eval_s
 from resnext_deploy.verification.options import VerifyOptions
 from resnext_deploy.zoo import PreprocessConfig
 
-pytestmark = pytest.mark.slow
-
 
 def _verify(directory: Path, eval_data: Path, cache: Path, size: int = 24):  # type: ignore[no-untyped-def]
     options = VerifyOptions(eval_data=eval_data, eval_size=size, latency=False, plot=False, progress=False,
@@ -25,8 +23,9 @@ def _verify(directory: Path, eval_data: Path, cache: Path, size: int = 24):  # t
     return verify_directory(directory, options).report
 
 
-def test_second_verify_hits_and_a_changed_subset_or_model_misses(export_dir: Path, synthetic_imagenet,
+def test_second_verify_hits_and_a_changed_subset_or_model_misses(random_export_dir: Path, synthetic_imagenet,
                                                                 tmp_path: Path) -> None:
+    export_dir = random_export_dir  # what is cached does not depend on the weights
     cache = tmp_path / "cache"
     first = _verify(export_dir, synthetic_imagenet.val, cache)
     second = _verify(export_dir, synthetic_imagenet.val, cache)
@@ -56,8 +55,9 @@ def test_second_verify_hits_and_a_changed_subset_or_model_misses(export_dir: Pat
     assert _verify(export_dir, synthetic_imagenet.val, cache).verification.baseline["logits"]["cache_hit"] is False
 
 
-def test_cached_logits_equal_a_fresh_computation_bitwise(int8_export_dir: Path, synthetic_imagenet,
+def test_cached_logits_equal_a_fresh_computation_bitwise(random_int8_export_dir: Path, synthetic_imagenet,
                                                         tmp_path: Path) -> None:
+    int8_export_dir = random_int8_export_dir
     fp32 = int8_export_dir / "model.onnx"
     cfg = PreprocessConfig.from_dict(json.loads((int8_export_dir / "report.json").read_text())["model"]["preprocess"])
     eval_set = load_eval_set(synthetic_imagenet.val, None, 37, 0, cfg, None, 32)
@@ -74,7 +74,8 @@ def test_cached_logits_equal_a_fresh_computation_bitwise(int8_export_dir: Path, 
     assert np.array_equal(again.result(), fresh) and np.array_equal(computed, fresh)
 
 
-def test_a_damaged_or_foreign_entry_is_a_miss_and_is_rewritten(int8_export_dir: Path, tmp_path: Path) -> None:
+def test_a_damaged_or_foreign_entry_is_a_miss_and_is_rewritten(random_int8_export_dir: Path, tmp_path: Path) -> None:
+    int8_export_dir = random_int8_export_dir
     fp32 = int8_export_dir / "model.onnx"
     key = BaselineKey.for_model(fp32, "0" * 64, 3, {"input_size": 64})
     cache = BaselineCache(tmp_path)

@@ -11,12 +11,12 @@ import pytest
 from resnext_deploy.calibration.fp16 import convert_fp16
 from resnext_deploy.errors import InputError, UsageError
 from resnext_deploy.metadata import read_metadata
-from tests.calibration.quant_support import export_random_tiny, min_cosine, run, smooth_images
+from tests.calibration.quant_support import min_cosine, run, smooth_images
 
 
 @pytest.fixture(scope="module")
-def tiny_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_tiny(tmp_path_factory.mktemp("tiny16") / "model.onnx")
+def tiny_fp32(tmp_path_factory: pytest.TempPathFactory, copy_random_tiny) -> Path:  # type: ignore[no-untyped-def]
+    return copy_random_tiny(tmp_path_factory.mktemp("tiny16"))
 
 
 def test_fp16_runs_on_cpu_and_matches_fp32(tiny_fp32: Path) -> None:

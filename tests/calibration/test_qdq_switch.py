@@ -10,12 +10,12 @@ import pytest
 
 from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
 from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
-from tests.calibration.quant_support import export_random_tiny, smooth_images
+from tests.calibration.quant_support import smooth_images
 
 
 @pytest.fixture(scope="module")
-def random_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_tiny(tmp_path_factory.mktemp("switch") / "model.onnx")
+def random_tiny(tmp_path_factory: pytest.TempPathFactory, copy_random_tiny) -> Path:  # type: ignore[no-untyped-def]
+    return copy_random_tiny(tmp_path_factory.mktemp("switch"))
 
 
 def _run(model, images: np.ndarray, mask: np.ndarray | None = None, optimize: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -19,8 +19,8 @@ from tests.calibration.quant_support import SIZE, export_random_tiny, min_cosine
 
 
 @pytest.fixture(scope="module")
-def tiny_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_tiny(tmp_path_factory.mktemp("tiny") / "model.onnx")
+def tiny_fp32(tmp_path_factory: pytest.TempPathFactory, copy_random_tiny) -> Path:  # type: ignore[no-untyped-def]
+    return copy_random_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,7 @@ def test_tensorrt_recipe_graph(trt_int8) -> None:  # type: ignore[no-untyped-def
                 assert feeds <= {"Conv", "Add", "Gemm", "AveragePool", "MaxPool"}, feeds
 
 
+@pytest.mark.slow
 def test_both_exporters_graphs_get_the_same_tensorrt_placement(tmp_path: Path, calib: np.ndarray, trt_int8) -> None:  # type: ignore[no-untyped-def]
     # the dynamo graph (trt_int8) and the TorchScript graph differ in node names and the pooling head
     # (ReduceMean+Reshape vs GlobalAveragePool+Flatten); the TensorRT recipe must treat both alike

@@ -12,19 +12,15 @@ from tests.calibration.quant_support import run
 
 
 @pytest.fixture(scope="module")
-def trained_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, tiny_spec) -> Path:  # type: ignore[no-untyped-def]
-    import torch
+def trained_fp32(int8_export_dir: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The trained tiny model's FP32 ONNX, as the session's INT8 export wrote it (read-only)."""
+    return int8_export_dir / "model.onnx"
 
-    from resnext_deploy.exporters.export import export_fp32
-    from tests.support.tiny import build_tiny
 
-    model = build_tiny(tiny_spec)
-    model.load_state_dict(torch.load(tiny_checkpoint.checkpoint, map_location="cpu"))
-    model.eval()
-    path = tmp_path_factory.mktemp("trained") / "model.onnx"
-    metadata = {"model_name": tiny_spec.name, "num_classes": tiny_spec.num_classes}
-    export_fp32(model, path, input_size=tiny_spec.preprocess.input_size, metadata=metadata, parity_batch_sizes=(2,))
-    return path
+@pytest.fixture(scope="module")
+def splits(synthetic_imagenet, tiny_spec):  # type: ignore[no-untyped-def]
+    """The decoded train and val splits, read once for both recipes."""
+    return _split(synthetic_imagenet.root, "train", tiny_spec), _split(synthetic_imagenet.root, "val", tiny_spec)
 
 
 def _split(root: Path, split: str, spec):  # type: ignore[no-untyped-def]
@@ -41,10 +37,8 @@ def _top1(model: Path, images: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["onnxruntime", "tensorrt"])
-def test_int8_top1_within_one_point(trained_fp32: Path, synthetic_imagenet, tiny_spec, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                    recipe: str) -> None:
-    train = _split(synthetic_imagenet.root, "train", tiny_spec)
-    val = _split(synthetic_imagenet.root, "val", tiny_spec)
+def test_int8_top1_within_one_point(trained_fp32: Path, splits, tmp_path: Path, recipe: str) -> None:  # type: ignore[no-untyped-def]
+    train, val = splits
     calib = train.array[np.random.default_rng(0).permutation(len(train.array))[:128]]
     result = quantize_int8(trained_fp32, tmp_path / "model.int8.onnx", calib, QuantizeConfig(manifest_sha256="train128", recipe=recipe, cache_dir=tmp_path / "cache", progress=False))
     fp32_top1 = _top1(trained_fp32, val.array, val.labels)

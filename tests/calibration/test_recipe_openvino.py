@@ -9,13 +9,13 @@ import pytest
 
 from resnext_deploy.calibration.quantize import QuantizeConfig, quantize_int8
 from resnext_deploy.calibration.recipes import get_recipe, grouped_conv_nodes
-from tests.calibration.quant_support import export_random_tiny, min_cosine, run, smooth_images
+from tests.calibration.quant_support import min_cosine, run, smooth_images
 from tests.calibration.test_quantize import Graph, _axis
 
 
 @pytest.fixture(scope="module")
-def ov_int8(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    fp32 = export_random_tiny(tmp_path_factory.mktemp("tiny-ov") / "model.onnx")
+def ov_int8(tmp_path_factory: pytest.TempPathFactory, copy_random_tiny):  # type: ignore[no-untyped-def]
+    fp32 = copy_random_tiny(tmp_path_factory.mktemp("tiny-ov"))
     result = quantize_int8(fp32, fp32.with_name("model.int8.onnx"), smooth_images(32, seed=2), QuantizeConfig(manifest_sha256="ov", method=get_recipe("openvino").default_method, recipe="openvino", cache_dir=fp32.parent / "cache", progress=False))
     return fp32, result
 

@@ -127,20 +127,20 @@ def test_doctor_json_with_a_usable_tensorrt(stubbed_tensorrt: None) -> None:
     assert facts["auto"]["int8"]["reason"] == "auto: tensorrt (TensorRT 10.9.0.34 on NVIDIA L4)"
 
 
-def test_report_environment_is_the_doctor_record(int8_export_dir: Path) -> None:
+def test_report_environment_is_the_doctor_record(random_int8_export_dir: Path) -> None:
     from resnext_deploy.report import read_report
 
-    report = read_report(int8_export_dir)
+    report = read_report(random_int8_export_dir)
     facts = _doctor()
     environment = report.environment
     assert set(environment) == set(facts)
     assert environment["engines"] == facts["engines"] and environment["auto"] == facts["auto"]
 
 
-def test_docs_report_names_every_key_of_a_report(int8_export_dir: Path) -> None:
+def test_docs_report_names_every_key_of_a_report(random_int8_export_dir: Path) -> None:
     from resnext_deploy.report import read_report
 
-    report = read_report(int8_export_dir)
+    report = read_report(random_int8_export_dir)
     documented = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text(encoding="utf-8")
     document = report.to_json()
     keys = [*document, *document["environment"], *document["weights"]]

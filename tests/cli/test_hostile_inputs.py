@@ -65,11 +65,11 @@ METADATA = [
 
 
 @pytest.mark.parametrize(("artifact", "key", "value", "message"), [m[1:] for m in METADATA], ids=[m[0] for m in METADATA])
-def test_hostile_bare_onnx_metadata_exits_2_with_a_hint(int8_export_dir: Path, synthetic_imagenet, tmp_path: Path,
+def test_hostile_bare_onnx_metadata_exits_2_with_a_hint(random_int8_export_dir: Path, synthetic_imagenet, tmp_path: Path,
                                                         artifact: str, key: str, value: str, message: str) -> None:
-    bare = _with_prop(int8_export_dir / artifact, tmp_path / "bare" / artifact, key, value)
+    bare = _with_prop(random_int8_export_dir / artifact, tmp_path / "bare" / artifact, key, value)
     if artifact != "model.onnx":
-        shutil.copyfile(int8_export_dir / "model.onnx", bare.with_name("model.onnx"))
+        shutil.copyfile(random_int8_export_dir / "model.onnx", bare.with_name("model.onnx"))
     result = _invoke("verify", bare, "--eval-data", synthetic_imagenet.val, "--no-latency", "--eval-size", 20)
     assert result.exit_code == 2, result.output
     assert message in _text(result) and "hint:" in result.output and "Traceback" not in result.output
@@ -78,9 +78,9 @@ def test_hostile_bare_onnx_metadata_exits_2_with_a_hint(int8_export_dir: Path, s
 
 @pytest.mark.parametrize(("key", "value"), [("preprocess", DEEP), ("model_name", json.dumps("x" * (MAX_PROP_CHARS + 1))),
                                             ("precision", '"int4"')])
-def test_build_of_a_bare_onnx_with_hostile_metadata_exits_2(int8_export_dir: Path, tmp_path: Path, key: str,
+def test_build_of_a_bare_onnx_with_hostile_metadata_exits_2(random_int8_export_dir: Path, tmp_path: Path, key: str,
                                                             value: str) -> None:
-    bare = _with_prop(int8_export_dir / "model.onnx", tmp_path / "bare" / "model.onnx", key, value)
+    bare = _with_prop(random_int8_export_dir / "model.onnx", tmp_path / "bare" / "model.onnx", key, value)
     result = _invoke("build", bare, "--backend", "onnxruntime")
     assert result.exit_code == 2 and "hint:" in result.output and len(result.output) < MAX_OUTPUT, result.output
     assert sorted(p.name for p in bare.parent.iterdir()) == ["model.onnx"]  # no engine built for it
@@ -99,9 +99,9 @@ COMPARE = {
 
 
 @pytest.mark.parametrize("case", list(COMPARE))
-def test_a_malformed_compare_to_file_exits_2_before_verify_evaluates(int8_export_dir: Path, synthetic_imagenet,
+def test_a_malformed_compare_to_file_exits_2_before_verify_evaluates(random_int8_export_dir: Path, synthetic_imagenet,
                                                                      tmp_path: Path, case: str) -> None:
-    directory = Path(shutil.copytree(int8_export_dir, tmp_path / "export"))
+    directory = Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
     earlier = tmp_path / "earlier.json"
     COMPARE[case](earlier)
     result = _invoke("verify", directory, "--eval-data", synthetic_imagenet.val, "--no-latency", "--eval-size", 20,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -19,7 +20,9 @@ def _verify(export_dir: Path, val: Path, *flags: str) -> str:
     return result.output
 
 
-def test_default_output_has_no_engine_logs_and_says_once_what_a_cold_start_is(export_dir: Path, synthetic_imagenet) -> None:  # type: ignore[no-untyped-def]
+def test_default_output_has_no_engine_logs_and_says_once_what_a_cold_start_is(random_int8_export_dir: Path,  # type: ignore[no-untyped-def]
+                                                                            synthetic_imagenet, tmp_path: Path) -> None:
+    export_dir = Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
     (export_dir / "model.onnxruntime.json").unlink(missing_ok=True)  # the FP32 baseline then starts cold
     output = _verify(export_dir, synthetic_imagenet.val)
     assert "cold start from" not in output and "INFO" not in output

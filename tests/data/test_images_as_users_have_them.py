@@ -81,7 +81,8 @@ def test_conflicting_duplicate_labels_are_refused(tmp_path: Path) -> None:
         scan_images(folder, labels)
 
 
-def test_calibration_decodes_batch_by_batch_while_it_calibrates(tiny_checkpoint, synthetic_imagenet, tmp_path, monkeypatch) -> None:
+def test_calibration_decodes_batch_by_batch_while_it_calibrates(random_fp32_export_dir, synthetic_imagenet, tmp_path,  # type: ignore[no-untyped-def]
+                                                                monkeypatch) -> None:
     """The subset is never decoded whole: calibration starts after one decode batch, and decodes the rest as it goes."""
     import onnxruntime
     from PIL import ImageFile
@@ -103,8 +104,8 @@ def test_calibration_decodes_batch_by_batch_while_it_calibrates(tiny_checkpoint,
     monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
     monkeypatch.setattr(onnxruntime.InferenceSession, "run", recording_run)
     options = ExportOptions(
-        model="resnext_tiny", precision="int8", backend="onnxruntime", weights=str(tiny_checkpoint.checkpoint),
-        output=tmp_path / "int8", build_engine=False,
+        model="resnext_tiny", precision="int8", backend="onnxruntime", weights="random",
+        fp32_from=random_fp32_export_dir / "model.onnx", output=tmp_path / "int8", build_engine=False,
         calibration=CalibrationOptions(data=synthetic_imagenet.train, size=100, method="minmax", cache_dir=tmp_path / "cache",
                                        decode_batch=8),
     )

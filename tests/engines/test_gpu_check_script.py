@@ -38,7 +38,7 @@ def _tiny_model_env(tmp_path: Path) -> dict[str, str]:
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     path = os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return {"PYTHONPATH": path, "MODEL": "resnext_tiny", "CALIB_SIZE": "16", "EVAL_SIZE": "16", "PER_CLASS": "2",
-            "DURATION": "0", "ITERATIONS": "2"}
+            "DURATION": "0", "ITERATIONS": "2", "WARMUP_MS": "0"}
 
 
 def _table(text: str, first_cell: str) -> dict[str, list[str]]:

@@ -528,6 +528,7 @@ def _logits_without_residual_branches(model, images):  # type: ignore[no-untyped
         return model(torch.from_numpy(images)).numpy(), silenced(torch.from_numpy(images)).numpy()
 
 
+@pytest.mark.slow
 def test_proxy_weights_make_the_residual_branches_count_unlike_timms_zero_init() -> None:
     import numpy as np
 
@@ -642,6 +643,7 @@ def _profiled_onnxruntime():  # type: ignore[no-untyped-def]
     return ProfiledBackend()
 
 
+@pytest.mark.slow
 def test_mixed_precision_latency_is_measured_at_the_profiles_smallest_batch(tiny_onnx: Path,
                                                                             tiny_cpu_int8_onnx: Path) -> None:
     import onnx

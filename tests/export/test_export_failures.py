@@ -158,7 +158,7 @@ def test_nan_weights_are_named_as_such(tiny_spec, tiny_weights, tmp_path):
 # --- item 11: SIGTERM, staging ------------------------------------------------------------------------------
 
 def test_sigterm_during_calibration_exits_143_with_one_line_and_leaves_nothing(
-    tiny_weights, synthetic_imagenet, tmp_path, private_tmp, monkeypatch
+    random_fp32_export_dir, synthetic_imagenet, tmp_path, private_tmp, monkeypatch
 ):
     import onnxruntime.quantization as ortq
 
@@ -172,7 +172,8 @@ def test_sigterm_during_calibration_exits_143_with_one_line_and_leaves_nothing(
     monkeypatch.setattr(ortq, "create_calibrator", terminated_meanwhile)
     previous = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "out"
-    result = invoke("export", "resnext_tiny", "-p", "int8", "-w", tiny_weights, "--calib-data", synthetic_imagenet.train,
+    fp32 = random_fp32_export_dir / "model.onnx"  # calibration is the point: the FP32 model is reused, not exported
+    result = invoke("export", "resnext_tiny", "-p", "int8", "--fp32-from", fp32, "--calib-data", synthetic_imagenet.train,
                     "--calib-size", "20", "--cache-dir", tmp_path / "cache", "-o", out, "--no-engine")
     assert result.exit_code == 143, result.output
     assert "interrupted (SIGTERM)" in _clean(result)
@@ -192,8 +193,8 @@ def test_leftovers_of_a_killed_run_are_removed_at_the_next_start(tiny_spec, tiny
     assert list(private_tmp.iterdir()) == []
 
 
-def test_a_refused_start_removes_a_killed_runs_staging_but_not_a_live_ones(int8_export_dir, tiny_weights, tmp_path):
-    out = Path(shutil.copytree(int8_export_dir, tmp_path / "export"))
+def test_a_refused_start_removes_a_killed_runs_staging_but_not_a_live_ones(random_int8_export_dir, tiny_weights, tmp_path):
+    out = Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
     holder = subprocess.Popen(  # a `--force` run that holds the lock and has half-built files in its staging folder
         [sys.executable, "-c", textwrap.dedent(f"""
             import time
@@ -250,15 +251,17 @@ def test_a_second_run_on_a_busy_output_directory_is_refused_naming_the_holder(ti
 # --- items 6, 7, 8: --force, artifacts checked against report.json, paths inside the directory ------------------
 
 @pytest.fixture
-def int8_copy(int8_export_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(int8_export_dir, tmp_path / "export"))
+def int8_copy(random_int8_export_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of an INT8 export of random weights (what these tests check does not depend on accuracy)."""
+    return Path(shutil.copytree(random_int8_export_dir, tmp_path / "export"))
 
 
-def test_force_over_another_precision_leaves_only_this_runs_files(int8_copy: Path, tiny_weights, tmp_path):
+def test_force_over_another_precision_leaves_only_this_runs_files(int8_copy: Path, random_fp32_export_dir, tmp_path):
     (int8_copy / "notes.txt").write_text("mine")
     before = {p.name for p in int8_copy.iterdir()}
     assert {"model.int8.onnx", "calibration"} <= before
-    result = invoke("export", "resnext_tiny", "-w", tiny_weights, "-o", int8_copy, "--force", "--no-verify")
+    result = invoke("export", "resnext_tiny", "--fp32-from", random_fp32_export_dir / "model.onnx", "-o", int8_copy,
+                    "--force", "--no-verify")
     assert result.exit_code == 0, result.output
     report = json.loads((int8_copy / "report.json").read_text())
     assert report["precision"] == "fp32" and "int8" not in report["artifacts"]
@@ -313,7 +316,8 @@ def test_report_paths_leading_outside_are_refused_before_reading(int8_copy: Path
 
 # --- items 15, 16: labels coverage, skipped gates --------------------------------------------------------------
 
-def test_labels_covering_few_images_fail_unless_allowed(int8_copy: Path, synthetic_imagenet, tmp_path):
+def test_labels_covering_few_images_fail_unless_allowed(export_dir: Path, synthetic_imagenet, tmp_path):
+    int8_copy = export_dir  # the trained model's INT8 export (a private copy): top-1 on 5 labelled images passes
     flat = synthetic_imagenet.flat_text
     labels = tmp_path / "few.txt"
     labels.write_text("".join(line + "\n" for line in flat.labels_file.read_text().splitlines()[:5]))

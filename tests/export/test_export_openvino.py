@@ -14,11 +14,12 @@ pytest.importorskip("openvino", reason="openvino is not installed on this platfo
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="auto prefers OpenVINO on x86-64 only")
-def test_auto_int8_export_uses_openvino_and_its_recipe(tiny_spec, synthetic_imagenet, tmp_path) -> None:
+def test_auto_int8_export_uses_openvino_and_its_recipe(random_fp32_export_dir, synthetic_imagenet, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "int8"
     result = CliRunner().invoke(app, [
-        "export", "resnext_tiny", "--precision", "int8", "--weights", "random", "--calib-data",
-        str(synthetic_imagenet.train), "--calib-size", "20", "--threads", "1", "--no-verify", "--output", str(out),
+        "export", "resnext_tiny", "--precision", "int8", "--fp32-from", str(random_fp32_export_dir / "model.onnx"),
+        "--calib-data", str(synthetic_imagenet.train), "--calib-size", "20", "--threads", "1", "--no-verify",
+        "--output", str(out),
     ])
     assert result.exit_code == 0, result.output
     assert "auto: openvino (OpenVINO " in result.output

@@ -17,13 +17,14 @@ from resnext_deploy.errors import InputError
 from resnext_deploy.metadata import read_metadata
 
 
-def _export(root: Path, out: Path, targets: tuple[str, ...], cache: Path) -> Path:
+def _export(root: Path, fp32: Path, out: Path, targets: tuple[str, ...], cache: Path) -> Path:
     from resnext_deploy.export import CalibrationOptions, ExportOptions, run_export
 
-    # minmax keeps the fixtures fast; `auto` picks one method for every target (test_one_method_serves_every_target)
+    # minmax keeps the fixtures fast; `auto` picks one method for every target (test_one_method_serves_every_target);
+    # the FP32 model is the session's random-weight export, as `--fp32-from` reuses it
     calibration = CalibrationOptions(data=root, size=20, method="minmax", targets=targets, cache_dir=cache)
     options = ExportOptions(model="resnext_tiny", precision="int8", backend="onnxruntime", weights="random", output=out,
-                            calibration=calibration)
+                            calibration=calibration, fp32_from=fp32)
     return run_export(options, command=["test"])[0]
 
 
@@ -33,15 +34,17 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def multi_target(synthetic_imagenet, tiny_spec, tmp_path_factory, cache: Path) -> Path:  # type: ignore[no-untyped-def]
+def multi_target(synthetic_imagenet, random_fp32_export_dir, tmp_path_factory, cache: Path) -> Path:  # type: ignore[no-untyped-def]
     """An INT8 export for the CPU fleet and for TensorRT devices, made in one run on this CPU machine."""
-    return _export(synthetic_imagenet.root, tmp_path_factory.mktemp("multi") / "int8", ("onnxruntime", "tensorrt"), cache)
+    return _export(synthetic_imagenet.root, random_fp32_export_dir / "model.onnx", tmp_path_factory.mktemp("multi") / "int8",
+                   ("onnxruntime", "tensorrt"), cache)
 
 
 @pytest.fixture(scope="module")
-def cpu_only(synthetic_imagenet, tiny_spec, tmp_path_factory, cache: Path) -> Path:  # type: ignore[no-untyped-def]
+def cpu_only(synthetic_imagenet, random_fp32_export_dir, tmp_path_factory, cache: Path) -> Path:  # type: ignore[no-untyped-def]
     """An INT8 export made with `--recipe auto` on a CPU machine: the onnxruntime recipe only."""
-    return _export(synthetic_imagenet.root, tmp_path_factory.mktemp("cpu") / "int8", (), cache)
+    return _export(synthetic_imagenet.root, random_fp32_export_dir / "model.onnx", tmp_path_factory.mktemp("cpu") / "int8",
+                   (), cache)
 
 
 def test_one_export_makes_one_artifact_per_target(multi_target: Path) -> None:
@@ -84,6 +87,7 @@ def test_tensorrt_refuses_the_cpu_recipe_before_tensorrt_is_called(cpu_only: Pat
     assert command in (info.value.hint or "")
 
 
+@pytest.mark.slow
 def test_verify_on_tensorrt_exits_2_with_the_command_and_the_command_works(cpu_only: Path, tmp_path: Path) -> None:
     from resnext_deploy.report import read_report
     from resnext_deploy.verification.runners import target_side

@@ -54,7 +54,7 @@ def test_fold_refuses_a_batchnorm_without_a_conv():
         fold_batchnorm(model)
 
 
-@pytest.mark.parametrize(("exporter", "opset"), [("dynamo", 18), ("torchscript", 17)])
+@pytest.mark.parametrize(("exporter", "opset"), [("dynamo", 18), pytest.param("torchscript", 17, marks=pytest.mark.slow)])
 def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_path, exporter, opset):
     meta = {"model_name": "resnext_tiny", "num_classes": 10, "preprocess": {"input_size": 64}}
     result = export_fp32(tiny_model, tmp_path / "model.onnx", input_size=64, metadata=meta, exporter=exporter)

@@ -24,8 +24,9 @@ def test_seed_models_match_the_table(spec):
     assert abs(params - spec.params_m) < 0.006
     assert info.is_random
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, spec.preprocess.input_size, spec.preprocess.input_size))
+    size = spec.preprocess.input_size
+    with counter, torch.no_grad():  # counted from shapes alone: on the meta device nothing is computed
+        model.to("meta")(torch.zeros(1, 3, size, size, device="meta"))
     gmacs = counter.get_total_flops() / 2e9
     assert gmacs == pytest.approx(spec.gmacs, rel=0.05)
     cfg = timm.models.get_pretrained_cfg(spec.timm_pretrained_name)
@@ -78,6 +79,7 @@ def test_checkpoint_round_trip(tiny_spec, tmp_path, name, wrap):
     assert info.kind == "file" and not info.is_random and len(info.sha256) == 64
 
 
+@pytest.mark.slow
 def test_torchvision_checkpoint_loads_into_tv_model(tmp_path):
     import torchvision
 
@@ -149,6 +151,7 @@ def test_pretrained_loads_from_a_warm_hub_cache(tmp_path, monkeypatch):
     assert state_dict_sha256(model) == state_dict_sha256(source)
 
 
+@pytest.mark.slow
 def test_random_weights_are_seeded(tiny_spec, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Same seed, same FP32 ONNX (sha256); another seed, another model; the seed is in report.json and the metadata."""
     from resnext_deploy.exporters.models import DEFAULT_SEED
@@ -169,3 +172,18 @@ def test_random_weights_are_seeded(tiny_spec, tmp_path) -> None:  # type: ignore
     assert first == second and other != first
     assert report.weights.seed == DEFAULT_SEED and other_report.weights.seed == 7
     assert read_metadata(tmp_path / "c" / "model.onnx")["weights"]["seed"] == 7
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_non_finite_weights_are_found_in_every_float_dtype(dtype) -> None:  # type: ignore[no-untyped-def]
+    from resnext_deploy.exporters.models import check_finite
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).to(dtype)
+    check_finite(model, "ok")  # finite: nothing raised
+    with torch.no_grad():
+        model[0].weight[1, 2, 0, 1] = float("nan")
+        model[1].running_var[3] = float("-inf")
+    with pytest.raises(WeightsError) as err:
+        check_finite(model, "damaged")
+    assert "NaN and infinity in 2 tensor(s)" in err.value.message
+    assert "0.weight" in err.value.message and "1.running_var" in err.value.message
