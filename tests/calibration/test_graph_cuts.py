@@ -11,12 +11,12 @@ from resnext_deploy.calibration.graph_cuts import data_nodes, extract, single_te
 from resnext_deploy.calibration.qdq_switch import MASK_INPUT, build_switchable
 from resnext_deploy.calibration.quantize import QuantizeConfig, prepare_quantization
 from resnext_deploy.calibration.sensitivity import FULL_INT8, _session, nsr, plan_cuts, run_masks
-from tests.calibration.quant_support import export_random_tiny, smooth_images
+from tests.calibration.quant_support import smooth_images
 
 
 @pytest.fixture(scope="module")
-def random_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_tiny(tmp_path_factory.mktemp("cuts") / "model.onnx")
+def random_tiny(copy_random_tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    return copy_random_tiny(tmp_path_factory.mktemp("cuts"))
 
 
 def test_cuts_are_the_block_boundaries_of_the_fp32_graph(random_tiny: Path) -> None:
