@@ -253,6 +253,7 @@ def analyse_sensitivity(
         "cosine": mean_cosine(probe_reference, full_probe),
         "agreement": float(np.mean(probe_reference.argmax(1) == full_probe.argmax(1))),
         "nsr": nsr(probe_reference, full_probe),
+        "images": len(probe),
     }
     weights_nsr = float(sum(s.output_nsr for s in sites if s.kind == "weight"))
     return SensitivityResult(

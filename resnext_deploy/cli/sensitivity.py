@@ -65,8 +65,9 @@ def print_table(result: Any, document: dict[str, Any], top: int) -> None:
     from rich.table import Table
 
     full = result.full_int8
-    out.print(f"[bold]{document['model']}[/] INT8 ({result.recipe} recipe, {result.method}): full INT8 on "
-              f"{result.tuning_images} tuning images: cosine {full['cosine']:.5f}, agreement {full['agreement']:.3f}")
+    out.print(f"[bold]{document['model']}[/] INT8 ({result.recipe} recipe, {result.method}): full INT8 on the "
+              f"{result.probe_images} probe images (of {result.tuning_images} tuning images): cosine {full['cosine']:.5f}, "
+              f"agreement {full['agreement']:.3f}")
     table = Table(title=f"most sensitive of {len(result.layers)} layers (alone in INT8, {result.probe_images} probe images)",
                   box=box.SIMPLE_HEAD)
     for column in ("rank", "layer", "op", "position", "MACs", "logits noise", "~cos drop", "act SQNR dB", "weight SQNR dB"):
