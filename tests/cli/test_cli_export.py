@@ -104,6 +104,7 @@ def test_export_fp32_end_to_end(tiny_spec, tiny_weights, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+@pytest.mark.slow  # a whole FP32 export
 def test_random_weights_are_flagged_in_report_and_output(tiny_spec, tmp_path):
     result = invoke("export", "resnext_tiny", "--weights", "random", "--output", tmp_path, "--no-engine")
     assert result.exit_code == 0, result.output
