@@ -49,6 +49,7 @@ def home(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # three CLI runs in fresh interpreters
 def test_predict_and_an_openvino_build_leave_home_empty_and_never_fork(ov_export: Path, images, home: Path,
                                                                         tmp_path: Path) -> None:
     log = tmp_path / "forks.log"

@@ -104,6 +104,7 @@ def test_export_fp32_end_to_end(tiny_spec, tiny_weights, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+@pytest.mark.slow  # a whole FP32 export
 def test_random_weights_are_flagged_in_report_and_output(tiny_spec, tmp_path):
     result = invoke("export", "resnext_tiny", "--weights", "random", "--output", tmp_path, "--no-engine")
     assert result.exit_code == 0, result.output
@@ -125,9 +126,11 @@ def test_unwritable_output_exits_2(tiny_spec, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
-def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, synthetic_imagenet, tmp_path):
+def test_int8_export_writes_manifest_stats_and_qdq_artifact(int8_export_dir, synthetic_imagenet, tmp_path):
     out = tmp_path / "int8"
-    args = ["export", "resnext_tiny", "-p", "int8", "-w", tiny_checkpoint.checkpoint, "--calib-data",
+    # the trained model's FP32 export, reused (the FP32 stage is test_export_fp32_end_to_end's; INT8 from weights in
+    # one command is tests/export/test_mixed_precision.py's)
+    args = ["export", "resnext_tiny", "-p", "int8", "--fp32-from", int8_export_dir / "model.onnx", "--calib-data",
             synthetic_imagenet.root, "--calib-size", "40", "--cache-dir", tmp_path / "cache", "--iterations", "2", "--duration", "0",
             "--max-top1-drop", "1.0", "-o", out]
     result = invoke(*args)
@@ -151,8 +154,8 @@ def test_int8_export_writes_manifest_stats_and_qdq_artifact(tiny_checkpoint, syn
 
     # The same images pinned by the manifest and the same FP32 model: statistics come from the cache, the artifact
     # is identical (verified above; not again).
-    again = invoke(*args[:-2], "--calib-manifest", out / "calibration" / "manifest.json", "--fp32-from",
-                   out / "model.onnx", "--no-verify", "-o", tmp_path / "again")
+    again = invoke(*args[:-2], "--calib-manifest", out / "calibration" / "manifest.json", "--no-verify",
+                   "-o", tmp_path / "again")
     assert again.exit_code == 0, again.output
     second = json.loads((tmp_path / "again" / "report.json").read_text())
     assert second["quantization"]["stats_cache_hit"]

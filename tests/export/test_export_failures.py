@@ -94,6 +94,7 @@ def test_max_opsets_are_the_exporters_own():
 
 # --- item 10: exit codes ---------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a whole FP32 export before the write fails
 def test_no_space_left_while_writing_model_onnx_exits_2(tiny_spec, tiny_weights, tmp_path, monkeypatch):
     import builtins
 
@@ -182,6 +183,7 @@ def test_sigterm_during_calibration_exits_143_with_one_line_and_leaves_nothing(
     assert signal.getsignal(signal.SIGTERM) == previous
 
 
+@pytest.mark.slow  # a whole FP32 export
 def test_leftovers_of_a_killed_run_are_removed_at_the_next_start(tiny_spec, tiny_weights, tmp_path, private_tmp):
     out = tmp_path / "out"
     (out / ".resnext-staging" / "export").mkdir(parents=True)

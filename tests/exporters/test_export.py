@@ -31,10 +31,20 @@ def tiny_model(tiny_spec):
     return model.eval()
 
 
+META = {"model_name": "resnext_tiny", "num_classes": 10, "preprocess": {"input_size": 64}}
+
+
 @pytest.fixture(scope="module")
-def tiny_proto(tiny_model):
-    """The folded tiny model exported with the default (dynamo) exporter, not simplified."""
-    return export_to_onnx(fold_batchnorm(tiny_model).model, 64)
+def dynamo_export(tiny_model, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The tiny model exported once by ``export_fp32`` with the default (dynamo) exporter: (path, result), read-only."""
+    path = tmp_path_factory.mktemp("dynamo") / "model.onnx"
+    return path, export_fp32(tiny_model, path, input_size=64, metadata=META, exporter="dynamo")
+
+
+@pytest.fixture(scope="module")
+def tiny_proto(dynamo_export):  # type: ignore[no-untyped-def]
+    """The folded tiny model's dynamo graph, as that export wrote it."""
+    return onnx.load(str(dynamo_export[0]))
 
 
 def test_fold_removes_every_batchnorm_and_keeps_outputs(tiny_model):
@@ -55,10 +65,13 @@ def test_fold_refuses_a_batchnorm_without_a_conv():
 
 
 @pytest.mark.parametrize(("exporter", "opset"), [("dynamo", 18), pytest.param("torchscript", 17, marks=pytest.mark.slow)])
-def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_path, exporter, opset):
-    meta = {"model_name": "resnext_tiny", "num_classes": 10, "preprocess": {"input_size": 64}}
-    result = export_fp32(tiny_model, tmp_path / "model.onnx", input_size=64, metadata=meta, exporter=exporter)
-    proto = onnx.load(str(tmp_path / "model.onnx"))
+def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, dynamo_export, tmp_path, exporter, opset):  # type: ignore[no-untyped-def]
+    if exporter == "dynamo":  # the module's export (its other tests read it too)
+        path, result = dynamo_export
+    else:
+        path = tmp_path / "model.onnx"
+        result = export_fp32(tiny_model, path, input_size=64, metadata=META, exporter=exporter)
+    proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
     assert result.batchnorms_folded == count_batchnorms(tiny_model)
@@ -67,12 +80,12 @@ def test_export_writes_a_checked_simplified_graph_with_metadata(tiny_model, tmp_
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert result.exporter == exporter and result.to_dict()["exporter"] == exporter
     assert result.opset == opset and {o.domain: o.version for o in proto.opset_import}[""] == opset
-    assert read_metadata(tmp_path / "model.onnx") == meta | {
+    assert read_metadata(path) == META | {
         "opset": opset, "exporter": exporter, "input_name": "input", "output_name": "logits"
     }
     assert result.parity.ok and result.parity.max_abs_diff < 1e-4 and result.parity.min_cosine > 0.99999
     assert sorted({d["batch"] for d in result.parity.details}) == [1, 8]
-    session = ort_session(str(tmp_path / "model.onnx"))
+    session = ort_session(str(path))
     for batch in (1, 5):
         (logits,) = session.run(None, {"input": np.zeros((batch, 3, 64, 64), np.float32)})
         assert logits.shape == (batch, 10)
