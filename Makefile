@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (the project's machines have two cores), a test module per worker at a time so that
+# module fixtures are built once; `make test PYTEST_XDIST=` runs in one process
+PYTEST_XDIST ?= -n 2 --dist loadscope
 GPU_CHECK_OUT ?= out/gpu-check
 GPU_CHECK_CPU_OUT ?= out/gpu-check-cpu
 
@@ -23,10 +26,10 @@ demo: install
 	$(PY) scripts/demo.py
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # docs/cli.md is generated from the commands themselves (Typer's docs generator); tests/test_docs.py checks it
 docs: install

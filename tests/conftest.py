@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
+# `make test` runs two pytest-xdist workers on two cores. Each worker's torch then computes on one thread (set before
+# torch is imported): two processes with two OpenMP threads each on two cores made a tiny-model forward 70x slower.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import contextlib
+import json
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -44,13 +55,14 @@ class SyntheticImageNet:
 TRAINED = "tiny_checkpoint"
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # the marks are set before every other plugin's hook reads them (`-m`, xdist)
+def pytest_collection_modifyitems(items: list[pytest.Item]):  # type: ignore[no-untyped-def]
     """Every test that uses the model trained in-session (``tiny_checkpoint``, itself or through another fixture) is
     ``slow``: the training alone takes longer than ``-m "not slow"`` may spend. Such tests run in ``make test``."""
     for item in items:
         if TRAINED in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    return (yield)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -101,9 +113,36 @@ def tiny_spec() -> ModelSpec:
 def tiny_checkpoint(
     tmp_path_factory: pytest.TempPathFactory, synthetic_imagenet: SyntheticImageNet, tiny_spec: ModelSpec
 ) -> TrainResult:
-    """A timm-keyed state_dict of ``resnext_tiny`` trained on ``synthetic_imagenet`` (plus its accuracy)."""
-    out = tmp_path_factory.mktemp("tiny") / "resnext_tiny.pth"
-    return train_tiny(synthetic_imagenet.root, out, seed=SEED)
+    """A timm-keyed state_dict of ``resnext_tiny`` trained on ``synthetic_imagenet`` (plus its accuracy).
+
+    Under pytest-xdist the workers share one training: the first trains in the run's folder above the workers' own,
+    the others wait for it and read its result (each worker's synthetic folders hold the same images).
+    """
+    if not XDIST_WORKER:
+        return train_tiny(synthetic_imagenet.root, tmp_path_factory.mktemp("tiny") / "resnext_tiny.pth", seed=SEED)
+    shared = tmp_path_factory.getbasetemp().parent / "tiny-trained"
+    shared.mkdir(exist_ok=True)
+    record = shared / "result.json"
+    with _exclusive(shared / ".lock"):
+        if record.is_file():
+            fields = json.loads(record.read_text())
+            return TrainResult(**fields | {"checkpoint": Path(fields["checkpoint"])})
+        result = train_tiny(synthetic_imagenet.root, shared / "resnext_tiny.pth", seed=SEED)
+        record.write_text(json.dumps(asdict(result) | {"checkpoint": str(result.checkpoint)}))
+        return result
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created) for the block: one process at a time."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # Export-directory fixtures. Where accuracy is not the point (bundles, reports, hostile inputs, --force and the lock),

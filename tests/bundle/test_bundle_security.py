@@ -53,11 +53,13 @@ TAMPERING = [
 
 @pytest.mark.parametrize(("name", "tamper", "message"), TAMPERING, ids=[t[0] for t in TAMPERING])
 def test_tampered_tarball_is_refused_by_inspect_and_predict(
-    bundle_copy: Path, tmp_path: Path, images: list[Path], cli, name: str, tamper, message: str
+    bundle_copy: Path, tmp_path: Path, images: list[Path], cli, name: str, tamper, message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     directory = safe_extract(bundle_copy, tmp_path / "unpacked")
     tamper(directory / name)
-    tampered = _repack(directory, tmp_path / "tampered.tar.gz")
+    monkeypatch.chdir(tmp_path)  # named as a user would: the whole message fits the terminal whatever the temp path
+    tampered = _repack(directory, Path("tampered.tar.gz"))
     for args in (["inspect", str(tampered)], ["predict", str(tampered), str(images[0])]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 2, result.output

@@ -37,18 +37,21 @@ def _text(output: str) -> str:
     ('models = ["resnext50d_32x4d"]\nengines = ["onnxruntime"]\n', "unknown key(s) engines"),
     ('models = ["resnext50d_32x4d"]\n[weights]\nresnext50d_32x4d = "missing.pth"\n', "missing.pth is not a file"),
 ])
-def test_bad_plan_exits_2(plan: str, message: str, tmp_path: Path) -> None:
-    path = tmp_path / "plan.toml"
+def test_bad_plan_exits_2(plan: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative names: the messages are not wrapped inside a long temp path
+    path = Path("plan.toml")
     path.write_text(plan)
-    result = _invoke(path, "--output", tmp_path / "out")
+    result = _invoke(path, "--output", "out")
     assert result.exit_code == 2, result.output
-    assert message in _text(result.output)
+    # the plan's weights are named by their absolute path, which rich may break anywhere: compared without spaces
+    assert "".join(message.split()) in "".join(result.output.split())
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_missing_plan_file_and_timeout_without_ray_exit_2(tmp_path: Path) -> None:
-    missing = _invoke(tmp_path / "nope.toml")
-    assert missing.exit_code == 2 and f"plan file {tmp_path / 'nope.toml'} does not exist" in _text(missing.output)
+def test_missing_plan_file_and_timeout_without_ray_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative name: the message is not wrapped inside a long temp path
+    missing = _invoke("nope.toml")
+    assert missing.exit_code == 2 and "plan file nope.toml does not exist" in _text(missing.output)
     result = _invoke("--models", "resnext50d_32x4d", *BASE, "--timeout", 10, "--output", tmp_path / "out")
     assert result.exit_code == 2 and "--timeout applies to --ray sweeps" in _text(result.output)
 
