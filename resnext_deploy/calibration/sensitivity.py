@@ -305,8 +305,8 @@ def run_masks(
 
 def plan_cuts(model: Any, input_name: str, masks: dict[Any, np.ndarray]) -> list[tuple[Cut, list[Any]]]:
     """The cuts ``run_masks`` starts from, in graph order, each with the masks it runs: a mask belongs to the last
-    cut before the first node that reads a site it switches on; a cut with fewer than 1/``MAX_CUTS`` of the masks
-    gives them to the one before it."""
+    cut before the first node that reads a site it switches on; the masks of a cut run from an earlier one while that
+    one has fewer than 1/``MAX_CUTS`` of the masks (a cut costs two sessions: at most ``MAX_CUTS`` or so)."""
     first_use: dict[str, int] = {}
     for position, node in enumerate(data_nodes(model, input_name)):
         for name in node_inputs(node):
@@ -318,7 +318,7 @@ def plan_cuts(model: Any, input_name: str, masks: dict[Any, np.ndarray]) -> list
         groups.setdefault(max((c for c in cuts if c.position <= start), key=lambda c: c.position), []).append(key)
     plan: list[tuple[Cut, list[Any]]] = []
     for cut in sorted(groups, key=lambda c: c.position):
-        if plan and len(groups[cut]) < len(masks) / MAX_CUTS:
+        if plan and len(plan[-1][1]) < len(masks) / MAX_CUTS:
             plan[-1][1].extend(groups[cut])
         else:
             plan.append((cut, groups[cut]))

@@ -84,3 +84,32 @@ def test_every_site_from_its_cut_equals_the_whole_switchable_graph(random_tiny: 
     assert len(plan) >= 3, "the runs really start from several cuts"
     assert plan[0][0].position == 0 and FULL_INT8 in plan[0][1] and "none" in plan[0][1]
     assert sorted(key for _, keys in plan for key in keys if isinstance(key, int)) == sorted(range(len(branched.sites)))
+
+
+def test_cuts_with_few_masks_each_share_parts_and_no_part_starts_too_early(
+    random_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real ResNeXt has a cut per block and a few sites per block: the plan gathers the masks of consecutive cuts
+    into parts of at least 1/MAX_CUTS of them, each from the first of its cuts, instead of running every mask from the
+    input (which made each site pass the whole network)."""
+    from resnext_deploy.calibration import sensitivity
+
+    config = QuantizeConfig(manifest_sha256="cuts", method="minmax", recipe="openvino", cache_dir=tmp_path, progress=False)
+    with prepare_quantization(random_tiny, smooth_images(16, seed=2), config) as setup:
+        full, _ = setup.quantize(represent=False)
+        branched = build_switchable(full, setup.prepared_model(), setup.recipe.output_quant_excluded,
+                                    setup.recipe_excluded, weights="branch")
+    masks = {site.index: branched.site_mask([site.index]) for site in branched.sites}
+    monkeypatch.setattr(sensitivity, "MAX_CUTS", len(masks))  # every cut its own part
+    own = plan_cuts(branched.model, "input", masks)
+    largest = max(len(keys) for _, keys in own)
+    assert len(own) >= 3 and len(masks) >= 3 * largest
+    monkeypatch.setattr(sensitivity, "MAX_CUTS", len(masks) / (largest + 0.5))  # every cut alone is too small
+    plan = plan_cuts(branched.model, "input", masks)
+    threshold = largest + 0.5
+    assert len(plan) >= 2, "consecutive cuts' masks gathered into parts, not all into the first"
+    assert all(len(keys) >= threshold for _, keys in plan[:-1])
+    first_cut = {key: cut.position for cut, keys in own for key in keys}
+    for cut, keys in plan:  # a mask runs from its own cut or an earlier one, never a later one
+        assert all(cut.position <= first_cut[key] for key in keys)
+    assert sorted(key for _, keys in plan for key in keys) == sorted(masks)
