@@ -6,7 +6,10 @@ works through the same ``nodes_to_exclude`` mechanism) meets every target on the
 within a budget of layers and, optionally, of latency relative to FP32. It starts at the
 prefix the sensitivity analysis predicts, grows it geometrically while the target fails, then
 bisects down to the shortest passing prefix: a handful of quantize-and-measure steps rather
-than one per layer.
+than one per layer. With a ``timer``, the steps that can be chosen are timed on the engine: the
+first (full INT8, the reference of every ratio) and every step that meets the targets; with a
+latency budget, every step (the budget decides which can be chosen). A step that misses the
+targets cannot be chosen, so timing it would only cost time.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class Measurement:
     """What ``evaluate`` returns for one set of float layers."""
 
     metrics: dict[str, Any]  # verification's compare_logits on the tuning images
-    latency_ratio: float | None = None  # target / FP32 p50 at batch 1 on the export's engine (None: not timed)
+    latency_ratio: float | None = None  # target / FP32 p50 at batch 1 on the export's engine (None: not timed here)
 
 
 @dataclass
@@ -136,12 +139,14 @@ def search_fallback(
     predict_cosine: Callable[[int], float] | None = None,
     predict_latency: Callable[[int], float] | None = None,
     on_step: Callable[[Step], None] | None = None,
+    timer: Callable[[list[str]], float] | None = None,
 ) -> FallbackResult:
     """The shortest prefix of ``ranking`` (most sensitive first) whose artifact meets ``targets`` within ``budget``.
 
     ``evaluate(float_layers)`` quantizes with those layers left out and measures on the tuning
     images. When no prefix within the budget meets the targets, the best step measured is chosen
-    (most targets met, then the largest relative margin) and ``reached`` is False.
+    (most targets met, then the largest relative margin) and ``reached`` is False. ``timer(float_layers)``:
+    the latency ratio on the engine, asked for the steps that can be chosen (module docstring).
     """
     if not targets:
         raise UsageError("mixed precision needs an accuracy target", hint="pass --target-cosine or --target-agreement")
@@ -153,12 +158,14 @@ def search_fallback(
             layers = list(ranking[:k])
             measured = evaluate(layers)
             margins = targets.margins(measured.metrics)
-            within = budget.max_latency_ratio is None or (
-                measured.latency_ratio is not None and measured.latency_ratio <= budget.max_latency_ratio
-            )
+            meets = all(m is not None and m >= 0 for m in margins.values())
+            latency = measured.latency_ratio
+            if latency is None and timer is not None and (k == 0 or meets or budget.max_latency_ratio is not None):
+                latency = timer(layers)
+            within = budget.max_latency_ratio is None or (latency is not None and latency <= budget.max_latency_ratio)
             steps[k] = Step(
-                layers_in_float=k, float_layers=layers, metrics=measured.metrics, latency_ratio=measured.latency_ratio,
-                margins=margins, meets_target=all(m is not None and m >= 0 for m in margins.values()), within_budget=within,
+                layers_in_float=k, float_layers=layers, metrics=measured.metrics, latency_ratio=latency,
+                margins=margins, meets_target=meets, within_budget=within,
                 predicted_cosine=predict_cosine(k) if predict_cosine is not None else None,
                 predicted_latency=predict_latency(k) if predict_latency is not None else None,
                 seconds=round(time.perf_counter() - started, 3),

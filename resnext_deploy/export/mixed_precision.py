@@ -103,14 +103,18 @@ def run_fallback(
     timed = options.time_steps or budget.max_latency_ratio is not None
     latency = _LatencyProbe(backend, output / FP32_NAME, engine_options) if timed else None
 
+    quantized: dict[tuple[str, ...], tuple[Any, list[str]]] = {}  # the step's model: timed, and written if chosen
+
     def evaluate(float_layers: list[str]) -> Measurement:
-        model, _ = setup.quantize(float_layers)
-        metrics = compare_logits(reference, run_logits(model, tuning.array), labels)
-        if latency is None:
-            return Measurement(metrics)
+        model, released = quantized[tuple(float_layers)] = setup.quantize(float_layers)
+        return Measurement(compare_logits(reference, run_logits(model, tuning.array), labels))
+
+    def time_step(float_layers: list[str]) -> float:
+        assert latency is not None
+        model = quantized[tuple(float_layers)][0]
         # what the engine reads to run the float layers at the fallback precision, as in the artifact written
         set_metadata(model, {"mixed_precision": {"fallback_precision": fallback[0], "float_layers": float_layers}})
-        return Measurement(metrics, latency.ratio(model))
+        return latency.ratio(model)
 
     search_started = time.perf_counter()
     with console.stage(f"fallback until {_targets_text(options.targets)} on the tuning images"), \
@@ -129,12 +133,12 @@ def run_fallback(
             search = search_fallback(order, evaluate, options.targets, budget,
                                      predict_cosine=lambda k: result.predicted_cosine(order[:k]),
                                      predict_latency=(lambda k: costs.predicted_latency(order[:k])) if costs else None,
-                                     on_step=on_step)
+                                     on_step=on_step, timer=time_step if latency is not None else None)
         finally:
             if latency is not None:
                 latency.close()
     chosen = search.chosen.float_layers
-    model, released = setup.quantize(chosen)
+    model, released = quantized[tuple(chosen)]
     section = fallback_section(options, budget, result, search, manifest, labels is not None, setup.recipe,
                                setup.float_precision_applied)
     section["fallback_precision"], section["fallback_precision_reason"] = fallback

@@ -88,3 +88,24 @@ def test_each_step_is_reported_as_it_is_measured_with_its_predicted_latency() ->
     assert all(ratio == pytest.approx(0.3 + 0.01 * k) and predicted == pytest.approx(1.0 + 0.05 * k)
                for k, ratio, predicted in seen)
     assert result.chosen.latency_ratio == pytest.approx(0.39)
+
+
+def test_the_timer_times_the_steps_that_can_be_chosen() -> None:
+    """Step 0 (the reference of every ratio) and the steps that meet the targets are timed; a failing step is not,
+    unless a latency budget decides which steps can be chosen."""
+    evaluate, calls = _evaluator(lambda k: 0.99 + 0.001 * k)  # passes from k = 9 on
+    timed: list[int] = []
+
+    def timer(float_layers: list[str]) -> float:
+        timed.append(len(float_layers))
+        return 0.3 + 0.01 * len(float_layers)
+
+    result = search_fallback(RANKING, evaluate, Targets(cosine=0.999), Budget(max_layers=20), timer=timer)
+    assert result.chosen.layers_in_float == 9 and result.chosen.latency_ratio == pytest.approx(0.39)
+    assert len(calls) > 3 and timed == [k for k in calls if k == 0 or k >= 9]
+    assert all((step.latency_ratio is None) == (step.layers_in_float not in timed) for step in result.steps)
+    evaluate, calls = _evaluator(lambda k: 0.99 + 0.001 * k)
+    timed.clear()
+    result = search_fallback(RANKING, evaluate, Targets(cosine=0.999), Budget(max_layers=20, max_latency_ratio=0.5),
+                             timer=timer)
+    assert timed == calls and result.chosen.layers_in_float == 9
