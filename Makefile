@@ -12,7 +12,7 @@ PYTEST_XDIST ?= -n 2 --dist loadscope
 GPU_CHECK_OUT ?= out/gpu-check
 GPU_CHECK_CPU_OUT ?= out/gpu-check-cpu
 
-.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-mixed bench-engines bench-sweep bench-faults clean
+.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-mixed bench-probes bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,9 @@ bench-quant: install
 # mixed precision as the export builds it: held-out cosine vs OpenVINO latency per fallback precision, export walls
 bench-mixed: install
 	$(PY) bench/bench_mixed.py
+
+bench-probes: install
+	$(PY) bench/bench_probes.py
 
 bench-engines: install
 	$(PY) bench/bench_engines.py

@@ -105,7 +105,7 @@ def main() -> None:
                         help="the mixed-precision curve (onnxruntime and tensorrt recipes) and bench/mixed_precision.png")
     parser.add_argument("--curve-proxies", default=",".join(PROXIES), help="proxies of the curve (see proxy_model.py)")
     parser.add_argument("--tune-size", type=int, default=128, help="tuning images of the sensitivity analysis and search")
-    parser.add_argument("--probe-images", type=int, default=16, help="tuning images each site is measured on")
+    parser.add_argument("--probe-images", type=int, default=8, help="tuning images each site is measured on")
     parser.add_argument("--curve-heldout", type=int, default=128, help="held-out images every curve point is measured on")
     parser.add_argument("--max-fallback-layers", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="small smoke run (numbers not meaningful)")
