@@ -43,7 +43,7 @@ from resnext_deploy.console import progress_bar
 from resnext_deploy.errors import InputError
 from resnext_deploy.numerics import mean_cosine
 
-DEFAULT_PROBE_IMAGES = 8  # bench (harsh proxy): the first 8 of the fallback order as with 32, top 16 the same set (docs)
+DEFAULT_PROBE_IMAGES = 8  # make bench-probes: the fallback order of 32 probes for its first 29+ layers (docs)
 MIN_STEP_COST = 1e-6  # a group that removes conversions costs (about) nothing: taken first if it removes noise
 BATCH = 16
 NOISE_BATCH = 4
