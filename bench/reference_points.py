@@ -97,10 +97,12 @@ def quantize(tool: str, fp32: Path, calibration: Path, folder: Path, venvs: Path
     command = [str(python), str(SCRIPT), tool, "--fp32", str(fp32), "--calibration", str(calibration),
                "--output", str(output), "--scratch", str(folder / "scratch")]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    for stale in (output, output.with_suffix(".json")):
+        stale.unlink(missing_ok=True)
     started = time.perf_counter()
     with open(folder / "quantize.log", "w") as log:
         try:
-            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True, timeout=TIMEOUT_S)
+            done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
             print(f"  {row_name(tool)}: left out: quantization ran past {TIMEOUT_S} s")
             return None
@@ -110,7 +112,7 @@ def quantize(tool: str, fp32: Path, calibration: Path, folder: Path, venvs: Path
         reason = next((line for line in reversed(lines) if line.startswith("reference ")), lines[-1])
         print(f"  {row_name(tool)}: left out: exit {done.returncode}: {reason} (log: {folder / 'quantize.log'})")
         return None
-    record = json.loads(done.stdout.strip().splitlines()[-1])
+    record = json.loads(output.with_suffix(".json").read_text())
     return record | {"wall_seconds": wall, "versions": pinned_versions(tool, venvs), "artifact": str(output)}
 
 

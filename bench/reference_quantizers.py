@@ -5,7 +5,7 @@ Runs with the python of the tool's own virtual environment (``bench/reference_ve
 onnx and the tool. Input: our FP32 ONNX and a ``.npy`` of the calibration images, (N, 3, H, W) float32,
 already preprocessed by the project's own code (bench_mixed.py decodes the INT8 export's calibration manifest).
 Output: ``--output`` (the Q/DQ ONNX, carrying the FP32 model's metadata_props with precision ``int8`` and a
-``quantizer`` record) and ``<output>.json`` beside it (tool, version, settings, seconds).
+``quantizer`` record) and ``<output stem>.json`` beside it (tool, version, settings, seconds).
 
 Settings, each tool's documented post-training path with its defaults except where said:
 
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     args.output.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    print(json.dumps(record))
+    print(f"reference {args.tool}: wrote {args.output} ({record['quantize_linear_nodes']} QuantizeLinear nodes, "
+          f"{record['quantize_seconds']:.1f} s)")
     return 0
 
 
