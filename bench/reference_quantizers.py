@@ -17,8 +17,9 @@ Settings, each tool's documented post-training path with its defaults except whe
   FP16 for TensorRT; fp32 keeps the comparison with our FP32-between-Q/DQ artifacts about quantization alone).
 
 No network, nothing under $HOME: before a tool is imported, NNCF's telemetry is turned off (``NNCF_CI=1``: NNCF
-then uses a stub instead of openvino-telemetry) and HOME and every cache folder the tools or torch may use point
-into ``--scratch`` (default: ``<output>.scratch/``). ModelOpt 0.47 sends no telemetry.
+then uses a stub instead of openvino-telemetry; and openvino-telemetry's consent file says declined, ``0``, as its
+``opt_in_out --opt_out`` writes it), ONNX Runtime's ``disable_telemetry_events()`` is called, and HOME and every cache folder the tools or torch may use point into
+``--scratch`` (default: ``<output>.scratch/``). ModelOpt 0.47 sends no telemetry.
 
 Exit codes: 0 written, 1 the tool failed (one line on stderr says why), 2 bad arguments (before any import).
 """
@@ -67,6 +68,11 @@ def isolate(scratch: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["NNCF_CI"] = "1"  # nncf/telemetry/wrapper.py: a stub instead of openvino_telemetry
     os.environ["HOME"] = str(home)  # openvino_telemetry's consent file, ~/.cache/nncf and the like
+    # NNCF builds an openvino_telemetry client at import, before NNCF_CI swaps in the stub; without a consent file
+    # it counts as consent and writes a client id: the declined consent file that `opt_in_out --opt_out` writes
+    consent = home / "intel" / "openvino_telemetry"
+    consent.parent.mkdir(exist_ok=True)
+    consent.write_text("0")
     for variable in CACHE_VARIABLES:
         os.environ[variable] = str(home / ".cache" / variable.lower())
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -119,6 +125,8 @@ def stamp(output: Path, fp32: Any, record: dict[str, Any]) -> int:
     model = onnx.load(str(output))
     ours = {prop.key: prop.value for prop in fp32.metadata_props}
     ours |= {"precision": json.dumps("int8"), "quantizer": json.dumps(record, sort_keys=True)}
+    if "opset" in ours:  # ModelOpt raises the opset to the 19 its INT8 needs
+        ours["opset"] = json.dumps(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
     kept = [(prop.key, prop.value) for prop in model.metadata_props if prop.key not in ours]
     del model.metadata_props[:]
     for key, value in [*kept, *ours.items()]:
@@ -131,7 +139,9 @@ def stamp(output: Path, fp32: Any, record: dict[str, Any]) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Quantize from a copy of the FP32 model in the scratch folder (tools write files beside their input)."""
     import onnx
+    import onnxruntime
 
+    onnxruntime.disable_telemetry_events()  # the tools calibrate with ONNX Runtime (a no-op where it has none)
     fp32 = onnx.load(str(args.fp32), load_external_data=False)
     images = load_calibration(args.calibration, fp32)
     source = args.scratch / "model.onnx"
