@@ -12,7 +12,7 @@ PYTEST_XDIST ?= -n 2 --dist loadscope
 GPU_CHECK_OUT ?= out/gpu-check
 GPU_CHECK_CPU_OUT ?= out/gpu-check-cpu
 
-.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-mixed bench-probes bench-engines bench-sweep bench-faults clean
+.PHONY: install demo test test-fast docs gpu-check gpu-check-cpu bench bench-export bench-e2e bench-quant bench-mixed bench-refs bench-probes bench-engines bench-sweep bench-faults clean
 
 install: $(VENV)/.installed
 
@@ -58,9 +58,15 @@ bench-e2e: install
 bench-quant: install
 	$(PY) bench/bench_quant.py
 
-# mixed precision as the export builds it: held-out cosine vs OpenVINO latency per fallback precision, export walls
-bench-mixed: install
+# mixed precision as the export builds it: held-out cosine vs OpenVINO latency per fallback precision, export walls,
+# with NNCF's and ModelOpt's INT8 artifacts from the same FP32 ONNX and calibration images as reference points
+bench-mixed: install bench-refs
 	$(PY) bench/bench_mixed.py
+
+# one venv per reference quantizer under out/bench-venvs/ (never .venv: ModelOpt brings onnxruntime-gpu, which must
+# not meet onnxruntime); a ready one is kept, a failed install is reported and left out (bench/reference_venvs.sh)
+bench-refs:
+	PYTHON=$(PYTHON) bench/reference_venvs.sh
 
 bench-probes: install
 	$(PY) bench/bench_probes.py

@@ -8,13 +8,22 @@ of natural-looking JPEGs and the real CLI, in child processes, each with a cold 
 * the same with ``--fallback-precision fp32`` (from the first's FP32 export and cache: not timed as an export);
 * ``--precision fp16`` from the same FP32 export.
 
-Then every artifact is compiled with the export's OpenVINO settings and timed side by side in one process,
-alternating rounds, at batch 1 and 8: FP32, FP16 (bf16 on such CPUs), full INT8, and the mixed artifacts.
-The held-out cosine is each export's own ``verify`` on its evaluation images (never tuning or calibration
-images), read from its report.json beside the tuning cosine the search saw.
+Reference points (``--references nncf,modelopt``, the default; ``reference_points.py``): NNCF's and NVIDIA
+ModelOpt's INT8 Q/DQ ONNX, each tool in its own venv under ``out/bench-venvs/`` (``make bench-refs`` makes them;
+a tool without one, or whose run fails, is left out with one line saying why), quantized from the plain INT8
+export's FP32 ``model.onnx`` with the very images that export calibrated on (its calibration manifest, decoded
+by our preprocessing into one ``.npy``). Their export time is the tool's child process wall, calibration
+included (no FP32 export, no verify in it).
 
-Run: ``.venv/bin/python bench/bench_mixed.py`` (about 25 min on 2 cores); ``--quick`` for a smoke run.
-Time only on a quiet machine.
+Then every artifact is compiled with the export's OpenVINO settings and timed side by side in one process,
+alternating rounds, at batch 1 and 8: FP32, FP16 (bf16 on such CPUs), full INT8, the mixed artifacts and the
+reference points. The held-out cosine is each export's own ``verify`` on its evaluation images (never tuning or
+calibration images), read from its report.json beside the tuning cosine the search saw; a reference artifact
+gets ``resnext-deploy verify`` on the bare file with the INT8 export's evaluation settings (the same images,
+backend and cached FP32 logits).
+
+Run: ``make bench-refs && .venv/bin/python bench/bench_mixed.py`` (about 25 min on 2 cores, plus the reference
+quantizations); ``--quick`` for a smoke run (the reference path included). Time only on a quiet machine.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from proxy_model import DEFAULT_RESIDUAL_GAMMA, MEAN, STD, build_proxy, natural_images  # noqa: E402
+from reference_points import parse_tools, reference_points  # noqa: E402
+
+NAMES = {"fp32": "int8", "int8": "int8", "fp16": "fp16", "mixed auto": "mixed auto", "mixed fp32": "mixed fp32"}
 
 
 def write_folder(root: Path, split: str, classes: int, per_class: int, seed: int) -> None:
@@ -96,9 +108,25 @@ def latencies(paths: dict[str, Path], batches: list[int], threads: int, rounds: 
 
 
 def held_out(report: dict) -> dict:
+    """Held-out accuracy of a verified report: mean cosine, top-1 agreement, image count."""
     accuracy = ((report.get("verification") or {}).get("accuracy") or {})
     return {"cosine": accuracy.get("mean_cosine"), "agreement": accuracy.get("top1_agreement"),
             "images": accuracy.get("images")}
+
+
+def cosine_of(name: str, reports: dict, refs: dict) -> float | None:
+    """Held-out cosine of a timed artifact: 1 for FP32, a reference point's own verify, else its export's."""
+    if name == "fp32":
+        return 1.0
+    return held_out(refs[name]["report"] if name in refs else reports[NAMES[name]])["cosine"]
+
+
+def reference_entry(ref: dict) -> dict:
+    """A reference point in results.json: versions, settings, times, held-out accuracy."""
+    record = ref["record"]
+    return {key: record.get(key) for key in ("tool", "versions", "settings", "calibration_images", "wall_seconds",
+                                              "quantize_seconds", "quantize_linear_nodes")} | {
+        "held_out": held_out(ref["report"]), "backend": (ref["report"].get("verification") or {}).get("backend")}
 
 
 def main() -> None:
@@ -116,7 +144,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-mixed")
     parser.add_argument("--reuse", action="store_true", help="time the artifacts of an earlier run in --work")
     parser.add_argument("--quick", action="store_true", help="smoke run (numbers not meaningful)")
+    parser.add_argument("--references", default="nncf,modelopt",
+                        help="reference quantizers from the same FP32 ONNX and calibration images ('none': skip)")
     args = parser.parse_args()
+    tools = parse_tools(args.references)
     if args.quick:
         args.calib_size, args.eval_size, args.tune_size, args.rounds, args.iters = 32, 16, 16, 1, 2
     import torch
@@ -154,16 +185,20 @@ def main() -> None:
         paths = {"fp32": work / "int8" / "model.onnx", "fp16": work / "fp16" / "model.fp16.onnx",
                  "int8": work / "int8" / "model.int8.onnx", "mixed auto": work / "mixed-auto" / "model.int8.onnx",
                  "mixed fp32": work / "mixed-fp32" / "model.int8.onnx"}
+        refs = reference_points(args, work, reports["int8"], tools)
+        paths |= {name: Path(ref["record"]["artifact"]) for name, ref in refs.items()}
         timed = latencies(paths, batches, args.threads, args.rounds, args.iters)
-        results[proxy] = {"walls": walls, "reports": reports, "latency": timed}
-        print_proxy(args, proxy, walls, reports, timed, batches)
+        results[proxy] = {"walls": walls, "reports": reports, "latency": timed, "refs": refs}
+        print_proxy(args, proxy, walls, reports, refs, timed, batches)
     print(f"machine: {cpu_model()}, {args.threads} threads; command: .venv/bin/python bench/bench_mixed.py "
           + " ".join(sys.argv[1:]))
     if not args.quick:
         plot(results, batches, args.target_cosine, ROOT / "bench" / "mixed_fallback.png")
     (args.work / "results.json").write_text(json.dumps(
         {p: {"walls": r["walls"], "latency": {k: {str(b): v for b, v in d.items()} for k, d in r["latency"].items()},
-             "held_out": {k: held_out(v) for k, v in r["reports"].items()},
+             "held_out": {k: held_out(v) for k, v in r["reports"].items()}
+                         | {k: held_out(v["report"]) for k, v in r["refs"].items()},
+             "references": {k: reference_entry(v) for k, v in r["refs"].items()},
              "mixed": {k: _mixed(v) for k, v in r["reports"].items() if v.get("mixed_precision")},
              "stages": {k: v.get("stages") for k, v in r["reports"].items()}} for p, r in results.items()}, indent=1))
 
@@ -178,14 +213,17 @@ def plot(results: dict, batches: list[int], target: float, path: Path) -> None:
     except ImportError:
         print("matplotlib is not installed: no picture")
         return
-    names = {"fp32": "int8", "int8": "int8", "fp16": "fp16", "mixed auto": "mixed auto", "mixed fp32": "mixed fp32"}
     figure, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
     for axis, batch in zip(axes[0], batches):
         for marker, (proxy, result) in zip("os^", results.items()):
             timed = result["latency"]
             for name, row in timed.items():
-                cosine = 1.0 if name == "fp32" else held_out(result["reports"][names[name]])["cosine"]
-                axis.scatter(row[batch] / timed["int8"][batch], 1.0 - cosine, marker=marker)
+                cosine = cosine_of(name, result["reports"], result["refs"])
+                if cosine is None:
+                    continue
+                reference = name in result["refs"]  # the other tools' points: hollow
+                axis.scatter(row[batch] / timed["int8"][batch], 1.0 - cosine, marker=marker,
+                             facecolors="none" if reference else None, edgecolors="black" if reference else None)
                 axis.annotate(f"{name} ({proxy}, {row['computes_in']})", (row[batch] / timed["int8"][batch], 1.0 - cosine),
                               fontsize=7)
         axis.axhline(1.0 - target, linestyle="--", linewidth=0.8)
@@ -206,7 +244,7 @@ def _mixed(report: dict) -> dict:
             "steps": len(section["steps"])}
 
 
-def print_proxy(args, proxy, walls, reports, timed, batches) -> None:  # type: ignore[no-untyped-def]
+def print_proxy(args, proxy, walls, reports, refs, timed, batches) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
@@ -214,11 +252,9 @@ def print_proxy(args, proxy, walls, reports, timed, batches) -> None:  # type: i
     for column in ("artifact", "computes in", "float layers (MACs)", "tuning cosine", "held-out cosine",
                    *[f"b{b} ms" for b in batches], *[f"b{b} x INT8" for b in batches]):
         table.add_column(column, justify="left" if column == "artifact" else "right")
-    names = {"fp32": "int8", "int8": "int8", "fp16": "fp16", "mixed auto": "mixed auto", "mixed fp32": "mixed fp32"}
     for name, row in timed.items():
-        report = reports[names[name]]
-        section = report.get("mixed_precision") if name.startswith("mixed") else None
-        cosine = held_out(report)["cosine"] if name != "fp32" else 1.0
+        section = reports[NAMES[name]].get("mixed_precision") if name.startswith("mixed") else None
+        cosine = cosine_of(name, reports, refs)
         kept = f"{section['float_layer_count']} ({section['float_cost_share']:.1%})" if section else "-"
         tuning = f"{section['chosen']['cosine']:.5f}" if section else "-"
         table.add_row(name, str(row["computes_in"]), kept, tuning, "-" if cosine is None else f"{cosine:.5f}",
@@ -233,6 +269,17 @@ def print_proxy(args, proxy, walls, reports, timed, batches) -> None:  # type: i
     for name in ("mixed auto", "mixed fp32"):
         section = reports[name]["mixed_precision"]
         print(f"  {name}: {section['summary']}")
+    if refs:
+        ours = reports["int8"].get("stages") or {}
+        print("  reference export walls (the tool's child process from our FP32 ONNX, calibration included): "
+              + ", ".join(f"{name} {ref['record']['wall_seconds']:.1f} s" for name, ref in refs.items())
+              + f"; ours: plain INT8 {plain:.1f} s in all, its calibrate + quantize stages "
+              f"{(ours.get('calibration') or 0) + (ours.get('quantize') or 0):.1f} s")
+        for name, ref in refs.items():
+            record = ref["record"]
+            versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+            print(f"  {name}: {versions}; {record['calibration_images']} calibration images; "
+                  f"held-out on {(ref['report'].get('verification') or {}).get('backend')}")
 
 
 if __name__ == "__main__":
