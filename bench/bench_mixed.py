@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-mixed")
-    parser.add_argument("--reuse", action="store_true", help="time the artifacts of an earlier run in --work")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the artifacts of an earlier run in --work (reference points it lacks are made)")
     parser.add_argument("--quick", action="store_true", help="smoke run (numbers not meaningful)")
     parser.add_argument("--references", default="nncf,modelopt",
                         help="reference quantizers from the same FP32 ONNX and calibration images ('none': skip)")
@@ -204,32 +205,42 @@ def main() -> None:
 
 
 def plot(results: dict, batches: list[int], target: float, path: Path) -> None:
-    """Held-out cosine vs latency (x full INT8) of every artifact, one panel per batch size, a marker per proxy."""
+    """Held-out cosine vs latency (x full INT8) of every artifact, one panel per batch size: a colour per artifact,
+    a marker per proxy, the other tools' points hollow; FP32 (exact by definition) is left out of the log axes."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         print("matplotlib is not installed: no picture")
         return
-    figure, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    names = sorted({name for result in results.values() for name in result["latency"] if name != "fp32"})
+    colours = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(names)}
+    markers = dict(zip(results, "os^D"))
+    figure, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 4.8), squeeze=False)
     for axis, batch in zip(axes[0], batches):
-        for marker, (proxy, result) in zip("os^", results.items()):
+        for proxy, result in results.items():
             timed = result["latency"]
             for name, row in timed.items():
                 cosine = cosine_of(name, result["reports"], result["refs"])
-                if cosine is None:
+                if name == "fp32" or cosine is None:
                     continue
-                reference = name in result["refs"]  # the other tools' points: hollow
-                axis.scatter(row[batch] / timed["int8"][batch], 1.0 - cosine, marker=marker,
-                             facecolors="none" if reference else None, edgecolors="black" if reference else None)
-                axis.annotate(f"{name} ({proxy}, {row['computes_in']})", (row[batch] / timed["int8"][batch], 1.0 - cosine),
-                              fontsize=7)
-        axis.axhline(1.0 - target, linestyle="--", linewidth=0.8)
-        axis.set_xlabel(f"latency, x full INT8 (OpenVINO, batch {batch})")
-        axis.set_ylabel("1 - held-out logits cosine vs FP32")
-        axis.set_yscale("symlog", linthresh=1e-5)
+                hollow = name in result["refs"]
+                axis.scatter(row[batch] / timed["int8"][batch], max(1.0 - cosine, 1e-7), marker=markers[proxy], s=48,
+                             facecolors="none" if hollow else colours[name], edgecolors=colours[name], linewidths=1.5)
+        axis.axhline(1.0 - target, linestyle="--", linewidth=0.8, color="grey")
+        axis.axvline(1.05, linestyle=":", linewidth=0.8, color="grey")
+        axis.set_yscale("log")
+        axis.set_xlabel(f"latency, x full INT8 (OpenVINO, batch {batch}; dotted: 1.05x)")
+        axis.set_ylabel(f"1 - held-out logits cosine vs FP32 (dashed: {target:g})")
+        axis.grid(True, which="both", linewidth=0.3)
+    handles = [Line2D([], [], linestyle="", marker="o", color=colours[name], label=name) for name in names]
+    handles += [Line2D([], [], linestyle="", marker=markers[proxy], color="black", markerfacecolor="none",
+                       label=f"{proxy} proxy") for proxy in results]
+    axes[0][-1].legend(handles=handles, fontsize=8, loc="upper right")
+    figure.suptitle("mixed precision as the export builds it (hollow: other tools' INT8)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     print(f"wrote {path}")

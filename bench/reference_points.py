@@ -139,7 +139,8 @@ def verify(args: Any, artifact: Path, fp32: Path, export_report: dict, cache: Pa
 
 
 def reference_points(args: Any, work: Path, export_report: dict, tools: list[str], venvs: Path = VENVS) -> dict[str, dict]:
-    """Quantize (or, under ``--reuse``, reload) and verify each tool's artifact of ``work``'s proxy.
+    """Quantize (or, under ``--reuse``, reload when an earlier run made it) and verify each tool's artifact of
+    ``work``'s proxy.
 
     Returns {row name: {"record": the quantizer's record, "report": verify's report.json}} for the tools that worked.
     """
@@ -147,36 +148,35 @@ def reference_points(args: Any, work: Path, export_report: dict, tools: list[str
     if not tools:
         return refs
     fp32 = work / "int8" / "model.onnx"
-    if not args.reuse:
-        calibration, count, seconds = calibration_array(work / "int8", work / "refs" / "calibration.npy")
-        print(f"  reference points: {count} calibration images of the INT8 export decoded in {seconds:.1f} s "
-              f"-> {calibration}")
+    calibration = work / "refs" / "calibration.npy"
     for tool in tools:
         folder = work / "refs" / tool
-        if args.reuse:
-            record = _reload(folder, tool)
-        else:
-            record = quantize(tool, fp32, work / "refs" / "calibration.npy", folder, venvs)
+        record = _reload(folder) if args.reuse else None
+        fresh = record is None
+        if fresh:
+            if not calibration.is_file() or not args.reuse:
+                _, count, seconds = calibration_array(work / "int8", calibration)
+                print(f"  reference points: {count} calibration images of the INT8 export decoded in {seconds:.1f} s "
+                      f"-> {calibration}")
+            record = quantize(tool, fp32, calibration, folder, venvs)
             if record is not None:
                 (folder / "record.json").write_text(json.dumps(record, indent=1))
         if record is None:
             continue
         earlier = folder / "verify" / "report.json"
-        report = (json.loads(earlier.read_text()) if args.reuse and earlier.is_file() else
+        report = (json.loads(earlier.read_text()) if not fresh and earlier.is_file() else
                   verify(args, Path(record["artifact"]), fp32, export_report, work / "cache-plain", folder / "verify"))
         if report is not None:
             refs[row_name(tool)] = {"record": record, "report": report}
     return refs
 
 
-def _reload(folder: Path, tool: str) -> dict | None:
-    """An earlier run's record (``--reuse``), or None with one line saying why."""
+def _reload(folder: Path) -> dict | None:
+    """An earlier run's record (``--reuse``) whose artifact is still there, else None (it is made again)."""
     path = folder / "record.json"
     if not path.is_file():
-        print(f"  {row_name(tool)}: left out: no earlier reference run in {folder}")
         return None
     record = json.loads(path.read_text())
-    if not Path(record["artifact"]).is_file():
-        print(f"  {row_name(tool)}: left out: {record['artifact']} is gone")
-        return None
-    return record
+    return record if Path(record["artifact"]).is_file() else None
+
+
