@@ -9,7 +9,7 @@ bisects down to the shortest passing prefix: a handful of quantize-and-measure s
 than one per layer. With a ``timer``, the steps that can be chosen are timed on the engine: the
 first (full INT8, the reference of every ratio) and every step that meets the targets; with a
 latency budget, every step (the budget decides which can be chosen). A step that misses the
-targets cannot be chosen, so timing it would only cost time.
+targets is chosen only as the best effort when none meets them, and is timed then.
 """
 
 from __future__ import annotations
@@ -213,6 +213,8 @@ def search_fallback(
         latency_cut = True
     candidates = [s for s in steps.values() if s.within_budget] or [first]
     chosen = max(candidates, key=lambda s: _score(s, targets))
+    if chosen.latency_ratio is None and timer is not None:  # the best effort is written: time it too
+        chosen.latency_ratio = timer(chosen.float_layers)
     if latency_cut:
         stopped_by = "max_latency_ratio"
     elif ceiling < len(ranking):

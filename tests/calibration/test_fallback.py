@@ -109,3 +109,16 @@ def test_the_timer_times_the_steps_that_can_be_chosen() -> None:
     result = search_fallback(RANKING, evaluate, Targets(cosine=0.999), Budget(max_layers=20, max_latency_ratio=0.5),
                              timer=timer)
     assert timed == calls and result.chosen.layers_in_float == 9
+
+
+def test_the_best_effort_step_is_timed_when_no_step_meets_the_targets() -> None:
+    evaluate, calls = _evaluator(lambda k: 0.99 + 0.0005 * k)  # would need k = 18
+    timed: list[int] = []
+
+    def timer(float_layers: list[str]) -> float:
+        timed.append(len(float_layers))
+        return 0.3
+
+    result = search_fallback(RANKING, evaluate, Targets(cosine=0.999), Budget(max_layers=5), timer=timer)
+    assert not result.reached and result.chosen.layers_in_float == 5
+    assert timed == [0, 5] and result.chosen.latency_ratio == pytest.approx(0.3)
