@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from reference_quantizers import TOOLS  # the tools the child script takes (it imports only the standard library here)
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ("nncf", "modelopt")
 SCRIPT = ROOT / "bench" / "reference_quantizers.py"
 VENVS = ROOT / "out" / "bench-venvs"
 TIMEOUT_S = 3 * 3600
@@ -149,12 +149,14 @@ def reference_points(args: Any, work: Path, export_report: dict, tools: list[str
         return refs
     fp32 = work / "int8" / "model.onnx"
     calibration = work / "refs" / "calibration.npy"
+    if not args.reuse:  # this run's INT8 export may have calibrated on other images than an earlier run's
+        calibration.unlink(missing_ok=True)
     for tool in tools:
         folder = work / "refs" / tool
         record = _reload(folder) if args.reuse else None
         fresh = record is None
         if fresh:
-            if not calibration.is_file() or not args.reuse:
+            if not calibration.is_file():  # decoded once, for every tool quantized in this run
                 _, count, seconds = calibration_array(work / "int8", calibration)
                 print(f"  reference points: {count} calibration images of the INT8 export decoded in {seconds:.1f} s "
                       f"-> {calibration}")

@@ -106,7 +106,7 @@ def run_fallback(
     quantized: dict[tuple[str, ...], tuple[Any, list[str]]] = {}  # the step's model: timed, and written if chosen
 
     def evaluate(float_layers: list[str]) -> Measurement:
-        model, released = quantized[tuple(float_layers)] = setup.quantize(float_layers)
+        model, _ = quantized[tuple(float_layers)] = setup.quantize(float_layers)
         return Measurement(compare_logits(reference, run_logits(model, tuning.array), labels))
 
     def time_step(float_layers: list[str]) -> float:
